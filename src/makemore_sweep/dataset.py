@@ -1,0 +1,192 @@
+"""The data contract: words, vocabulary, the lecture's 80/10/10 split and context windows.
+
+Pure functions over plain Python and tensors; the LightningDataModule only wires them up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from makemore_sweep.errors import DataError
+
+BOUNDARY = "."  # start/end token, always index 0
+SPLIT_SEED = 42  # the lectures' random.seed(42) shuffle
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Characters of the data with the boundary token `'.'` at index 0, the rest sorted."""
+
+    chars: tuple[str, ...]
+
+    @classmethod
+    def from_words(cls, words: Sequence[str]) -> Vocabulary:
+        letters = sorted(set("".join(words)))
+        return cls((BOUNDARY, *letters))
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def stoi(self) -> dict[str, int]:
+        return {ch: i for i, ch in enumerate(self.chars)}
+
+    def encode(self, word: str) -> list[int]:
+        stoi = self.stoi
+        return [stoi[ch] for ch in word]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What was read, reported in one line so surprises in the data are visible."""
+
+    path: str
+    n_words: int
+    n_unique: int
+    vocab_size: int
+    max_len: int
+    non_ascii: int
+    mixed_case: bool
+
+    def line(self) -> str:
+        notes = []
+        if self.n_unique < self.n_words:
+            notes.append(f"{self.n_words - self.n_unique} duplicates kept")
+        if self.non_ascii:
+            notes.append(f"{self.non_ascii} words with non-ASCII letters")
+        if self.mixed_case:
+            notes.append("mixed case kept as distinct characters")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        return (
+            f"data: {self.n_words} words from {self.path}, vocabulary {self.vocab_size}, "
+            f"longest word {self.max_len} characters{extra}"
+        )
+
+
+def read_words(path: str | Path) -> list[str]:
+    """Read one word per line, skipping blank lines; fail with one sentence naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"Cannot read the names file {path}: {error.strerror}.") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"The names file {path} is not UTF-8 text (bad byte at offset {error.start}); "
+            "give a text file with one name per line."
+        ) from error
+    if "\x00" in text:
+        raise DataError(f"The names file {path} contains NUL bytes; give a text file with one name per line.")
+    words = [line.strip() for line in text.splitlines()]
+    words = [w for w in words if w]
+    if not words:
+        what = "is empty" if not raw.strip() else "holds only blank lines"
+        raise DataError(f"The names file {path} {what}; it needs one name per line.")
+    for number, word in enumerate(words, start=1):
+        if BOUNDARY in word or any(ch.isspace() for ch in word):
+            raise DataError(
+                f"The names file {path} has a word with '{BOUNDARY}' or inner whitespace "
+                f"({word[:40]!r}, word {number}); '{BOUNDARY}' is the start/end token."
+            )
+    return words
+
+
+def summarise(path: str | Path, words: Sequence[str], vocab: Vocabulary) -> DataSummary:
+    return DataSummary(
+        path=str(path),
+        n_words=len(words),
+        n_unique=len(set(words)),
+        vocab_size=vocab.size,
+        max_len=max(len(w) for w in words),
+        non_ascii=sum(not w.isascii() for w in words),
+        mixed_case=any(ch.isupper() for w in words for ch in w)
+        and any(ch.islower() for w in words for ch in w),
+    )
+
+
+def split_words(
+    words: Sequence[str],
+    seed: int = SPLIT_SEED,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> tuple[list[str], list[str], list[str]]:
+    """Shuffle exactly as the lectures do and cut at int(0.8*n) and int(0.9*n)."""
+    shuffled = list(words)
+    # The lectures shuffle with the global `random` state; a private Random gives the same order
+    # without touching the caller's global state.
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    cut1 = int(fractions[0] * n)
+    cut2 = int((fractions[0] + fractions[1]) * n)
+    parts = (shuffled[:cut1], shuffled[cut1:cut2], shuffled[cut2:])
+    for name, part in zip(SPLIT_NAMES, parts, strict=True):
+        if not part:
+            raise DataError(
+                f"The names file has {n} words, too few for a non-empty {name} split; "
+                "it needs at least 10 words."
+            )
+    return parts
+
+
+def build_windows(words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context windows X (n, block_size) of previous characters, left-padded with '.', and targets Y.
+
+    Vectorised: every word becomes `block_size` pads, its characters and a closing '.', laid end
+    to end; a sliding window over that stream gives each target's context without a Python loop
+    over examples.
+    """
+    stoi = vocab.stoi
+    pieces: list[np.ndarray] = []
+    target_pos: list[np.ndarray] = []
+    offset = 0
+    pad = np.zeros(block_size, dtype=np.int64)
+    for word in words:
+        ids = np.fromiter((stoi[ch] for ch in word), dtype=np.int64, count=len(word))
+        seq = np.concatenate([pad, ids, [0]])
+        pieces.append(seq)
+        target_pos.append(np.arange(offset + block_size, offset + len(seq)))
+        offset += len(seq)
+    stream = np.concatenate(pieces)
+    positions = np.concatenate(target_pos)
+    windows = np.lib.stride_tricks.sliding_window_view(stream, block_size)
+    x = windows[positions - block_size]
+    y = stream[positions]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """The three splits as (X, Y) tensors plus the vocabulary and the training words."""
+
+    vocab: Vocabulary
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    train_words: frozenset[str]
+    summary: DataSummary
+
+
+def load_splits(path: str | Path, block_size: int, seed: int = SPLIT_SEED) -> SplitTensors:
+    words = read_words(path)
+    vocab = Vocabulary.from_words(words)
+    train_w, val_w, test_w = split_words(words, seed=seed)
+    return SplitTensors(
+        vocab=vocab,
+        train=build_windows(train_w, vocab, block_size),
+        val=build_windows(val_w, vocab, block_size),
+        test=build_windows(test_w, vocab, block_size),
+        train_words=frozenset(train_w),
+        summary=summarise(path, words, vocab),
+    )

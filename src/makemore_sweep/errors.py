@@ -1,0 +1,74 @@
+"""Errors a user can cause, and the one place that turns them into a clean exit.
+
+Every error a user can provoke (a bad override, a missing file, an unreachable storage) is
+raised as a `UserError` subclass carrying one sentence that names the culprit. The command-line
+entry points catch them and print that sentence instead of a traceback
+(set MAKEMORE_DEBUG=1 to see the traceback anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message is one sentence naming the culprit."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A configuration value is outside its allowed range."""
+
+
+class DataError(UserError):
+    """The names file is missing, unreadable or unusable."""
+
+
+class StorageError(UserError):
+    """The Optuna storage cannot be reached or used."""
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite."""
+
+    exit_code = 3
+
+    def __init__(self, step: int, loss: float) -> None:
+        self.step = step
+        self.loss = loss
+        super().__init__(
+            f"Training diverged: the loss became {loss} at step {step}; "
+            "lower optim.lr or add gradient clipping (trainer.gradient_clip_val)."
+        )
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("MAKEMORE_DEBUG", "") not in ("", "0", "false")
+
+
+def report_user_error(error: UserError) -> None:
+    """Print the one-sentence message of a user error on stderr."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+
+
+def exit_cleanly_on_user_error(func: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a console-script entry point: user errors exit non-zero with one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> T:
+        try:
+            return func(*args, **kwargs)
+        except UserError as error:
+            if debug_enabled():
+                raise
+            report_user_error(error)
+            raise SystemExit(error.exit_code) from None
+
+    return wrapper

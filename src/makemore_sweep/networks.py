@@ -1,0 +1,133 @@
+"""The networks: the lectures' embedding MLP (with or without BatchNorm) and the count bigram.
+
+Plain torch modules; training logic lives in `module.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NETWORK_NAMES = ("mlp_bn", "mlp", "bigram")
+TANH_GAIN = 5.0 / 3.0  # the lectures' Kaiming gain for tanh
+OUTPUT_SCALE = 0.1  # small last layer: near-uniform predictions, loss ≈ ln(vocab) at step 0
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What `model.*` in the config describes; see conf/model/*.yaml."""
+
+    name: str = "mlp_bn"
+    n_embd: int = 10
+    n_hidden: int = 200
+    n_layers: int = 1
+    batchnorm: bool = True
+    dropout: float = 0.0
+    direct: bool = False  # Bengio et al.'s direct embedding-to-output connections
+    bn_momentum: float = 0.1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NetworkSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MLPLanguageModel(nn.Module):
+    """Embedding table → concatenated context → n_layers × [Linear → BatchNorm1d → tanh] → Linear.
+
+    With `batchnorm` the hidden Linear layers have no bias (BatchNorm's shift replaces it);
+    training normalises with batch statistics, `eval()` with the running statistics.
+    """
+
+    def __init__(self, vocab_size: int, block_size: int, spec: NetworkSpec) -> None:
+        super().__init__()
+        self.block_size = block_size
+        self.embedding = nn.Embedding(vocab_size, spec.n_embd)
+        layers: list[nn.Module] = []
+        fan_in = block_size * spec.n_embd
+        for _ in range(spec.n_layers):
+            linear = nn.Linear(fan_in, spec.n_hidden, bias=not spec.batchnorm)
+            layers.append(linear)
+            if spec.batchnorm:
+                layers.append(nn.BatchNorm1d(spec.n_hidden, momentum=spec.bn_momentum))
+            layers.append(nn.Tanh())
+            if spec.dropout > 0:
+                layers.append(nn.Dropout(spec.dropout))
+            fan_in = spec.n_hidden
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(fan_in, vocab_size)
+        self.direct = nn.Linear(block_size * spec.n_embd, vocab_size, bias=False) if spec.direct else None
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.embedding.weight)
+        for layer in self.hidden:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=TANH_GAIN / math.sqrt(layer.in_features))
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.output.weight, std=OUTPUT_SCALE / math.sqrt(self.output.in_features))
+        nn.init.zeros_(self.output.bias)
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        flat = self.embedding(context).flatten(1)
+        logits = self.output(self.hidden(flat))
+        if self.direct is not None:
+            logits = logits + self.direct(flat)
+        return logits
+
+
+class BigramModel(nn.Module):
+    """The count bigram with add-one smoothing: 'trained' by counting, evaluated like the MLP."""
+
+    trainable = False
+
+    def __init__(self, vocab_size: int, block_size: int, spec: NetworkSpec | None = None) -> None:
+        super().__init__()
+        self.register_buffer("log_probs", torch.full((vocab_size, vocab_size), -math.log(vocab_size)))
+
+    @torch.no_grad()
+    def fit_counts(self, context: torch.Tensor, target: torch.Tensor, smoothing: float = 1.0) -> None:
+        vocab_size = self.log_probs.shape[0]
+        counts = torch.full((vocab_size, vocab_size), smoothing, dtype=torch.float64)
+        pairs = context[:, -1] * vocab_size + target
+        counts.view(-1).index_add_(0, pairs, torch.ones_like(pairs, dtype=torch.float64))
+        self.log_probs.copy_((counts / counts.sum(1, keepdim=True)).log().float())
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.log_probs[context[:, -1]]
+
+
+def build_network(spec: NetworkSpec, vocab_size: int, block_size: int) -> nn.Module:
+    if spec.name == "bigram":
+        return BigramModel(vocab_size, block_size, spec)
+    if spec.name in ("mlp_bn", "mlp"):
+        return MLPLanguageModel(vocab_size, block_size, spec)
+    raise ValueError(f"unknown network {spec.name!r}; choose one of {', '.join(NETWORK_NAMES)}")
+
+
+def count_parameters(network: nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+@torch.no_grad()
+def mean_loss(network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32768) -> float:
+    """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses running statistics)."""
+    was_training = network.training
+    network.eval()
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        logits = network(x[start : start + batch_size])
+        total += F.cross_entropy(logits.float(), y[start : start + batch_size], reduction="sum").item()
+    network.train(was_training)
+    return total / len(x)

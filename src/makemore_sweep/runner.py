@@ -1,0 +1,155 @@
+"""One training run, start to finish: data → module → fit → best checkpoint → metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from makemore_sweep.instantiation import build as instantiate
+from omegaconf import DictConfig
+
+from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
+from makemore_sweep.config_checks import validate_config
+from makemore_sweep.datamodule import NamesDataModule
+from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.metrics_file import write_metrics
+from makemore_sweep.module import LanguageModelTask
+from makemore_sweep.monitor import RunMonitor
+from makemore_sweep.networks import count_parameters, mean_loss
+from makemore_sweep.sampling import novel_fraction, sample_names
+from makemore_sweep.summary import print_summary
+from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config, log_run_summary
+from makemore_sweep.trainer_setup import build_trainer, plan_steps
+
+log = logging.getLogger(__name__)
+N_SAMPLES = 20
+
+
+def configure_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one model as configured; write metrics.json in `run_dir` and return its contents."""
+    validate_config(cfg)
+    started = time.perf_counter()
+    configure_threads(cfg.get("threads"))
+    L.seed_everything(cfg.seed, verbose=False)
+
+    datamodule: NamesDataModule = instantiate(cfg.data)
+    datamodule.setup()
+    splits = datamodule.splits
+    print(splits.summary.line(), flush=True)
+    validate_config(cfg, n_train=len(splits.train[0]))
+
+    plan = plan_steps(cfg.trainer, n_train=len(splits.train[0]), batch_size=cfg.data.batch_size)
+    datamodule.step_plan = plan
+    module: LanguageModelTask = instantiate(
+        cfg.module,
+        vocab=list(splits.vocab.chars),
+        block_size=cfg.data.block_size,
+        max_steps=plan.max_steps,
+        _convert_="all",
+    )
+    monitor = RunMonitor(target_loss=cfg.target_loss)
+    callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    loggers = build_loggers(cfg.get("logger"))
+    log_run_config(loggers, cfg)
+    trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
+    startup_s = time.perf_counter() - started
+
+    best_path = run_dir / BEST_CHECKPOINT
+    state, error = "completed", None
+    try:
+        if getattr(module.net, "trainable", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        else:
+            fit_by_counting(module, datamodule, trainer, monitor, best_path)
+    except TrainingDiverged as diverged:
+        state, error = "failed", str(diverged)
+        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+        write_metrics(run_dir, metrics)
+        finish_loggers(loggers, status="failed")
+        raise
+
+    metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+    write_metrics(run_dir, metrics)
+    log_run_summary(loggers, metrics, step=trainer.global_step)
+    finish_loggers(loggers)
+    print_summary(metrics, run_dir)
+    return metrics
+
+
+def fit_by_counting(
+    module: LanguageModelTask,
+    datamodule: NamesDataModule,
+    trainer: L.Trainer,
+    monitor: RunMonitor,
+    best_path: Path,
+) -> None:
+    """The bigram baseline: count, then evaluate and checkpoint like a trained model."""
+    monitor.on_train_start(trainer, module)
+    module.net.fit_counts(*datamodule.splits.train)  # type: ignore[operator]
+    monitor.on_train_end(trainer, module)
+    val_loss = mean_loss(module.net, *datamodule.splits.val)
+    monitor.best_val_loss, monitor.best_step = val_loss, 0
+    monitor.val_history.append((0, val_loss))
+    if val_loss < monitor.target_loss:
+        monitor.time_to_target_s, monitor.steps_to_target = monitor.elapsed_s(), 0
+    best_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, best_path)
+
+
+def collect_metrics(
+    cfg: DictConfig,
+    module: LanguageModelTask,
+    datamodule: NamesDataModule,
+    monitor: RunMonitor,
+    trainer: L.Trainer,
+    best_path: Path,
+    state: str,
+    error: str | None,
+    startup_s: float,
+) -> dict[str, Any]:
+    """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
+    splits = datamodule.splits
+    network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
+    losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name))) for name in ("train", "val", "test")}
+    samples = sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)
+    return {
+        "val_loss": losses["val"],
+        "test_loss": losses["test"],
+        "train_loss": losses["train"],
+        "init_loss": module.init_loss,
+        "n_params": count_parameters(module.net),
+        "n_train": len(splits.train[0]),
+        "n_val": len(splits.val[0]),
+        "n_test": len(splits.test[0]),
+        "steps": trainer.global_step,
+        "best_step": monitor.best_step,
+        "train_time_s": round(monitor.elapsed_s(), 3),
+        "startup_s": round(startup_s, 3),
+        "time_to_target_s": monitor.time_to_target_s,
+        "steps_to_target": monitor.steps_to_target,
+        "target_loss": cfg.target_loss,
+        "samples": samples,
+        "novel_fraction": novel_fraction(samples, splits.train_words),
+        "vocab_size": splits.vocab.size,
+        "val_history": [[s, v] for s, v in monitor.val_history],
+        "state": state,
+        "error": error,
+        "device": str(trainer.strategy.root_device) if trainer.strategy else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real names.txt from ../shared/data, and a way to run makemore-train."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_NAMES = REPO_ROOT.parent / "shared" / "data" / "names.txt"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def skip_or_fail(reason: str) -> None:
+    """Services missing on a laptop skip with a reason; under CI they are a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def names_path() -> Path:
+    path = Path(os.environ.get("MAKEMORE_NAMES", SHARED_NAMES))
+    if not path.is_file():
+        skip_or_fail(f"names.txt not found at {path}; set MAKEMORE_NAMES")
+    return path
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    env.pop("WANDB_API_KEY", None)
+    return env
+
+
+def train_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `makemore-train` as a user would, in `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "makemore_sweep.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
