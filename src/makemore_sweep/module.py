@@ -59,7 +59,7 @@ class LanguageModelTask(L.LightningModule):
         log_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the runner logs the whole flat config instead
         self.vocab = list(vocab)
         self.block_size = block_size
         self.network_spec = NetworkSpec.from_dict(network)

@@ -95,6 +95,7 @@ def fit_by_counting(
     best_path: Path,
 ) -> None:
     """The bigram baseline: count, then evaluate and checkpoint like a trained model."""
+    module.init_loss = mean_loss(module.net, *datamodule.splits.val)  # the uniform table, ln(vocab)
     monitor.on_train_start(trainer, module)
     module.net.fit_counts(*datamodule.splits.train)  # type: ignore[operator]
     monitor.on_train_end(trainer, module)

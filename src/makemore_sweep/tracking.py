@@ -38,6 +38,14 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return flat
 
 
+class WandbRunLogger(WandbLogger):
+    """Lightning's WandbLogger minus the `anonymous` init key, which wandb 0.31 warns about on every run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)
+
+
 def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
     """Instantiate every logger of the `logger` group (none for logger=none)."""
     if not logger_cfg:
@@ -60,14 +68,10 @@ def log_run_config(loggers: list[Logger], config: DictConfig) -> None:
 
 
 def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int) -> None:
-    """Final figures: scalars to every logger, samples as a W&B table and in its summary."""
-    scalars = {
-        f"final/{k}": float(v)
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    """Final figures: test loss on every curve, metrics.json as the W&B summary, samples as a table."""
     for logger in loggers:
-        logger.log_metrics(scalars, step=step)
+        if metrics.get("test_loss") is not None:
+            logger.log_metrics({"test_loss": float(metrics["test_loss"])}, step=step)
         if isinstance(logger, WandbLogger):
             summary = {k: v for k, v in metrics.items() if not isinstance(v, list | dict)}
             logger.experiment.summary.update(summary)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,7 +17,18 @@ from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.runner import run_training
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def silence_known_noise() -> None:
+    """Hide advertising and third-party deprecation chatter that says nothing about the run."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train")
 def train(cfg: DictConfig) -> float:
     """Train one configuration and return its best dev loss (what sweepers minimise)."""
     hydra_cfg = HydraConfig.get()
@@ -31,6 +44,7 @@ def train(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    silence_known_noise()
     train()
 
 

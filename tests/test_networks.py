@@ -1,0 +1,78 @@
+"""Model behaviour: BatchNorm running statistics, initial loss, the bigram baseline."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from makemore_sweep.dataset import load_splits
+from makemore_sweep.networks import BigramModel, MLPLanguageModel, NetworkSpec, build_network, mean_loss
+from makemore_sweep.schedules import learning_rate
+
+
+def trained_bn_model() -> MLPLanguageModel:
+    torch.manual_seed(0)
+    model = MLPLanguageModel(27, 3, NetworkSpec(n_embd=4, n_hidden=16))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(20):  # move the running statistics away from their initial 0/1
+        x = torch.randint(0, 27, (32, 3))
+        loss = F.cross_entropy(model(x), torch.randint(0, 27, (32,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def test_eval_output_of_one_example_does_not_depend_on_the_batch() -> None:
+    model = trained_bn_model().eval()
+    example = torch.tensor([[1, 2, 3]])
+    alone = model(example)
+    for seed in range(3):
+        others = torch.randint(0, 27, (63, 3), generator=torch.Generator().manual_seed(seed))
+        in_batch = model(torch.cat([example, others]))[:1]
+        torch.testing.assert_close(in_batch, alone)
+
+
+def test_training_mode_normalises_with_batch_statistics() -> None:
+    model = trained_bn_model().train()
+    example = torch.tensor([[1, 2, 3]])
+    a = model(torch.cat([example, torch.randint(0, 27, (31, 3))]))[:1]
+    b = model(torch.cat([example, torch.randint(0, 27, (31, 3))]))[:1]
+    assert not torch.allclose(a, b)
+
+
+def test_batchnorm_model_has_no_hidden_bias_and_mlp_has() -> None:
+    bn = build_network(NetworkSpec(name="mlp_bn"), 27, 3)
+    plain = build_network(NetworkSpec(name="mlp", batchnorm=False), 27, 3)
+    assert bn.hidden[0].bias is None and isinstance(bn.hidden[1], torch.nn.BatchNorm1d)
+    assert plain.hidden[0].bias is not None
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+
+
+def test_initial_loss_is_close_to_uniform(names_path: Path) -> None:
+    splits = load_splits(names_path, block_size=3)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = MLPLanguageModel(27, 3, NetworkSpec()).train()
+        x, y = splits.train
+        loss = F.cross_entropy(model(x[:4096]), y[:4096]).item()
+        assert abs(loss - math.log(27)) < 0.05, loss
+
+
+def test_count_bigram_reaches_the_reference_dev_loss(names_path: Path) -> None:
+    splits = load_splits(names_path, block_size=3)
+    bigram = BigramModel(27, 3)
+    bigram.fit_counts(*splits.train)
+    assert abs(mean_loss(bigram, *splits.val) - 2.453) < 0.002
+
+
+def test_schedules() -> None:
+    assert learning_rate("step", 0, 100, 0.1) == 0.1
+    assert learning_rate("step", 50, 100, 0.1) == 0.1 * 0.1
+    peak = learning_rate("onecycle", 9, 100, 0.01, warmup_frac=0.1)
+    assert abs(peak - 0.01) < 1e-12
+    assert learning_rate("onecycle", 0, 100, 0.01, warmup_frac=0.1) < peak
+    assert learning_rate("cosine", 99, 100, 0.01, warmup_frac=0.0) < 1e-4
