@@ -69,6 +69,7 @@ class LanguageModelTask(L.LightningModule):
         self.net = build_network(self.network_spec, len(self.vocab), block_size)
         self.automatic_optimization = False
         self.init_loss: float | None = None
+        self._loss_scaling = False
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
@@ -92,6 +93,9 @@ class LanguageModelTask(L.LightningModule):
             return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2))
         raise ValueError(f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
 
+    def on_fit_start(self) -> None:
+        self._loss_scaling = str(self.trainer.precision).startswith("16")
+
     def lr_at(self, step: int) -> float:
         spec = self.optim_spec
         return learning_rate(
@@ -110,6 +114,9 @@ class LanguageModelTask(L.LightningModule):
         lightning_optimizer = self.optimizers()
         optimizer = lightning_optimizer.optimizer  # type: ignore[union-attr]
         clip = self.optim_spec.grad_clip
+        # Lightning's backward runs callback hooks on every step; it is needed only when the
+        # precision plugin scales the loss (16-mixed). Otherwise autograd is called directly.
+        backward = self.manual_backward if self._loss_scaling else torch.Tensor.backward
         first_step = self.global_step
         losses = []
         for j in range(xs.shape[0]):
@@ -118,7 +125,7 @@ class LanguageModelTask(L.LightningModule):
                 group["lr"] = lr
             loss = F.cross_entropy(self.net(xs[j]), ys[j])
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            backward(loss)
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
             # The raw optimiser steps; these two hooks are what LightningOptimizer.step wraps
