@@ -113,7 +113,6 @@ def framework(names: Path, steps: int, root: Path) -> float:
     module = LanguageModelTask(
         vocab=list(datamodule.splits.vocab.chars), block_size=3, network=SPEC.to_dict(),
         optim={"name": "sgd", "lr": 0.1, "schedule": "step"}, max_steps=total,
-        log_every_n_steps=int(trainer_cfg.log_every_n_steps),
     )
     timer = StepTimer()
     trainer_cfg.accelerator = "cpu"

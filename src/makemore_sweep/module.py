@@ -56,7 +56,6 @@ class LanguageModelTask(L.LightningModule):
         network: dict[str, Any],
         optim: dict[str, Any],
         max_steps: int,
-        log_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the runner logs the whole flat config instead
@@ -65,7 +64,6 @@ class LanguageModelTask(L.LightningModule):
         self.network_spec = NetworkSpec.from_dict(network)
         self.optim_spec = OptimSpec.from_dict(optim)
         self.max_steps = max_steps
-        self.log_every_n_steps = log_every_n_steps
         self.net = build_network(self.network_spec, len(self.vocab), block_size)
         self.automatic_optimization = False
         self.init_loss: float | None = None
@@ -142,11 +140,11 @@ class LanguageModelTask(L.LightningModule):
             raise TrainingDiverged(step=first_step + bad, loss=float(chunk[bad]))
         if self.init_loss is None and first_step == 0:
             self.init_loss = float(chunk[0])
-        steps_done = first_step + xs.shape[0]
-        if steps_done // self.log_every_n_steps > first_step // self.log_every_n_steps or steps_done == self.max_steps:
-            self.log("step", float(steps_done))
-            self.log("train_loss", chunk.mean(), prog_bar=True)
-            self.log("lr", lr)
+        # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
+        # (see trainer_setup.build_trainer), as tensors so nothing waits on the device here.
+        self.log("step", float(first_step + xs.shape[0]))
+        self.log("train_loss", chunk.mean(), prog_bar=True)
+        self.log("lr", lr)
 
     # -- evaluation (running statistics: Lightning puts the module in eval mode) ---------
     def _accumulate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:

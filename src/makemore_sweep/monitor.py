@@ -8,6 +8,8 @@ from typing import Any
 
 import lightning as L
 
+import makemore_sweep
+
 
 class RunMonitor(L.Callback):
     """Tracks the best validation loss and when it first went under `target_loss`.
@@ -24,6 +26,7 @@ class RunMonitor(L.Callback):
         self.steps_to_target: int | None = None
         self.elapsed_before_s = 0.0
         self.val_history: list[tuple[int, float]] = []
+        self.startup_s: float | None = None  # package import → first training step
         self._started: float | None = None
 
     def elapsed_s(self) -> float:
@@ -32,6 +35,10 @@ class RunMonitor(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.startup_s is None:
+            self.startup_s = round(time.perf_counter() - makemore_sweep.IMPORTED_AT, 3)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.elapsed_before_s = self.elapsed_s()

@@ -63,7 +63,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     loggers = build_loggers(cfg.get("logger"))
     log_run_config(loggers, cfg)
     trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
-    startup_s = time.perf_counter() - started
+    setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
 
     best_path = run_dir / BEST_CHECKPOINT
     state, error = "completed", None
@@ -74,12 +74,12 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             fit_by_counting(module, datamodule, trainer, monitor, best_path)
     except TrainingDiverged as diverged:
         state, error = "failed", str(diverged)
-        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
         write_metrics(run_dir, metrics)
         finish_loggers(loggers, status="failed")
         raise
 
-    metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+    metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
     write_metrics(run_dir, metrics)
     log_run_summary(loggers, metrics, step=trainer.global_step)
     finish_loggers(loggers)
@@ -117,7 +117,7 @@ def collect_metrics(
     best_path: Path,
     state: str,
     error: str | None,
-    startup_s: float,
+    setup_s: float,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
     splits = datamodule.splits
@@ -136,7 +136,8 @@ def collect_metrics(
         "steps": trainer.global_step,
         "best_step": monitor.best_step,
         "train_time_s": round(monitor.elapsed_s(), 3),
-        "startup_s": round(startup_s, 3),
+        "startup_s": monitor.startup_s,
+        "setup_s": round(setup_s, 3),
         "time_to_target_s": monitor.time_to_target_s,
         "steps_to_target": monitor.steps_to_target,
         "target_loss": cfg.target_loss,

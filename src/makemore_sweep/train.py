@@ -26,6 +26,8 @@ def silence_known_noise() -> None:
     """Hide advertising and third-party deprecation chatter that says nothing about the run."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    # Lightning hints at `srun` whenever SLURM is installed, even for a run on the login node.
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train")

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
-LOOP_KEYS = ("max_steps", "max_epochs", "val_every_n_steps", "steps_per_execution")
+LOOP_KEYS = ("max_steps", "max_epochs", "val_every_n_steps", "steps_per_execution", "log_every_n_steps")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ def build_trainer(
         "enable_progress_bar": show_bar,
         "num_sanity_val_steps": 0,
         "check_val_every_n_epoch": 1,
-        "log_every_n_steps": 1,  # the module itself logs at its own cadence
+        # Lightning counts its own steps, which are chunks of optimiser steps here.
+        "log_every_n_steps": max(1, int(trainer_cfg.log_every_n_steps) // plan.steps_per_execution),
     }
     return instantiate(DictConfig(lightning_args), **extra)
