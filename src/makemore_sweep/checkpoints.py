@@ -15,6 +15,7 @@ from makemore_sweep.networks import NetworkSpec, build_network
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as error:
         raise UserError(f"No checkpoint at {path}; train a run first (makemore-train).") from error
-    except pickle.UnpicklingError as error:
-        raise UserError(
-            f"The checkpoint {path} was refused: it holds pickled Python objects, not only weights, "
-            "and loading it could run code; use checkpoints written by makemore-train."
-        ) from error
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError... for damaged files
+        if isinstance(error, pickle.UnpicklingError) and WEIGHTS_ONLY_REFUSAL in str(error):
+            raise UserError(
+                f"The checkpoint {path} was refused: it holds pickled Python objects, not only weights, "
+                "and loading it could run code; use checkpoints written by makemore-train."
+            ) from error
         raise UserError(
             f"The checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not a PyTorch checkpoint."
         ) from error

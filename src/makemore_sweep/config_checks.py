@@ -41,8 +41,11 @@ def _fail(key: str, value: Any, allowed: str) -> None:
 
 
 def _show(value: Any) -> str:
+    """The value as typed, quoted when it is empty or holds invisible characters (keeps one line)."""
     if isinstance(value, ListConfig | DictConfig):
         value = OmegaConf.to_container(value)
+    if isinstance(value, str) and (not value.isprintable() or value != value.strip() or not value):
+        return repr(value)
     return str(value)
 
 
