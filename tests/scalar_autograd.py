@@ -16,7 +16,7 @@ Number = int | float
 class Value:
     """A scalar with a gradient slot; arithmetic on Values builds the computation graph."""
 
-    __slots__ = ("data", "grad", "_parents", "_backward")
+    __slots__ = ("_backward", "_parents", "data", "grad")
 
     def __init__(self, data: Number, parents: tuple[Value, ...] = ()) -> None:
         self.data = float(data)

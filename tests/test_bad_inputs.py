@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from cli_checks import assert_clean_failure, offline
 from conftest import train_cli
 

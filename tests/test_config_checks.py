@@ -30,15 +30,15 @@ def is_real(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def integer_at_least(minimum: int, maximum: float = math.inf):  # noqa: ANN201
+def integer_at_least(minimum: int, maximum: float = math.inf):
     return lambda v: is_int(v) and minimum <= v <= maximum
 
 
-def real_in(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN201
+def real_in(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
     return lambda v: is_real(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
 
-def one_of(*choices: str):  # noqa: ANN201
+def one_of(*choices: str):
     return lambda v: v in choices
 
 

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import train_cli
-from makemore_sweep.dataset import BOUNDARY, Vocabulary, build_windows, read_words, split_words, summarise
+from makemore_sweep.dataset import (
+    BOUNDARY,
+    Vocabulary,
+    build_windows,
+    read_words,
+    split_words,
+    summarise,
+)
 from makemore_sweep.errors import DataError
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

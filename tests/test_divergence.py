@@ -6,12 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
-
 from cli_checks import assert_clean_failure
 from conftest import train_cli
+from wandb_records import exit_codes, run_files
+
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.metrics_file import read_metrics
-from wandb_records import exit_codes, run_files
 
 
 @pytest.mark.slow

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from scalar_autograd import Value, total
 from torch import nn
 
 from makemore_sweep.networks import MLPLanguageModel, NetworkSpec
-from scalar_autograd import Value, total
 
 TOLERANCE = 1e-6
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_checks import assert_clean_failure
 from conftest import train_cli
+from wandb_records import exit_codes, run_files
+
 from makemore_sweep.checkpoints import LAST_CHECKPOINT
 from makemore_sweep.errors import ConfigError, UserError
 from makemore_sweep.metrics_file import read_metrics
 from makemore_sweep.resume import checkpoint_to_resume, expand_resume_argument, override_key
-from wandb_records import exit_codes, run_files
 
 MAX_STEPS = 600
 VAL_EVERY = 100
@@ -169,5 +169,5 @@ class _Trap:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.touch, (self.path,))

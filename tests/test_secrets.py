@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import train_cli
+
 from makemore_sweep.redaction import mask_text
 
 API_KEY = "sentinelkey" + "0123456789abcdef" * 2 + "abcd"  # 40 characters, like a real W&B key

@@ -43,7 +43,7 @@ def check_storage_url(url: str) -> None:
         missing = _reason(error.__cause__ or error, password)
         fix = "install psycopg[binary], or write postgresql+psycopg2:// to use psycopg2" if backend == "postgresql" else "install its driver"
         raise StorageError(f"The storage URL {shown} needs a database driver that is not installed ({missing}); {fix}.") from None
-    except Exception as error:  # SQLAlchemy/driver errors vary by backend; all mean "unusable"
+    except Exception as error:  # noqa: BLE001 (SQLAlchemy/driver errors vary by backend; all mean "unusable")
         raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
     storage.engine.dispose()
 

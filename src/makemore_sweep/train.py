@@ -10,7 +10,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from makemore_sweep.errors import UserError, debug_enabled, exit_cleanly_on_user_error, report_user_error
+from makemore_sweep.errors import (
+    UserError,
+    debug_enabled,
+    exit_cleanly_on_user_error,
+    report_user_error,
+)
 from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.resume import expand_resume_argument
