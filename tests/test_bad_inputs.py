@@ -1,7 +1,8 @@
 """Bad input through the real `makemore-train` command: one sentence, non-zero exit, no traceback.
 
 Each case runs the CLI in a subprocess as a user would. Configuration errors stop before any
-data is read or any run folder gets a metrics.json; data errors name the file.
+data is read or any run folder gets a metrics.json; data errors name the file. The full range
+of every key is covered in-process by tests/test_config_checks.py.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def no_metrics_written(cwd: Path) -> bool:
         ("data.block_size=0", "data.block_size", "≥ 1"),
         ("optim.lr=-1", "optim.lr", "> 0"),
         ("optim.name=nosuch", "optim.name", "sgd, adamw"),
-        ("model.n_hidden=abc", "model.n_hidden", "integer"),
-        ("data.fractions=[0.8,0.1,0.2]", "data.fractions", "sum to 1.1"),
-        ("model.name=nosuch", "model.name", "mlp_bn"),
+        ("model.n_hidden=abc", "model.n_hidden", "integer"),  # a type error: once a traceback from torch
     ],
 )
 def test_bad_config_value_names_the_key_and_range(
