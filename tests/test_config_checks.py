@@ -150,3 +150,12 @@ def test_a_missing_key_is_named(base: DictConfig) -> None:
 def test_a_mandatory_value_left_unset_is_named(base: DictConfig) -> None:
     with pytest.raises(ConfigError, match="optim.lr cannot be read"):
         validate_config(with_value(base, "optim.lr", "???"))
+
+
+def test_keys_with_defaults_may_be_left_out(base: DictConfig) -> None:
+    """A data or optim group written elsewhere need not spell out every optional key."""
+    cfg = base.copy()
+    OmegaConf.set_struct(cfg, False)
+    for group, key in [("data", "fractions"), ("data", "eval_batch_size"), ("optim", "beta2"), ("model", "dropout")]:
+        del cfg[group][key]
+    validate_config(cfg)

@@ -22,16 +22,43 @@ from makemore_sweep.schedules import SCHEDULE_NAMES
 
 MAX_SEED = 2**32 - 1  # numpy/Lightning seeds are unsigned 32-bit
 FRACTION_SUM_TOLERANCE = 1e-6
-_ABSENT = object()
+# Keys the code has a default for (constructor or dataclass defaults): a config may leave them out.
+HAVE_DEFAULTS = frozenset(
+    {
+        "threads",
+        "ckpt_path",
+        "data.eval_batch_size",
+        "data.split_seed",
+        "data.fractions",
+        "data.download",
+        "model.batchnorm",
+        "model.dropout",
+        "model.bn_momentum",
+        "model.direct",
+        "optim.weight_decay",
+        "optim.momentum",
+        "optim.beta1",
+        "optim.beta2",
+        "optim.schedule",
+        "optim.warmup_frac",
+        "optim.final_lr_frac",
+        "optim.decay_at_frac",
+        "optim.decay_factor",
+        "optim.grad_clip",
+        "trainer.max_epochs",
+    }
+)
+_ABSENT: Any = object()
 
 
 def _value(cfg: DictConfig, key: str) -> Any:
+    """The value of `key`, or _ABSENT for a left-out key that has a default."""
     try:
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
     except OmegaConfBaseException as error:
         reason = str(error).splitlines()[0]
         raise ConfigError(f"{key} cannot be read ({reason}); give it a value, e.g. {key}=...") from None
-    if value is _ABSENT:
+    if value is _ABSENT and key not in HAVE_DEFAULTS:
         raise ConfigError(f"{key} is missing from the configuration; restore it, e.g. +{key}=...")
     return value
 
@@ -57,8 +84,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_integer(cfg: DictConfig, key: str, minimum: int, maximum: int | None = None) -> int:
+def check_integer(cfg: DictConfig, key: str, minimum: int, maximum: int | None = None) -> int | None:
     value = _value(cfg, key)
+    if value is _ABSENT:
+        return None
     in_range = _is_integer(value) and value >= minimum and (maximum is None or value <= maximum)
     if not in_range:
         allowed = f"an integer ≥ {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
@@ -68,7 +97,7 @@ def check_integer(cfg: DictConfig, key: str, minimum: int, maximum: int | None =
 
 def check_optional_integer(cfg: DictConfig, key: str, minimum: int) -> int | None:
     value = _value(cfg, key)
-    if value is None:
+    if value is None or value is _ABSENT:
         return None
     if not (_is_integer(value) and value >= minimum):
         _fail(key, value, f"an integer ≥ {minimum} or null")
@@ -82,9 +111,11 @@ def check_number(
     high: float = math.inf,
     low_open: bool = False,
     high_open: bool = False,
-) -> float:
+) -> float | None:
     """A finite number in the interval from `low` to `high` (each end open or closed)."""
     value = _value(cfg, key)
+    if value is _ABSENT:
+        return None
     ok = _is_number(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
@@ -100,23 +131,29 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f"a number in {left}{low:g}, {high:g}{right}"
 
 
-def check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> str:
+def check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> str | None:
     value = _value(cfg, key)
+    if value is _ABSENT:
+        return None
     if value not in choices:
         _fail(key, value, f"one of {', '.join(choices)}")
     return str(value)
 
 
-def check_flag(cfg: DictConfig, key: str) -> bool:
+def check_flag(cfg: DictConfig, key: str) -> bool | None:
     value = _value(cfg, key)
+    if value is _ABSENT:
+        return None
     if not isinstance(value, bool):
         _fail(key, value, "true or false")
     return bool(value)
 
 
-def check_fractions(cfg: DictConfig, key: str, count: int) -> tuple[float, ...]:
+def check_fractions(cfg: DictConfig, key: str, count: int) -> tuple[float, ...] | None:
     """`count` numbers in (0, 1) that add up to 1, such as the 80/10/10 train/val/test split."""
     value = _value(cfg, key)
+    if value is _ABSENT:
+        return None
     allowed = f"a list of {count} numbers in (0, 1) that sum to 1, e.g. [0.8, 0.1, 0.1]"
     items = list(value) if isinstance(value, ListConfig | list | tuple) else None
     if items is None or len(items) != count or not all(_is_number(v) and 0 < v < 1 for v in items):
@@ -138,7 +175,7 @@ def validate_config(cfg: DictConfig, n_train: int | None = None) -> None:
     check_number(cfg, "divergence_loss", 0.0, low_open=True)
     check_optional_integer(cfg, "threads", 1)
     ckpt_path = _value(cfg, "ckpt_path")
-    if ckpt_path is not None and not (isinstance(ckpt_path, str) and ckpt_path):
+    if ckpt_path not in (None, _ABSENT) and not (isinstance(ckpt_path, str) and ckpt_path):
         _fail("ckpt_path", ckpt_path, "null, last or the path of a checkpoint file")
     _check_data(cfg, n_train)
     _check_model(cfg)
@@ -156,7 +193,7 @@ def _check_data(cfg: DictConfig, n_train: int | None) -> None:
     check_integer(cfg, "data.split_seed", 0, MAX_SEED)
     check_fractions(cfg, "data.fractions", 3)
     check_flag(cfg, "data.download")
-    if n_train is not None and batch_size > n_train:
+    if n_train is not None and batch_size is not None and batch_size > n_train:
         _fail("data.batch_size", batch_size, f"at most the {n_train} training examples")
 
 
