@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from makemore_sweep.metrics_file import CONTRACT_KEYS
-from tests.conftest import train_cli
+from conftest import train_cli
 
 FAST = ["trainer.max_steps=300", "trainer.val_every_n_steps=100", "logger=csv"]
 

@@ -83,6 +83,7 @@ class NamesDataModule(L.LightningDataModule):
         eval_batch_size: int = 32768,
         split_seed: int = 42,
         download: bool = True,
+        fractions: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
     ) -> None:
         super().__init__()
         self.path = path
@@ -92,6 +93,7 @@ class NamesDataModule(L.LightningDataModule):
         # Set by the runner once the number of steps is known (it may depend on the data).
         self.step_plan = StepPlan(max_steps=10_000, val_every_n_steps=1_000, steps_per_execution=25)
         self.split_seed = split_seed
+        self.fractions = (float(fractions[0]), float(fractions[1]), float(fractions[2]))
         self.download = download
         self._splits: SplitTensors | None = None
 
@@ -102,7 +104,7 @@ class NamesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits is None:
             path = ensure_names_file(self.path) if self.download else Path(self.path)
-            self._splits = load_splits(path, self.block_size, seed=self.split_seed)
+            self._splits = load_splits(path, self.block_size, seed=self.split_seed, fractions=self.fractions)
 
     @property
     def splits(self) -> SplitTensors:

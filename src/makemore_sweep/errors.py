@@ -9,6 +9,7 @@ entry points catch them and print that sentence instead of a traceback
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -36,17 +37,25 @@ class StorageError(UserError):
 
 
 class TrainingDiverged(UserError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN, infinite or larger than `divergence_loss`."""
 
     exit_code = 3
 
-    def __init__(self, step: int, loss: float) -> None:
+    def __init__(self, step: int, loss: float, limit: float | None = None) -> None:
         self.step = step
         self.loss = loss
+        shown = f"{loss:.4g}"
+        if limit is not None and math.isfinite(loss):
+            shown += f" (above divergence_loss={limit:g})"
         super().__init__(
-            f"Training diverged: the loss became {loss} at step {step}; "
-            "lower optim.lr or add gradient clipping (trainer.gradient_clip_val)."
+            f"Training diverged: the loss became {shown} at step {step}; "
+            "lower optim.lr or clip gradients with optim.grad_clip."
         )
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type, tuple[int, float, float | None]]:
+        # Exceptions pickle as cls(*args) = cls(message); launchers (submitit) pickle errors.
+        return (type(self), (self.step, self.loss, self.limit))
 
 
 def debug_enabled() -> bool:

@@ -1,17 +1,41 @@
 """Instantiating `_target_` configs with Hydra 1.4's execution whitelist.
 
 Only classes from this package and Lightning may be built from a config, so an override such
-as `+callbacks.x._target_=os.system` cannot run arbitrary code.
+as `+callbacks.x._target_=os.system` cannot run arbitrary code. A target that cannot be found
+or is refused, or a constructor that rejects its arguments (`trainer.accelerator=nosuch`,
+`+trainer.foo=1`), becomes a `ConfigError` naming the target instead of a traceback.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig
+
+from makemore_sweep.errors import ConfigError, UserError
 
 TRUSTED_TARGETS = ["makemore_sweep.*", "lightning.pytorch.*"]
 
 
 def build(config: Any, **kwargs: Any) -> Any:
-    return instantiate(config, _execution_whitelist_=TRUSTED_TARGETS, **kwargs)
+    try:
+        return instantiate(config, _execution_whitelist_=TRUSTED_TARGETS, **kwargs)
+    except UserError:
+        raise
+    except InstantiationException as error:
+        raise ConfigError(f"{_target_of(config)} cannot be built from the configuration: {_one_line(error)}") from error
+    except (TypeError, ValueError, MisconfigurationException) as error:
+        # Raised by the target's constructor: its arguments come from the config.
+        raise ConfigError(f"The configuration of {_target_of(config)} is invalid: {_one_line(error)}") from error
+
+
+def _target_of(config: Any) -> str:
+    target = config.get("_target_") if isinstance(config, DictConfig | dict) else None
+    return str(target) if target else "an object"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()).rstrip(".")

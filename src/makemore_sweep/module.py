@@ -15,6 +15,10 @@ from makemore_sweep.networks import NetworkSpec, build_network
 from makemore_sweep.schedules import learning_rate
 
 OPTIMIZER_NAMES = ("sgd", "adamw")
+# A mean cross-entropy above this many nats means the model gives the right character a
+# probability below e^-100: the run has blown up even if the number is still finite
+# (SGD at lr=1e9 gives losses of ~1e9 that never become NaN). Uniform guessing costs ln(V) ≈ 3.3.
+DEFAULT_DIVERGENCE_LOSS = 100.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class LanguageModelTask(L.LightningModule):
         network: dict[str, Any],
         optim: dict[str, Any],
         max_steps: int,
+        divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the runner logs the whole flat config instead
@@ -64,6 +69,7 @@ class LanguageModelTask(L.LightningModule):
         self.network_spec = NetworkSpec.from_dict(network)
         self.optim_spec = OptimSpec.from_dict(optim)
         self.max_steps = max_steps
+        self.divergence_loss = divergence_loss
         self.net = build_network(self.network_spec, len(self.vocab), block_size)
         self.automatic_optimization = False
         self.init_loss: float | None = None
@@ -134,10 +140,10 @@ class LanguageModelTask(L.LightningModule):
             losses.append(loss.detach())
         chunk = torch.stack(losses)
         # One host sync per chunk, not per step.
-        finite = torch.isfinite(chunk)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise TrainingDiverged(step=first_step + bad, loss=float(chunk[bad]))
+        healthy = torch.isfinite(chunk) & (chunk <= self.divergence_loss)
+        if not bool(healthy.all()):
+            bad = int((~healthy).nonzero()[0])
+            raise TrainingDiverged(step=first_step + bad, loss=float(chunk[bad]), limit=self.divergence_loss)
         if self.init_loss is None and first_step == 0:
             self.init_loss = float(chunk[0])
         # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
@@ -164,8 +170,8 @@ class LanguageModelTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         val_loss = self._flush()
-        if not math.isfinite(val_loss):
-            raise TrainingDiverged(step=self.global_step, loss=val_loss)
+        if not math.isfinite(val_loss) or val_loss > self.divergence_loss:
+            raise TrainingDiverged(step=self.global_step, loss=val_loss, limit=self.divergence_loss)
         self.log("step", float(self.global_step))
         self.log("val_loss", val_loss, prog_bar=True)
 

@@ -44,8 +44,12 @@ def ensure_names_file(
         f"download names.txt from {url} and save it as {target.resolve()}, "
         "or point data.path at an existing copy"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".names-", suffix=".part")
+    new_folders = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".names-", suffix=".part")
+    except OSError as error:
+        raise DataError(f"{target} is missing and its folder cannot be created ({error.strerror}); {how_to_fix}.") from error
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -59,7 +63,18 @@ def ensure_names_file(
         raise DataError(f"{target} is missing and could not be downloaded ({error}); {how_to_fix}.") from error
     finally:
         tmp.unlink(missing_ok=True)
+        if not target.is_file():
+            _remove_empty(new_folders)  # a failed download leaves nothing behind
     return target
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) if they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _download(url: str, out: object, label: str) -> None:

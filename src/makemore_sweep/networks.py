@@ -123,6 +123,12 @@ def count_parameters(network: nn.Module) -> int:
     return sum(p.numel() for p in network.parameters())
 
 
+def has_finite_state(network: nn.Module) -> bool:
+    """True when no parameter or buffer (BatchNorm running statistics) is NaN or infinite."""
+    tensors = [*network.parameters(), *network.buffers()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
 @torch.no_grad()
 def mean_loss(network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32768) -> float:
     """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses running statistics)."""

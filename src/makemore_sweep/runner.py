@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from makemore_sweep.instantiation import build as instantiate
 from omegaconf import DictConfig
 
@@ -21,7 +23,8 @@ from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.metrics_file import write_metrics
 from makemore_sweep.module import LanguageModelTask
 from makemore_sweep.monitor import RunMonitor
-from makemore_sweep.networks import count_parameters, mean_loss
+from makemore_sweep.networks import count_parameters, has_finite_state, mean_loss
+from makemore_sweep.resume import checkpoint_to_resume, previous_wandb_run_id
 from makemore_sweep.sampling import novel_fraction, sample_names
 from makemore_sweep.summary import print_summary
 from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config, log_run_summary
@@ -29,6 +32,7 @@ from makemore_sweep.trainer_setup import build_trainer, plan_steps
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 20
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # the shell's codes for a process stopped by these signals
 
 
 def configure_threads(threads: int | None) -> None:
@@ -39,6 +43,7 @@ def configure_threads(threads: int | None) -> None:
 def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one model as configured; write metrics.json in `run_dir` and return its contents."""
     validate_config(cfg)
+    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
     started = time.perf_counter()
     configure_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, verbose=False)
@@ -60,27 +65,41 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     monitor = RunMonitor(target_loss=cfg.target_loss)
     callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(
+        cfg.get("logger"),
+        wandb_id=previous_wandb_run_id(run_dir) if resume_from else None,
+        resuming=resume_from is not None,
+    )
     log_run_config(loggers, cfg)
     trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
     setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
 
     best_path = run_dir / BEST_CHECKPOINT
-    state, error = "completed", None
+
+    def record(state: str, error: str | None) -> dict[str, Any]:
+        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
+        write_metrics(run_dir, metrics)
+        return metrics
+
     try:
         if getattr(module.net, "trainable", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         else:
             fit_by_counting(module, datamodule, trainer, monitor, best_path)
     except TrainingDiverged as diverged:
-        state, error = "failed", str(diverged)
-        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
-        write_metrics(run_dir, metrics)
+        record("failed", str(diverged))
         finish_loggers(loggers, status="failed")
         raise
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Ctrl-C (Lightning turns it into SystemExit(1)) or SIGTERM (Lightning's SIGTERMException,
+        # which would exit 0): keep what was done, say how to go on, exit as killed by that signal.
+        stopped = f"The run was interrupted at step {trainer.global_step}; continue it with makemore-train resume={run_dir}"
+        record("interrupted", stopped)
+        finish_loggers(loggers, status="failed")
+        print(f"error: {stopped}.", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
 
-    metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
-    write_metrics(run_dir, metrics)
+    metrics = record("completed", None)
     log_run_summary(loggers, metrics, step=trainer.global_step)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
@@ -123,7 +142,12 @@ def collect_metrics(
     splits = datamodule.splits
     network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
     losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name))) for name in ("train", "val", "test")}
-    samples = sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)
+    # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
+    samples = (
+        sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)
+        if has_finite_state(network)
+        else []
+    )
     return {
         "val_loss": losses["val"],
         "test_loss": losses["test"],

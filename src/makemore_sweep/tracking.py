@@ -46,19 +46,42 @@ class WandbRunLogger(WandbLogger):
         self._wandb_init.pop("anonymous", None)
 
 
-def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
-    """Instantiate every logger of the `logger` group (none for logger=none)."""
+def build_loggers(logger_cfg: DictConfig | None, wandb_id: str | None = None, resuming: bool = False) -> list[Logger]:
+    """Instantiate every logger of the `logger` group (none for logger=none).
+
+    `wandb_id` continues an earlier W&B run (a resumed training run) unless the config names one.
+    When `resuming`, an earlier CSV curve is kept as metrics.partN.csv: Lightning's CSV logger
+    deletes an existing metrics.csv when it starts.
+    """
     if not logger_cfg:
         return []
     loggers = []
     for name, spec in logger_cfg.items():
         if spec is None:
             continue
+        extra = {}
         if name == "wandb":
             os.environ.setdefault("WANDB_SILENT", "true")
             Path(spec.save_dir).mkdir(parents=True, exist_ok=True)
-        loggers.append(instantiate(spec))
+            if wandb_id and not spec.get("id"):
+                extra["id"] = wandb_id
+        logger = instantiate(spec, **extra)
+        if resuming and isinstance(logger, CSVLogger):
+            keep_earlier_csv(Path(logger.log_dir))
+        loggers.append(logger)
     return loggers
+
+
+def keep_earlier_csv(log_dir: Path) -> Path | None:
+    """Rename log_dir/metrics.csv to the first free metrics.partN.csv, before a logger overwrites it."""
+    current = log_dir / "metrics.csv"
+    if not current.is_file():
+        return None
+    part = 1
+    while (kept := log_dir / f"metrics.part{part}.csv").exists():
+        part += 1
+    current.rename(kept)
+    return kept
 
 
 def log_run_config(loggers: list[Logger], config: DictConfig) -> None:

@@ -12,8 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from makemore_sweep.errors import UserError, debug_enabled, report_user_error
+from makemore_sweep.errors import (
+    UserError,
+    debug_enabled,
+    exit_cleanly_on_user_error,
+    report_user_error,
+)
 from makemore_sweep.paths import CONF_DIR
+from makemore_sweep.redaction import redact_run_records
+from makemore_sweep.resume import expand_resume_argument
 from makemore_sweep.runner import run_training
 
 
@@ -35,18 +42,26 @@ def train(cfg: DictConfig) -> float:
     """Train one configuration and return its best dev loss (what sweepers minimise)."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    redact_run_records(
+        run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+        Path(hydra_cfg.sweep.dir) if multirun else None,
+    )
     try:
         metrics = run_training(cfg, run_dir)
     except UserError as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN or debug_enabled():
+        if multirun or debug_enabled():
             raise  # the sweeper records the trial as failed, with this message
         report_user_error(error)
         sys.exit(error.exit_code)
     return float(metrics["val_loss"])
 
 
+@exit_cleanly_on_user_error
 def main() -> None:
     silence_known_noise()
+    # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
+    sys.argv[1:] = expand_resume_argument(sys.argv[1:])
     train()
 
 

@@ -1,0 +1,173 @@
+"""Killing a run and continuing it with `makemore-train resume=RUN_DIR`.
+
+A run is killed with SIGKILL right after its first checkpoint, resumed, stopped again with
+SIGTERM (the signal SLURM and `kill` send), and resumed to the end. The finished run must look
+like one that was never interrupted: all its steps, a complete metrics.json, one W&B run id
+and the CSV curve of every part.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from cli_checks import assert_clean_failure
+from conftest import train_cli
+from wandb_records import exit_codes, run_files
+
+from makemore_sweep.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.errors import ConfigError, UserError
+from makemore_sweep.metrics_file import read_metrics
+from makemore_sweep.resume import checkpoint_to_resume, expand_resume_argument, override_key
+
+MAX_STEPS = 600
+VAL_EVERY = 100
+# A small, fast model: the test is about stopping and continuing, not about the loss.
+RUN_ARGS = [
+    f"trainer.max_steps={MAX_STEPS}",
+    f"trainer.val_every_n_steps={VAL_EVERY}",
+    "data.batch_size=32",
+    "model.n_hidden=32",
+]
+WAIT_S = 300
+
+
+def start_training(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "makemore_sweep.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint_step(process: subprocess.Popen[str], checkpoint: Path, after_step: int) -> int:
+    """Poll until `checkpoint` holds a step beyond `after_step`; return that step.
+
+    Lightning writes checkpoints atomically (temporary file, then rename), so a file that
+    exists is complete.
+    """
+    deadline = time.monotonic() + WAIT_S
+    seen_mtime = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"training ended before it could be stopped: {process.communicate()}"
+        if checkpoint.is_file() and checkpoint.stat().st_mtime_ns != seen_mtime:
+            seen_mtime = checkpoint.stat().st_mtime_ns
+            step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+            if step > after_step:
+                return step
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint after step {after_step} within {WAIT_S} s")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_kind_of_result(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+    run_dir = tmp_path / "run"
+    last = run_dir / LAST_CHECKPOINT
+
+    first = start_training([f"data.path={names_path}", *RUN_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env)
+    killed_at = wait_for_checkpoint_step(first, last, after_step=0)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    assert killed_at < MAX_STEPS
+
+    second = start_training([f"resume={run_dir}"], tmp_path, run_env)
+    stopped_at = wait_for_checkpoint_step(second, last, after_step=killed_at)
+    second.send_signal(signal.SIGTERM)
+    out, err = second.communicate(timeout=WAIT_S)
+    stopped = subprocess.CompletedProcess(second.args, second.returncode, out, err)
+    message = assert_clean_failure(stopped, f"resume={run_dir}")
+    assert "interrupted" in message
+    interrupted = read_metrics(run_dir)
+    assert interrupted["state"] == "interrupted"
+    assert stopped_at <= interrupted["steps"] < MAX_STEPS
+
+    third = train_cli([f"resume={run_dir}"], cwd=tmp_path, env=run_env)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "Restored all states" in third.stdout + third.stderr
+
+    metrics = read_metrics(run_dir)
+    assert metrics["state"] == "completed" and metrics["error"] is None
+    assert metrics["steps"] == MAX_STEPS
+    assert [step for step, _ in metrics["val_history"]] == list(range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY))
+    assert metrics["val_loss"] is not None and metrics["val_loss"] < metrics["init_loss"]
+    assert metrics["samples"]
+
+    # One W&B run continued three times: the same id, the stopped part closed as failed,
+    # the last part closed as successful.
+    parts = run_files(run_dir)
+    assert len(parts) == 3 and len({p.name for p in parts}) == 1
+    assert exit_codes(parts[1]) == [1]
+    assert exit_codes(parts[2]) == [0]
+
+    # The CSV curves before each resumption are kept, not overwritten.
+    csv_dir = run_dir / "csv"
+    assert (csv_dir / "metrics.part1.csv").is_file() and (csv_dir / "metrics.part2.csv").is_file()
+    assert "val_loss" in (csv_dir / "metrics.part1.csv").read_text()
+
+
+def test_resume_replays_the_saved_overrides_and_lets_new_ones_win(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=600\n- optim=sgd\n- ckpt_path=last\n")
+    (run_dir / LAST_CHECKPOINT).parent.mkdir()
+    (run_dir / LAST_CHECKPOINT).write_bytes(b"")
+    argv = expand_resume_argument([f"resume={run_dir}", "trainer.max_steps=900"])
+    assert argv == ["optim=sgd", f"hydra.run.dir={run_dir}", "ckpt_path=last", "trainer.max_steps=900"]
+    assert [override_key(o) for o in ("+a.b=1", "~c", "++d=2", "optim=sgd")] == ["a.b", "c", "d", "optim"]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda d: None, "no such folder"),
+        (lambda d: d.mkdir(), "not a makemore-train output folder"),
+        (lambda d: (d / ".hydra").mkdir(parents=True) or (d / ".hydra" / "overrides.yaml").write_text("[]\n"), "nothing to resume"),
+    ],
+    ids=["no-folder", "not-a-run", "no-checkpoint"],
+)
+def test_resume_of_something_that_cannot_be_resumed_says_why(make, words: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    make(run_dir)
+    with pytest.raises(ConfigError, match=words):
+        expand_resume_argument([f"resume={run_dir}"])
+
+
+def test_resume_is_not_for_multirun(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="multirun"):
+        expand_resume_argument(["-m", f"resume={tmp_path}"])
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="resume=RUN_DIR"):
+        checkpoint_to_resume("last", tmp_path)
+    assert checkpoint_to_resume(None, tmp_path) is None
+
+
+def test_a_checkpoint_carrying_code_is_refused_before_resuming(tmp_path: Path) -> None:
+    payload_ran = tmp_path / "payload-ran"
+    checkpoint = tmp_path / LAST_CHECKPOINT
+    checkpoint.parent.mkdir()
+    torch.save({"state_dict": {}, "trap": _Trap(payload_ran)}, checkpoint)
+    with pytest.raises(UserError, match="refused"):
+        checkpoint_to_resume("last", tmp_path)
+    assert not payload_ran.exists()
+
+
+class _Trap:
+    """Unpickling this would create a file: proof that loading ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
