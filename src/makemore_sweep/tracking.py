@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from makemore_sweep.instantiation import build as instantiate
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+
+from makemore_sweep.instantiation import build as instantiate
 
 SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|api_key|token)", re.IGNORECASE)
 URL_PASSWORD_PATTERN = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
@@ -38,6 +41,32 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return flat
 
 
+def sweep_identity() -> tuple[str | None, str | None]:
+    """(group, name) of a W&B run inside a Hydra multirun; (None, None) for a single run.
+
+    The group is the Optuna study name when the sweeper has one, else the sweep folder, so all
+    runs of one sweep land in one W&B group; the name adds the job number.
+    """
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, None
+    group = OmegaConf.select(hydra_cfg, "sweeper.study_name") or _shown_path(
+        Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.cwd)
+    )
+    return str(group), f"{group}#{hydra_cfg.job.num}"
+
+
+def _shown_path(path: Path, cwd: Path) -> str:
+    """`path` relative to where the user ran the command when it lies below it."""
+    absolute = path if path.is_absolute() else cwd / path
+    try:
+        return str(absolute.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(absolute)
+
+
 def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
     """Instantiate every logger of the `logger` group (none for logger=none)."""
     if not logger_cfg:
@@ -46,10 +75,16 @@ def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
     for name, spec in logger_cfg.items():
         if spec is None:
             continue
+        overrides: dict[str, Any] = {}
         if name == "wandb":
             os.environ.setdefault("WANDB_SILENT", "true")
             Path(spec.save_dir).mkdir(parents=True, exist_ok=True)
-        loggers.append(instantiate(spec))
+            group, run_name = sweep_identity()
+            if spec.get("group") is None and group:
+                overrides["group"] = group
+            if spec.get("name") is None and run_name:
+                overrides["name"] = run_name
+        loggers.append(instantiate(spec, **overrides))
     return loggers
 
 
@@ -59,8 +94,13 @@ def log_run_config(loggers: list[Logger], config: DictConfig) -> None:
         logger.log_hyperparams(flat)
 
 
-def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int) -> None:
-    """Final figures: scalars to every logger, samples as a W&B table and in its summary."""
+def log_run_summary(
+    loggers: list[Logger],
+    metrics: Mapping[str, Any],
+    step: int,
+    images: Mapping[str, Path] | None = None,
+) -> None:
+    """Final figures: scalars to every logger; samples table, summary and `images` (PNGs) to W&B."""
     scalars = {
         f"final/{k}": float(v)
         for k, v in metrics.items()
@@ -73,6 +113,8 @@ def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int
             logger.experiment.summary.update(summary)
             samples = metrics.get("samples") or []
             logger.log_table(key="samples", columns=["name"], data=[[s] for s in samples])
+            for key, path in (images or {}).items():
+                logger.log_image(key=key, images=[str(path)])
         logger.save()
 
 
