@@ -11,16 +11,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from makemore_sweep.errors import UserError, debug_enabled, report_user_error
+from makemore_sweep.lr_find import run_lr_find
 from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.runner import run_training
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def train(cfg: DictConfig) -> float:
-    """Train one configuration and return its best dev loss (what sweepers minimise)."""
+    """Train one configuration and return its best dev loss (what sweepers minimise).
+
+    With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
+    """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
+        if cfg.get("task") and cfg.task.name == "lr_find":
+            return run_lr_find(cfg, run_dir).suggested_lr
         metrics = run_training(cfg, run_dir)
     except UserError as error:
         if hydra_cfg.mode == RunMode.MULTIRUN or debug_enabled():
