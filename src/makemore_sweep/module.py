@@ -59,7 +59,8 @@ class LanguageModelTask(L.LightningModule):
         log_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Checkpoints keep the hyperparameters; loggers get the flat run config instead (tracking.py).
+        self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
         self.block_size = block_size
         self.network_spec = NetworkSpec.from_dict(network)
