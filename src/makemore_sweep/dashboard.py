@@ -18,10 +18,19 @@ DEFAULT_PORT = 8080
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m makemore_sweep.dashboard", description="Serve optuna-dashboard on 127.0.0.1.")
-    parser.add_argument("--storage", required=True, help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path")
+    parser = argparse.ArgumentParser(
+        prog="python -m makemore_sweep.dashboard",
+        description="Serve optuna-dashboard on 127.0.0.1.",
+    )
+    parser.add_argument(
+        "--storage",
+        required=True,
+        help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path",
+    )
     parser.add_argument("--study", help="study to open (its address is printed)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
     return parser.parse_args(argv)
 
 
@@ -41,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         names = optuna.get_all_study_names(storage)
         if args.study not in names:
             listing = ", ".join(sorted(names)) or "no studies at all"
-            raise StorageError(f"The storage {mask_secrets(args.storage)} has no study named {args.study!r} (it has {listing}).")
+            raise StorageError(
+                f"The storage {mask_secrets(args.storage)} has no study named {args.study!r} (it has {listing})."
+            )
         study_id = storage.get_study_id_from_name(args.study)
         print(f"optuna-dashboard: study {args.study} at {base}/studies/{study_id}", flush=True)
     else:
@@ -49,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_server(storage, host=HOST, port=args.port)
     except OSError as error:  # the port is taken
-        raise ConfigError(f"--port {args.port} cannot be used on {HOST} ({error.strerror}); pick another port.") from error
+        raise ConfigError(
+            f"--port {args.port} cannot be used on {HOST} ({error.strerror}); pick another port."
+        ) from error
     except KeyboardInterrupt:
         pass
 

@@ -39,7 +39,9 @@ def project_to_2d(table: np.ndarray, chars: list[str]) -> EmbeddingPoints:
     """Two dimensions as they are when n_embd ≤ 2, otherwise the first two principal components."""
     dims = table.shape[1]
     if dims == 1:
-        return EmbeddingPoints(chars, np.column_stack([table[:, 0], np.zeros(len(table))]), ("dim 0", ""))
+        return EmbeddingPoints(
+            chars, np.column_stack([table[:, 0], np.zeros(len(table))]), ("dim 0", "")
+        )
     if dims == 2:
         return EmbeddingPoints(chars, table.copy(), ("dim 0", "dim 1"))
     centred = table - table.mean(axis=0)
@@ -61,7 +63,9 @@ def draw_embeddings(ax: Axes, points: EmbeddingPoints, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def save_embedding_plot(network: nn.Module, chars: list[str], path: Path, title: str) -> Path | None:
+def save_embedding_plot(
+    network: nn.Module, chars: list[str], path: Path, title: str
+) -> Path | None:
     """Write the plot as a PNG; None when the network has no embedding table."""
     table = embedding_table(network)
     if table is None:

@@ -49,7 +49,9 @@ class LRFinderResult:
 
 def exponential_rates(min_lr: float, max_lr: float, num_steps: int) -> list[float]:
     """`num_steps` rates from `min_lr` to `max_lr`, evenly spaced in log10 (the lecture's `10**lre`)."""
-    return torch.logspace(math.log10(min_lr), math.log10(max_lr), num_steps, dtype=torch.float64).tolist()
+    return torch.logspace(
+        math.log10(min_lr), math.log10(max_lr), num_steps, dtype=torch.float64
+    ).tolist()
 
 
 def smooth(losses: list[float], window: int) -> list[float]:
@@ -80,11 +82,17 @@ def check_task_config(task: DictConfig) -> None:
             f"task.min_lr={task.min_lr} and task.max_lr={task.max_lr} are invalid: they must satisfy 0 < min_lr < max_lr."
         )
     if task.num_steps < 10:
-        raise ConfigError(f"task.num_steps={task.num_steps} is invalid: it must be an integer ≥ 10.")
+        raise ConfigError(
+            f"task.num_steps={task.num_steps} is invalid: it must be an integer ≥ 10."
+        )
     if not 0 < task.smoothing_window < 1:
-        raise ConfigError(f"task.smoothing_window={task.smoothing_window} is invalid: it must be in (0, 1).")
+        raise ConfigError(
+            f"task.smoothing_window={task.smoothing_window} is invalid: it must be in (0, 1)."
+        )
     if task.stop_factor <= 1:
-        raise ConfigError(f"task.stop_factor={task.stop_factor} is invalid: it must be a number > 1.")
+        raise ConfigError(
+            f"task.stop_factor={task.stop_factor} is invalid: it must be a number > 1."
+        )
 
 
 def sweep_rates(
@@ -132,10 +140,17 @@ def plot_lr_find(result: LRFinderResult, path: Path, title: str) -> Path:
     rates = result.rates[: result.steps_run]
     ax.plot(rates, result.losses, color="#9bb7d4", linewidth=0.8, label="loss of each step")
     ax.plot(rates, result.smoothed, color="#1f4e79", linewidth=2, label="smoothed")
-    ax.axvline(result.suggested_lr, color="#c0392b", linestyle="--", label=f"lowest smoothed loss: lr {result.suggested_lr:.3g}")
+    ax.axvline(
+        result.suggested_lr,
+        color="#c0392b",
+        linestyle="--",
+        label=f"lowest smoothed loss: lr {result.suggested_lr:.3g}",
+    )
     ax.set_xscale("log")
     low, high = min(result.smoothed), max(result.losses[:10] + [min(result.smoothed) + 0.5])
-    ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))  # keep the blow-up from flattening the valley
+    ax.set_ylim(
+        low - 0.1 * (high - low), high + 0.1 * (high - low)
+    )  # keep the blow-up from flattening the valley
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title(title)
@@ -149,7 +164,9 @@ def write_lr_find_files(result: LRFinderResult, run_dir: Path, extra: dict[str, 
     with (run_dir / LR_FIND_CSV).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "lr", "loss", "smoothed_loss"])
-        for step, (lr, loss, smoothed) in enumerate(zip(result.rates, result.losses, result.smoothed)):
+        for step, (lr, loss, smoothed) in enumerate(
+            zip(result.rates, result.losses, result.smoothed)
+        ):
             writer.writerow([step, lr, loss, smoothed])
     summary = {k: v for k, v in asdict(result).items() if k not in ("rates", "losses", "smoothed")}
     summary.update(steps_run=result.steps_run, **extra)
@@ -174,22 +191,30 @@ def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
         _convert_="all",
     )
     if not getattr(module.net, "trainable", True):
-        raise ConfigError("task=lr_find needs a trained network: model=bigram is counted, not trained.")
+        raise ConfigError(
+            "task=lr_find needs a trained network: model=bigram is counted, not trained."
+        )
 
     rates = exponential_rates(float(task.min_lr), float(task.max_lr), int(task.num_steps))
     window = max(3, round(task.smoothing_window * len(rates)))
-    losses = sweep_rates(module, splits.train, cfg.data.batch_size, rates, window, task.stop_factor, cfg.seed)
+    losses = sweep_rates(
+        module, splits.train, cfg.data.batch_size, rates, window, task.stop_factor, cfg.seed
+    )
     if len(losses) < window:
         raise ConfigError(
             f"task.min_lr={task.min_lr} is too high: the loss blew up within {len(losses)} steps; lower it."
         )
     smoothed = smooth(losses, window)
-    result = LRFinderResult(rates, losses, smoothed, suggest_rate(rates, smoothed), steps_planned=len(rates))
+    result = LRFinderResult(
+        rates, losses, smoothed, suggest_rate(rates, smoothed), steps_planned=len(rates)
+    )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     title = f"learning-rate finder: {cfg.model.name}, {cfg.optim.name}, batch {cfg.data.batch_size}"
     png = plot_lr_find(result, run_dir / LR_FIND_PNG, title)
-    write_lr_find_files(result, run_dir, {"optimizer": cfg.optim.name, "batch_size": cfg.data.batch_size})
+    write_lr_find_files(
+        result, run_dir, {"optimizer": cfg.optim.name, "batch_size": cfg.data.batch_size}
+    )
     log_lr_find(cfg, result, png)
     print(
         f"lr finder: lowest smoothed loss {min(smoothed):.3f} at lr {result.suggested_lr:.3g} "
@@ -208,8 +233,13 @@ def log_lr_find(cfg: DictConfig, result: LRFinderResult, png: Path) -> None:
     loggers = build_loggers(cfg.get("logger"))
     log_run_config(loggers, cfg)
     for logger in loggers:
-        for step, (lr, loss, smoothed) in enumerate(zip(result.rates, result.losses, result.smoothed)):
-            logger.log_metrics({"lr_find/lr": lr, "lr_find/loss": loss, "lr_find/smoothed_loss": smoothed}, step=step)
+        for step, (lr, loss, smoothed) in enumerate(
+            zip(result.rates, result.losses, result.smoothed)
+        ):
+            logger.log_metrics(
+                {"lr_find/lr": lr, "lr_find/loss": loss, "lr_find/smoothed_loss": smoothed},
+                step=step,
+            )
         logger.log_metrics({"suggested_lr": result.suggested_lr}, step=result.steps_run)
         if isinstance(logger, WandbLogger):
             logger.log_image(key="lr_find", images=[str(png)])

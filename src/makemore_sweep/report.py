@@ -22,11 +22,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="makemore-report",
         description="Build the comparison report (report.html + PNG figures) of an Optuna study or a multirun folder.",
     )
-    parser.add_argument("multirun_dir", nargs="?", type=Path, help="a Hydra multirun folder (multirun/DATE/TIME)")
-    parser.add_argument("--storage", help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path")
+    parser.add_argument(
+        "multirun_dir", nargs="?", type=Path, help="a Hydra multirun folder (multirun/DATE/TIME)"
+    )
+    parser.add_argument(
+        "--storage", help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path"
+    )
     parser.add_argument("--study", help="study name (optional when the storage holds only one)")
     parser.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
-    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"rows in the top-trials table (default {DEFAULT_TOP})")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_TOP,
+        help=f"rows in the top-trials table (default {DEFAULT_TOP})",
+    )
     return parser.parse_args(argv)
 
 
@@ -38,7 +47,9 @@ def default_out_dir(title: str) -> Path:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if (args.storage is None) == (args.multirun_dir is None):
-        raise ConfigError("Give either --storage URL (with --study NAME) or a MULTIRUN_DIR, not both and not neither.")
+        raise ConfigError(
+            "Give either --storage URL (with --study NAME) or a MULTIRUN_DIR, not both and not neither."
+        )
     if args.study and not args.storage:
         raise ConfigError("--study needs --storage URL: the study's storage.")
     if args.top < 1:
@@ -57,13 +68,19 @@ def main(argv: list[str] | None = None) -> None:
     else:
         source, kind = load_multirun_source(args.multirun_dir), "multirun folder"
     if len(source.study.directions) != 1:
-        raise ConfigError(f"The study {source.title} has several objectives; the report covers single-objective (dev loss) studies.")
+        raise ConfigError(
+            f"The study {source.title} has several objectives; the report covers single-objective (dev loss) studies."
+        )
     out_dir = args.out or default_out_dir(source.title)
     figures = write_figures(source, out_dir)
     report = render_report(source, figures, out_dir, top=args.top, kind=kind)
 
     best = source.best
-    best_text = f"best dev loss {best.value:.4f} (trial {best.number})" if best else "no completed trial yet"
+    best_text = (
+        f"best dev loss {best.value:.4f} (trial {best.number})"
+        if best
+        else "no completed trial yet"
+    )
     drawn = [f.name for f in figures if f.path]
     print(f"{kind} {source.title}: {len(source.trials)} trials, {best_text}")
     print(f"report: {report}  ({len(drawn)} figures as PNG: {', '.join(drawn)})")

@@ -103,7 +103,9 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
     if "://" not in storage:
         path = Path(storage).expanduser()
         if not path.is_file():
-            raise StorageError(f"The Optuna storage {shown} is neither a database URL nor an existing journal file.")
+            raise StorageError(
+                f"The Optuna storage {shown} is neither a database URL nor an existing journal file."
+            )
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
@@ -111,9 +113,9 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
         url = make_url(storage)
     except Exception as error:
         raise StorageError(f"The Optuna storage URL {shown} cannot be parsed ({error}).") from error
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).is_file():
-            raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
+    on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if on_disk and not Path(url.database).is_file():  # type: ignore[arg-type]
+        raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
     try:
         return optuna.storages.RDBStorage(storage)
     except Exception as error:
@@ -129,11 +131,15 @@ def load_study_source(storage_url: str, study_name: str | None) -> ReportSource:
     if study_name is None:
         if len(names) != 1:
             listing = ", ".join(names) if names else "none"
-            raise StorageError(f"Name the study with --study: the storage {shown} holds {len(names)} studies ({listing}).")
+            raise StorageError(
+                f"Name the study with --study: the storage {shown} holds {len(names)} studies ({listing})."
+            )
         study_name = names[0]
     if study_name not in names:
         listing = ", ".join(sorted(names)) if names else "no studies at all"
-        raise StorageError(f"The storage {shown} has no study named {study_name!r} (it has {listing}).")
+        raise StorageError(
+            f"The storage {shown} has no study named {study_name!r} (it has {listing})."
+        )
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = [_record_from_trial(t) for t in study.get_trials(deepcopy=False)]
     return ReportSource(title=study_name, origin=shown, study=study, trials=trials)
@@ -158,20 +164,28 @@ def load_multirun_source(folder: Path) -> ReportSource:
     """The runs of a multirun folder as an in-memory study: the overrides that vary are its parameters."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder; give the multirun folder of a sweep (multirun/DATE/TIME).")
+        raise DataError(
+            f"{folder} is not a folder; give the multirun folder of a sweep (multirun/DATE/TIME)."
+        )
     run_dirs = sorted((p.parent.parent for p in folder.glob(f"*/{OVERRIDES_FILE}")), key=_job_order)
     if not run_dirs:
-        raise DataError(f"{folder} holds no runs (no */{OVERRIDES_FILE}); give the multirun folder of a sweep.")
+        raise DataError(
+            f"{folder} holds no runs (no */{OVERRIDES_FILE}); give the multirun folder of a sweep."
+        )
     overrides = {run: read_overrides(run) for run in run_dirs}
     searched = varying_keys(list(overrides.values()))
-    distributions = infer_distributions({k: [o[k] for o in overrides.values() if k in o] for k in searched})
+    distributions = infer_distributions(
+        {k: [o[k] for o in overrides.values() if k in o] for k in searched}
+    )
 
     study = optuna.create_study(study_name=folder.name, direction="minimize")
     trials = []
     for number, run in enumerate(run_dirs):
         metrics = read_run_metrics(run)
         value = metrics.get("val_loss")
-        complete = metrics.get("state", "completed") == "completed" and isinstance(value, int | float)
+        complete = metrics.get("state", "completed") == "completed" and isinstance(
+            value, int | float
+        )
         params = {k: overrides[run][k] for k in searched if k in overrides[run]}
         record = TrialRecord(
             number=number,
@@ -191,7 +205,9 @@ def load_multirun_source(folder: Path) -> ReportSource:
             )
         )
         trials.append(record)
-    return ReportSource(title=_shown_folder(folder), origin=str(folder.resolve()), study=study, trials=trials)
+    return ReportSource(
+        title=_shown_folder(folder), origin=str(folder.resolve()), study=study, trials=trials
+    )
 
 
 def _job_order(run_dir: Path) -> tuple[int, str]:
@@ -216,7 +232,9 @@ def read_overrides(run_dir: Path) -> dict[str, Any]:
         if override.is_delete():
             continue
         value = override.value()
-        values[override.key_or_group] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
+        values[override.key_or_group] = (
+            value if isinstance(value, str | int | float | bool) or value is None else str(value)
+        )
     return values
 
 

@@ -15,14 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # optuna's plots go through pyplot; never open a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
 
-from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint  # noqa: E402
-from makemore_sweep.embeddings import draw_embeddings, embedding_table, project_to_2d  # noqa: E402
-from makemore_sweep.report_data import ReportSource, TrialRecord, dev_loss_curve  # noqa: E402
+from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
+from makemore_sweep.embeddings import draw_embeddings, embedding_table, project_to_2d
+from makemore_sweep.report_data import ReportSource, TrialRecord, dev_loss_curve
 
 TARGET_LOSS = 2.2
 # Dev losses published in the makemore lectures, on the same split (see DESIGN.md).
@@ -65,12 +65,27 @@ def history_figure(source: ReportSource) -> Figure:
     numbers = [t.number for t in done]
     values = [float(t.value) for t in done]  # type: ignore[arg-type]
     ax.scatter(numbers, values, color="#3b6ea5", zorder=3, label="trial dev loss")
-    ax.step(numbers, np.minimum.accumulate(values), where="post", color="#c0392b", linewidth=2, label="best so far")
+    ax.step(
+        numbers,
+        np.minimum.accumulate(values),
+        where="post",
+        color="#c0392b",
+        linewidth=2,
+        label="best so far",
+    )
     ax.axhline(TARGET_LOSS, color="#27ae60", linewidth=2, label=f"target {TARGET_LOSS}")
     for label, loss in REFERENCE_LOSSES.items():
         ax.axhline(loss, color="#7f8c8d", linestyle="--", linewidth=1)
         # x in axes fractions, y in data: the label sits on its line at the left edge.
-        ax.text(0.01, loss, f"{label} {loss}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="#555555")
+        ax.text(
+            0.01,
+            loss,
+            f"{label} {loss}",
+            transform=ax.get_yaxis_transform(),
+            va="bottom",
+            fontsize=8,
+            color="#555555",
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("dev loss (best of the run)")
     ax.set_title(f"optimisation history · {source.title}", loc="left")
@@ -98,12 +113,18 @@ def _require_search(source: ReportSource, min_completed: int) -> None:
     if not source.param_names:
         raise FigureSkipped("the runs share the same settings: nothing was searched")
     if len(source.completed) < min_completed:
-        raise FigureSkipped(f"needs {min_completed} completed trials, the study has {len(source.completed)}")
+        raise FigureSkipped(
+            f"needs {min_completed} completed trials, the study has {len(source.completed)}"
+        )
 
 
 def parallel_coordinates_figure(source: ReportSource) -> Figure:
     _require_search(source, 1)
-    figure = _optuna_figure(lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(source.study, target_name="dev loss"))
+    figure = _optuna_figure(
+        lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
+            source.study, target_name="dev loss"
+        )
+    )
     figure.set_size_inches(max(6, 2.2 * (len(source.param_names) + 1)), 4.8)
     return figure
 
@@ -114,7 +135,11 @@ def importances_figure(source: ReportSource) -> Figure:
     if len(values) < 2:
         raise FigureSkipped("all completed trials have the same dev loss")
     try:
-        figure = _optuna_figure(lambda: optuna.visualization.matplotlib.plot_param_importances(source.study, target_name="dev loss"))
+        figure = _optuna_figure(
+            lambda: optuna.visualization.matplotlib.plot_param_importances(
+                source.study, target_name="dev loss"
+            )
+        )
     except (ValueError, RuntimeError) as error:
         raise FigureSkipped(f"Optuna cannot rank the parameters yet ({error})") from error
     figure.set_size_inches(7, max(3, 0.6 * len(source.param_names) + 2))
@@ -123,7 +148,9 @@ def importances_figure(source: ReportSource) -> Figure:
 
 def slices_figure(source: ReportSource) -> Figure:
     _require_search(source, 1)
-    figure = _optuna_figure(lambda: optuna.visualization.matplotlib.plot_slice(source.study, target_name="dev loss"))
+    figure = _optuna_figure(
+        lambda: optuna.visualization.matplotlib.plot_slice(source.study, target_name="dev loss")
+    )
     figure.set_size_inches(min(16, max(6, 3.6 * len(source.param_names))), 4.2)
     return figure
 
@@ -143,14 +170,32 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
         points = dev_loss_curve(trial)
         if drawn < n_curves and points:
             steps, losses = zip(*points, strict=True)
-            ax.plot(steps, losses, marker="o", markersize=3, label=f"trial {trial.number}: {trial.value:.4f}")
+            ax.plot(
+                steps,
+                losses,
+                marker="o",
+                markersize=3,
+                label=f"trial {trial.number}: {trial.value:.4f}",
+            )
             drawn += 1
     if drawn == 0:
-        raise FigureSkipped("no completed trial has a learning curve (csv/metrics.csv or val_history)")
+        raise FigureSkipped(
+            "no completed trial has a learning curve (csv/metrics.csv or val_history)"
+        )
     if bigram is not None:
-        ax.axhline(float(bigram.value), color="#7f8c8d", linestyle="--", label=f"bigram baseline (trial {bigram.number}): {bigram.value:.4f}")  # type: ignore[arg-type]
+        ax.axhline(
+            float(bigram.value),
+            color="#7f8c8d",
+            linestyle="--",
+            label=f"bigram baseline (trial {bigram.number}): {bigram.value:.4f}",
+        )  # type: ignore[arg-type]
     else:
-        ax.axhline(BIGRAM_REFERENCE, color="#7f8c8d", linestyle="--", label=f"bigram baseline {BIGRAM_REFERENCE}")
+        ax.axhline(
+            BIGRAM_REFERENCE,
+            color="#7f8c8d",
+            linestyle="--",
+            label=f"bigram baseline {BIGRAM_REFERENCE}",
+        )
     ax.axhline(TARGET_LOSS, color="#27ae60", linewidth=2, label=f"target {TARGET_LOSS}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("dev loss")
@@ -163,7 +208,11 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
 def embeddings_figure(source: ReportSource) -> Figure:
     """The best trial with an embedding table (the bigram has none), in 2-D."""
     for trial in source.ranked():
-        if trial.value is None or trial.run_dir is None or not (trial.run_dir / BEST_CHECKPOINT).is_file():
+        if (
+            trial.value is None
+            or trial.run_dir is None
+            or not (trial.run_dir / BEST_CHECKPOINT).is_file()
+        ):
             continue
         model = network_from_checkpoint(trial.run_dir / BEST_CHECKPOINT)
         table = embedding_table(model.network)

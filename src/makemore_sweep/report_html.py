@@ -37,11 +37,21 @@ def fmt_seconds(value: Any) -> str:
 
 def state_summary(source: ReportSource) -> str:
     """'3 complete, 1 failed' in the words a person would use."""
-    words = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
-    return ", ".join(f"{n} {words.get(state, state.lower())}" for state, n in source.state_counts().items())
+    words = {
+        "COMPLETE": "complete",
+        "FAIL": "failed",
+        "PRUNED": "pruned",
+        "RUNNING": "running",
+        "WAITING": "waiting",
+    }
+    return ", ".join(
+        f"{n} {words.get(state, state.lower())}" for state, n in source.state_counts().items()
+    )
 
 
-def render_report(source: ReportSource, figures: list[ReportFigure], out_dir: Path, top: int, kind: str) -> Path:
+def render_report(
+    source: ReportSource, figures: list[ReportFigure], out_dir: Path, top: int, kind: str
+) -> Path:
     environment = Environment(
         loader=PackageLoader("makemore_sweep", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -50,7 +60,9 @@ def render_report(source: ReportSource, figures: list[ReportFigure], out_dir: Pa
     )
     template = environment.get_template("report.html.j2")
     best = source.best
-    images = {f.name: base64.b64encode(f.path.read_bytes()).decode("ascii") for f in figures if f.path}
+    images = {
+        f.name: base64.b64encode(f.path.read_bytes()).decode("ascii") for f in figures if f.path
+    }
     html = template.render(
         title=source.title,
         kind=kind,
@@ -58,7 +70,9 @@ def render_report(source: ReportSource, figures: list[ReportFigure], out_dir: Pa
         n_trials=len(source.trials),
         state_summary=state_summary(source),
         best=best,
-        best_params=", ".join(f"{k}={fmt_value(v)}" for k, v in best.params.items()) if best else "",
+        best_params=", ".join(f"{k}={fmt_value(v)}" for k, v in best.params.items())
+        if best
+        else "",
         best_ttt=best.metric("time_to_target_s") if best else None,
         target=TARGET_LOSS,
         n_under_target=sum(t.value < TARGET_LOSS for t in source.completed),  # type: ignore[operator]
