@@ -165,27 +165,34 @@ def write_run(folder: Path, overrides: list[str], metrics: dict | None) -> None:
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
-def test_multirun_folder_without_optuna_becomes_a_study(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "prefix", ["", "trial_"]
+)  # Hydra's default job folders, and Optuna sweeps'
+def test_multirun_folder_without_optuna_becomes_a_study(tmp_path: Path, prefix: str) -> None:
     """Params are the overrides that vary; a run without metrics.json is a failed trial."""
     sweep = tmp_path / "multirun" / "2026-01-01" / "10-00-00"
-    write_run(
-        sweep / "0",
-        ["optim.lr=0.001", "model=mlp_bn", "data.path=/x/names.txt"],
-        {"val_loss": 2.31},
-    )
-    write_run(
-        sweep / "1", ["optim.lr=0.1", "model=mlp", "data.path=/x/names.txt"], {"val_loss": 2.25}
-    )
-    write_run(sweep / "2", ["optim.lr=0.01", "model=mlp", "data.path=/x/names.txt"], None)
-    write_run(
-        sweep / "10",
-        ["optim.lr=0.03", "model=mlp_bn", "data.path=/x/names.txt"],
-        {"val_loss": 2.4, "state": "failed"},
-    )
+    runs = [  # job, overrides, metrics.json
+        (0, ["optim.lr=0.001", "model=mlp_bn"], {"val_loss": 2.31}),
+        (1, ["optim.lr=0.1", "model=mlp"], {"val_loss": 2.25}),
+        (2, ["optim.lr=0.01", "model=mlp"], None),
+        (10, ["optim.lr=0.03", "model=mlp_bn"], {"val_loss": 2.4, "state": "failed"}),
+    ]
+    for job, overrides, metrics in runs:
+        # data.path is the same everywhere; the sweeper's optuna_trial.* name the trial, not a setting.
+        extra = ["data.path=/x/names.txt", f"+optuna_trial.number={job}"]
+        write_run(sweep / f"{prefix}{job}", overrides + extra, metrics)
     source = load_multirun_source(sweep)
     assert source.title == "2026-01-01/10-00-00"
     assert source.param_names == ["optim.lr", "model"]
-    assert [t.run_dir.name for t in source.trials] == ["0", "1", "2", "10"]  # numeric job order
+    assert [t.run_dir.name for t in source.trials] == [
+        f"{prefix}{n}" for n in (0, 1, 2, 10)
+    ]  # numeric order
+    assert [t.dev_loss for t in source.trials] == [
+        2.31,
+        2.25,
+        None,
+        2.4,
+    ]  # a failed run's best still shows
     assert [t.state for t in source.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
     assert source.best.params == {"optim.lr": 0.1, "model": "mlp"}
     assert [t.number for t in source.ranked()] == [1, 0, 2, 3]
@@ -237,11 +244,40 @@ def test_embeddings_are_projected_on_their_principal_components() -> None:
     assert np.array_equal(two_d.xy, table[:, :2])
 
 
+def test_report_of_a_journal_study_without_run_folders_says_what_it_cannot_draw(
+    tmp_path: Path,
+) -> None:
+    """Journal storages as sweeps name them (journal:PATH); trials without run_dir still get a report."""
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study.log"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="journal-study", storage=storage)
+    study.optimize(
+        lambda trial: 2.0 + trial.suggest_float("optim.lr", 1e-3, 1e-1, log=True), n_trials=4
+    )
+    out = tmp_path / "report"
+    result = report_cli([f"--storage=journal:{journal}", "--out", str(out)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = visible_text((out / "report.html").read_text())
+    assert "journal-study" in text and "4 trials" in text and f"{study.best_value:.4f}" in text
+    assert {p.stem for p in out.glob("*.png")} == {
+        "history",
+        "parallel_coordinates",
+        "importances",
+        "slices",
+    }
+    assert "not drawn: curves (no completed trial has a learning curve" in result.stdout
+    assert "Not drawn: no completed trial has a checkpoint with an embedding table." in text
+
+
 @pytest.mark.parametrize(
     ("args", "culprit"),
     [
         (["--storage", "sqlite:///{tmp}/missing.db", "--study", "x"], "missing.db"),
         (["--storage", "{tmp}/missing.log"], "missing.log"),
+        (["--storage", "journal:{tmp}/missing.log"], "missing.log"),
         (["--storage", "sqlite:///{db}", "--study", "nope"], "'nope'"),
         (["{tmp}/not-a-sweep"], "not-a-sweep"),
         (["{tmp}/empty"], "holds no runs"),

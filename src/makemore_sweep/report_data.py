@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,13 @@ from makemore_sweep.errors import DataError, StorageError
 from makemore_sweep.metrics_file import METRICS_FILE
 from makemore_sweep.tracking import mask_secrets
 
+JOURNAL_PREFIX = "journal:"
 RUN_DIR_ATTR = "run_dir"  # trial user attribute: absolute path of the trial's Hydra output folder
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 CSV_METRICS = Path("csv") / "metrics.csv"
-# Overrides that say where things are, not what was trained: never searched parameters.
-NOT_PARAMETERS = ("data.path", "hydra.", "ckpt_path", "threads", "logger", "sweep")
+# Overrides that say where things are or which trial a job is, not what was trained.
+NOT_PARAMETERS = ("data.path", "hydra.", "ckpt_path", "threads", "logger", "sweep", "optuna_trial")
 
 
 @dataclass
@@ -51,6 +53,11 @@ class TrialRecord:
 
     def metric(self, key: str) -> Any:
         return self.metrics.get(key)
+
+    @property
+    def dev_loss(self) -> float | None:
+        """The objective of a complete trial; a pruned or failed run's best dev loss from metrics.json."""
+        return self.value if self.value is not None else self.metrics.get("val_loss")
 
     @property
     def model_name(self) -> str | None:
@@ -94,14 +101,22 @@ class ReportSource:
 
 
 # -- Optuna storage ----------------------------------------------------------------------------
-def open_storage(storage: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a database URL (sqlite:///, postgresql://, mysql://) or a journal file path.
+def journal_file(storage: str) -> Path | None:
+    """The file of a journal storage: `journal:PATH` (as sweeps write it) or a bare file path."""
+    if storage.startswith(JOURNAL_PREFIX):
+        # journal:///abs/file.log is absolute, journal:rel.log relative (as sweeps resolve them).
+        return Path(storage[len(JOURNAL_PREFIX) :].removeprefix("//")).expanduser()
+    return None if "://" in storage else Path(storage).expanduser()
 
-    Refuses a SQLite file that does not exist: Optuna would silently create an empty one.
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage:
+    """An existing Optuna storage, read as it is: a database URL or a journal file.
+
+    Database URLs: sqlite:///FILE, postgresql://..., mysql://...; journal files: journal:PATH
+    or just PATH. Refuses files that do not exist, which Optuna would silently create empty.
     """
     shown = mask_secrets(storage)
-    if "://" not in storage:
-        path = Path(storage).expanduser()
+    if (path := journal_file(storage)) is not None:
         if not path.is_file():
             raise StorageError(
                 f"The Optuna storage {shown} is neither a database URL nor an existing journal file."
@@ -210,9 +225,10 @@ def load_multirun_source(folder: Path) -> ReportSource:
     )
 
 
-def _job_order(run_dir: Path) -> tuple[int, str]:
-    """Hydra names job folders 0, 1, ... 10: order them as numbers."""
-    return (int(run_dir.name), "") if run_dir.name.isdigit() else (math.inf, run_dir.name)  # type: ignore[return-value]
+def _job_order(run_dir: Path) -> tuple[float, str]:
+    """Job folders are 0, 1, ... 10 (or trial_0 ... trial_10): order them by their number."""
+    number = re.search(r"(\d+)$", run_dir.name)
+    return (int(number.group(1)) if number else math.inf, run_dir.name)
 
 
 def _shown_folder(folder: Path) -> str:
