@@ -51,7 +51,7 @@ class ReportFigure:
     skipped: str | None = None
 
 
-def _new_figure(width: float = 8, height: float = 4.8) -> Figure:
+def _new_figure(width: float = 7, height: float = 4.4) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
