@@ -27,6 +27,7 @@ from makemore_sweep.datamodule import NamesDataModule
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.instantiation import build as instantiate
 from makemore_sweep.module import LanguageModelTask
+from makemore_sweep.runner import configure_threads
 from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config
 
 LR_FIND_PNG = "lr_find.png"
@@ -147,10 +148,9 @@ def plot_lr_find(result: LRFinderResult, path: Path, title: str) -> Path:
         label=f"lowest smoothed loss: lr {result.suggested_lr:.3g}",
     )
     ax.set_xscale("log")
+    # From the valley floor to the starting loss: the blow-up at the end would flatten the valley.
     low, high = min(result.smoothed), max(result.losses[:10] + [min(result.smoothed) + 0.5])
-    ax.set_ylim(
-        low - 0.1 * (high - low), high + 0.1 * (high - low)
-    )  # keep the blow-up from flattening the valley
+    ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title(title)
@@ -178,6 +178,7 @@ def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
     validate_config(cfg)
     task = cfg.task
     check_task_config(task)
+    configure_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, verbose=False)
     datamodule: NamesDataModule = instantiate(cfg.data)
     splits = datamodule.splits
