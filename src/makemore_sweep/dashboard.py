@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from makemore_sweep.errors import ConfigError, StorageError, exit_cleanly_on_user_error
+from makemore_sweep.report import STORAGE_HELP
 from makemore_sweep.tracking import mask_secrets
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the dashboard can edit studies and has no authentication
@@ -25,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--storage",
         required=True,
-        help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path",
+        help=STORAGE_HELP,
     )
     parser.add_argument("--study", help="study to open (its address is printed)")
     parser.add_argument(

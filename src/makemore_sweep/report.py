@@ -15,6 +15,7 @@ from pathlib import Path
 from makemore_sweep.errors import ConfigError, exit_cleanly_on_user_error
 
 DEFAULT_TOP = 10
+STORAGE_HELP = "Optuna storage: sqlite:///FILE, postgresql://user:pw@host/db, or journal:FILE"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,9 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "multirun_dir", nargs="?", type=Path, help="a Hydra multirun folder (multirun/DATE/TIME)"
     )
-    parser.add_argument(
-        "--storage", help="Optuna storage: sqlite:///FILE, postgresql://..., or a journal file path"
-    )
+    parser.add_argument("--storage", help=STORAGE_HELP)
     parser.add_argument("--study", help="study name (optional when the storage holds only one)")
     parser.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
     parser.add_argument(
