@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from rich.progress import track
 
 from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
@@ -29,6 +30,7 @@ from makemore_sweep.instantiation import build as instantiate
 from makemore_sweep.module import LanguageModelTask
 from makemore_sweep.runner import configure_threads
 from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config
+from makemore_sweep.trainer_setup import progress_bar_wanted
 
 LR_FIND_PNG = "lr_find.png"
 LR_FIND_CSV = "lr_find.csv"
@@ -113,7 +115,8 @@ def sweep_rates(
     module.net.train()
     losses: list[float] = []
     best = math.inf
-    for lr in rates:
+    steps = track(rates, description="lr finder", transient=True) if progress_bar_wanted() else rates
+    for lr in steps:
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = torch.randint(0, len(x), (batch_size,), generator=generator)
