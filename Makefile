@@ -10,6 +10,13 @@ NAMES ?= $(firstword $(wildcard data/names.txt ../shared/data/names.txt))
 DATA_ARG := $(if $(NAMES),data.path=$(abspath $(NAMES)),)
 ARGS ?=
 PYTEST_ARGS ?=
+# make sync: the folder whose offline W&B runs to upload (a multirun folder, or all of multirun/).
+RUNS ?= multirun
+SYNC_ARGS ?=
+# make dashboard: the study's Optuna storage, its name, and the port on 127.0.0.1.
+STORAGE ?=
+STUDY ?=
+PORT ?= 8080
 
 .PHONY: install dev train test bench sync dashboard clean help
 
@@ -17,6 +24,8 @@ help:
 	@echo "make train   set up (.venv) and train the default model (ARGS='key=value ...' to override)"
 	@echo "make test    set up the dev dependencies and run the test suite"
 	@echo "make bench   run the benchmarks (scripts/) and print their figures"
+	@echo "make sync    upload the offline W&B runs under RUNS=multirun/DATE/TIME (after wandb login)"
+	@echo "make dashboard STORAGE=URL [STUDY=NAME] [PORT=8080]   optuna-dashboard on 127.0.0.1"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +49,15 @@ test: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) scripts/bench_step.py
+
+sync: $(STAMP)
+	@runs=$$(find $(RUNS) -type d -name 'offline-run-*' -path '*/wandb/*' 2>/dev/null); \
+	test -n "$$runs" || { echo "no offline W&B runs under $(RUNS); set RUNS=multirun/DATE/TIME" >&2; exit 2; }; \
+	$(VENV)/bin/wandb sync $(SYNC_ARGS) $$runs
+
+dashboard: $(STAMP)
+	@test -n "$(STORAGE)" || { echo "usage: make dashboard STORAGE=sqlite:///FILE.db [STUDY=NAME] [PORT=8080]" >&2; exit 2; }
+	$(PY) -m makemore_sweep.dashboard --storage '$(STORAGE)' $(if $(STUDY),--study '$(STUDY)') --port $(PORT)
 
 clean:
 	rm -rf outputs multirun studies reports .pytest_cache

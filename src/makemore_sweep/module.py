@@ -63,7 +63,8 @@ class LanguageModelTask(L.LightningModule):
         divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the runner logs the whole flat config instead
+        # Checkpoints keep the hyperparameters; loggers get the flat run config instead (tracking.py).
+        self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
         self.block_size = block_size
         self.network_spec = NetworkSpec.from_dict(network)

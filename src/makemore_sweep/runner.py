@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
+from makemore_sweep.embeddings import plot_run_embeddings
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.metrics_file import write_metrics
 from makemore_sweep.module import LanguageModelTask
@@ -100,7 +101,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
 
     metrics = record("completed", None)
-    log_run_summary(loggers, metrics, step=trainer.global_step)
+    embedding_png = plot_run_embeddings(run_dir)
+    images = {"embeddings": embedding_png} if embedding_png else {}
+    log_run_summary(loggers, metrics, step=trainer.global_step, images=images)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics

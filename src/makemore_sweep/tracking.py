@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from makemore_sweep.instantiation import build as instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
@@ -46,6 +48,32 @@ class WandbRunLogger(WandbLogger):
         self._wandb_init.pop("anonymous", None)
 
 
+def sweep_identity() -> tuple[str | None, str | None]:
+    """(group, name) of a W&B run inside a Hydra multirun; (None, None) for a single run.
+
+    The group is the Optuna study name when the sweeper has one, else the sweep folder, so all
+    runs of one sweep land in one W&B group; the name adds the job number.
+    """
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, None
+    group = OmegaConf.select(hydra_cfg, "sweeper.study_name") or _shown_path(
+        Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.cwd)
+    )
+    return str(group), f"{group}#{hydra_cfg.job.num}"
+
+
+def _shown_path(path: Path, cwd: Path) -> str:
+    """`path` relative to where the user ran the command when it lies below it."""
+    absolute = path if path.is_absolute() else cwd / path
+    try:
+        return str(absolute.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(absolute)
+
+
 def build_loggers(logger_cfg: DictConfig | None, wandb_id: str | None = None, resuming: bool = False) -> list[Logger]:
     """Instantiate every logger of the `logger` group (none for logger=none).
 
@@ -59,12 +87,17 @@ def build_loggers(logger_cfg: DictConfig | None, wandb_id: str | None = None, re
     for name, spec in logger_cfg.items():
         if spec is None:
             continue
-        extra = {}
+        extra: dict[str, Any] = {}
         if name == "wandb":
             os.environ.setdefault("WANDB_SILENT", "true")
             Path(spec.save_dir).mkdir(parents=True, exist_ok=True)
             if wandb_id and not spec.get("id"):
                 extra["id"] = wandb_id
+            group, run_name = sweep_identity()
+            if spec.get("group") is None and group:
+                extra["group"] = group
+            if spec.get("name") is None and run_name:
+                extra["name"] = run_name
         logger = instantiate(spec, **extra)
         if resuming and isinstance(logger, CSVLogger):
             keep_earlier_csv(Path(logger.log_dir))
@@ -90,8 +123,13 @@ def log_run_config(loggers: list[Logger], config: DictConfig) -> None:
         logger.log_hyperparams(flat)
 
 
-def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int) -> None:
-    """Final figures: test loss on every curve, metrics.json as the W&B summary, samples as a table."""
+def log_run_summary(
+    loggers: list[Logger],
+    metrics: Mapping[str, Any],
+    step: int,
+    images: Mapping[str, Path] | None = None,
+) -> None:
+    """Final figures: test loss on every curve; summary, samples table and `images` (PNGs) to W&B."""
     for logger in loggers:
         if metrics.get("test_loss") is not None:
             logger.log_metrics({"test_loss": float(metrics["test_loss"])}, step=step)
@@ -100,6 +138,8 @@ def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int
             logger.experiment.summary.update(summary)
             samples = metrics.get("samples") or []
             logger.log_table(key="samples", columns=["name"], data=[[s] for s in samples])
+            for key, path in (images or {}).items():
+                logger.log_image(key=key, images=[str(path)])
         logger.save()
 
 

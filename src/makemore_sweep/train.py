@@ -18,6 +18,7 @@ from makemore_sweep.errors import (
     exit_cleanly_on_user_error,
     report_user_error,
 )
+from makemore_sweep.lr_find import run_lr_find
 from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.resume import expand_resume_argument
@@ -39,7 +40,10 @@ def silence_known_noise() -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train")
 def train(cfg: DictConfig) -> float:
-    """Train one configuration and return its best dev loss (what sweepers minimise)."""
+    """Train one configuration and return its best dev loss (what sweepers minimise).
+
+    With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
+    """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -48,6 +52,8 @@ def train(cfg: DictConfig) -> float:
         Path(hydra_cfg.sweep.dir) if multirun else None,
     )
     try:
+        if cfg.get("task") and cfg.task.name == "lr_find":
+            return run_lr_find(cfg, run_dir).suggested_lr
         metrics = run_training(cfg, run_dir)
     except UserError as error:
         if multirun or debug_enabled():
