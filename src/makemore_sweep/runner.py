@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from makemore_sweep.instantiation import build as instantiate
 from omegaconf import DictConfig
 
 from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
+from makemore_sweep.cluster import SlurmJob, resume_checkpoint, torch_threads
 from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
 from makemore_sweep.errors import TrainingDiverged
@@ -24,7 +24,13 @@ from makemore_sweep.monitor import RunMonitor
 from makemore_sweep.networks import count_parameters, mean_loss
 from makemore_sweep.sampling import novel_fraction, sample_names
 from makemore_sweep.summary import print_summary
-from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config, log_run_summary
+from makemore_sweep.tracking import (
+    build_loggers,
+    finish_loggers,
+    keep_earlier_curves,
+    log_run_config,
+    log_run_summary,
+)
 from makemore_sweep.trainer_setup import build_trainer, plan_steps
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one model as configured; write metrics.json in `run_dir` and return its contents."""
     validate_config(cfg)
     started = time.perf_counter()
-    configure_threads(cfg.get("threads"))
+    job = SlurmJob.from_environment()
+    configure_threads(torch_threads(cfg.get("threads"), job))
     L.seed_everything(cfg.seed, verbose=False)
 
     datamodule: NamesDataModule = instantiate(cfg.data)
@@ -61,7 +68,12 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     monitor = RunMonitor(target_loss=cfg.target_loss)
     callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
     loggers = build_loggers(cfg.get("logger"))
-    log_run_config(loggers, cfg)
+    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), run_dir, job)
+    if ckpt_path:
+        if job.requeued:
+            print(f"SLURM requeued job {job.job_id}: resuming from {ckpt_path}", flush=True)
+        keep_earlier_curves(loggers)
+    log_run_config(loggers, cfg, extra=job.record())
     trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
     startup_s = time.perf_counter() - started
 
@@ -69,17 +81,21 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     state, error = "completed", None
     try:
         if getattr(module.net, "trainable", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         else:
             fit_by_counting(module, datamodule, trainer, monitor, best_path)
     except TrainingDiverged as diverged:
         state, error = "failed", str(diverged)
-        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+        metrics = collect_metrics(
+            cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s, job
+        )
         write_metrics(run_dir, metrics)
         finish_loggers(loggers, status="failed")
         raise
 
-    metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
+    metrics = collect_metrics(
+        cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s, job
+    )
     write_metrics(run_dir, metrics)
     log_run_summary(loggers, metrics, step=trainer.global_step)
     finish_loggers(loggers)
@@ -117,6 +133,7 @@ def collect_metrics(
     state: str,
     error: str | None,
     startup_s: float,
+    job: SlurmJob,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
     splits = datamodule.splits
@@ -147,7 +164,8 @@ def collect_metrics(
         "error": error,
         "device": str(trainer.strategy.root_device) if trainer.strategy else "cpu",
         "torch_threads": torch.get_num_threads(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "resumed_from_step": monitor.resumed_from_step,
+        **job.record(),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ URL_PASSWORD_PATTERN = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+
 def mask_secrets(text: str) -> str:
     """Hide the password of any URL in `text` (`postgresql://u:pw@host` → `postgresql://u:***@host`)."""
     return URL_PASSWORD_PATTERN.sub(r"\g<head>***\g<tail>", text)
+
+
+def hide_secrets_in_command_line() -> None:
+    """Mask URL passwords in sys.argv, once Hydra has parsed it.
+
+    W&B records the command line in every run's metadata and Lightning quotes it in warnings;
+    a storage URL given as an override (hydra.sweeper.storage=postgresql://user:pw@host/db)
+    would carry its password there.
+    """
+    sys.argv[:] = [mask_secrets(arg) for arg in sys.argv]
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,10 +64,31 @@ def build_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
     return loggers
 
 
-def log_run_config(loggers: list[Logger], config: DictConfig) -> None:
+def log_run_config(
+    loggers: list[Logger], config: DictConfig, extra: Mapping[str, Any] | None = None
+) -> None:
+    """The flat config (plus `extra`, e.g. the SLURM job) as every logger's hyperparameters."""
     flat = flatten_config(OmegaConf.to_container(config, resolve=True))  # type: ignore[arg-type]
+    flat.update(flatten_config(extra or {}))
     for logger in loggers:
         logger.log_hyperparams(flat)
+
+
+def keep_earlier_curves(loggers: list[Logger]) -> list[Path]:
+    """Set aside the CSV curve a run wrote before it was resumed: metrics.before-resume-N.csv.
+
+    Lightning's CSVLogger deletes an existing metrics.csv when it starts writing, so a run
+    resumed in its own folder (a requeued SLURM job, `ckpt_path=last`) would lose the first
+    part of its curve. Call before anything is logged. Returns the files set aside.
+    """
+    kept = []
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            curve = Path(logger.log_dir) / "metrics.csv"
+            if curve.is_file():
+                n = 1 + len(list(curve.parent.glob("metrics.before-resume-*.csv")))
+                kept.append(curve.rename(curve.with_name(f"metrics.before-resume-{n}.csv")))
+    return kept
 
 
 def log_run_summary(loggers: list[Logger], metrics: Mapping[str, Any], step: int) -> None:

@@ -12,6 +12,7 @@ import lightning as L
 from makemore_sweep.instantiation import build as instantiate
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
@@ -67,4 +68,8 @@ def build_trainer(
         "check_val_every_n_epoch": 1,
         "log_every_n_steps": 1,  # the module itself logs at its own cadence
     }
+    if SLURMEnvironment.detect():
+        # submitit (hydra/launcher=slurm) requeues a job near its time limit or on preemption;
+        # Lightning's own requeue handler would be a second one, so it is switched off.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     return instantiate(DictConfig(lightning_args), **extra)
