@@ -13,11 +13,13 @@ from omegaconf import DictConfig
 from makemore_sweep.errors import UserError, debug_enabled, report_user_error
 from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.runner import run_training
+from makemore_sweep.tracking import hide_secrets_in_command_line
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def train(cfg: DictConfig) -> float:
     """Train one configuration and return its best dev loss (what sweepers minimise)."""
+    hide_secrets_in_command_line()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
