@@ -6,10 +6,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import train_cli
 from optuna.storages import JournalStorage, RDBStorage
+from wandb_offline import run_config
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.storage import describe_storage, journal_path, open_storage
+from makemore_sweep.tracking import mask_secrets
 
 SECRET = "s3cr3t-pass"
 
@@ -72,3 +75,30 @@ def test_an_unreachable_database_is_one_sentence_without_the_password() -> None:
 def test_describing_a_storage_masks_its_password() -> None:
     described = describe_storage(f"postgresql://user:{SECRET}@db.cluster:5432/optuna")
     assert described == "postgresql://user:***@db.cluster:5432/optuna"
+
+
+@pytest.mark.slow
+def test_a_password_on_the_command_line_never_reaches_the_output_or_w_and_b(
+    names_path: Path, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = f"postgresql+psycopg2://makemore:{SECRET}@db.example:5432/optuna"
+    run_dir = tmp_path / "run"
+    result = train_cli(
+        [
+            f"data.path={names_path}",
+            "trainer.max_steps=50",
+            "trainer.val_every_n_steps=50",
+            f"+notes.storage={url}",  # stands for any override carrying a storage URL
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=run_env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert SECRET not in result.stdout + result.stderr
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    assert run_config(run_file)["notes.storage"] == mask_secrets(url)
+    # W&B keeps the command line in the run's metadata: it must be masked there too.
+    for written in (run_dir / "wandb").rglob("*"):
+        if written.is_file():
+            assert SECRET.encode() not in written.read_bytes(), written
