@@ -3,13 +3,17 @@ the launcher config, and the CSV curve of a resumed run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger
+from submitit.slurm.slurm import SlurmJobEnvironment
 
 from makemore_sweep.checkpoints import LAST_CHECKPOINT
-from makemore_sweep.cluster import SlurmJob, resume_checkpoint, torch_threads
+from makemore_sweep.cluster import SlurmJob, resume_checkpoint, survive_own_requeue, torch_threads
 from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.tracking import keep_earlier_curves
 
@@ -126,3 +130,26 @@ def test_every_slurm_launcher_setting_can_be_overridden() -> None:
     assert (launcher.mem_gb, launcher.timeout_min, launcher.array_parallelism) == (8, 30, 4)
     assert launcher.additional_parameters["mail-type"] == "END"
     assert list(launcher.setup) == ["module load cuda"]
+
+
+@pytest.mark.parametrize(
+    ("scontrol_ends_by", "requeued"), [("kill -TERM $$", True), ("exit 1", False)]
+)
+def test_a_requeue_stopped_by_its_own_sigterm_counts_as_done(
+    scontrol_ends_by: str, requeued: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SLURM stops a requeued job at once, `scontrol requeue` (a child of the job) included; the
+    # stand-in `scontrol` ends the way the real one does then, or fails for another reason.
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\n{scontrol_ends_by}\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "1042")
+    survive_own_requeue()
+    survive_own_requeue()  # idempotent: wraps submitit once
+    environment = SlurmJobEnvironment()
+    if requeued:
+        environment._requeue(countdown=2)
+    else:
+        with pytest.raises(subprocess.CalledProcessError):
+            environment._requeue(countdown=2)

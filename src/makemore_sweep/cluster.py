@@ -8,13 +8,18 @@ continues from `checkpoints/last.ckpt` there instead of starting over.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from makemore_sweep.checkpoints import LAST_CHECKPOINT
+
+log = logging.getLogger(__name__)
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -78,3 +83,30 @@ def resume_checkpoint(configured: str | None, run_dir: Path, job: SlurmJob) -> s
     if job.requeued and last.is_file():
         return str(last)
     return None
+
+
+def survive_own_requeue() -> None:
+    """Let submitit's requeue succeed even when SLURM stops the job before `scontrol` returns.
+
+    On the warning signal submitit runs `scontrol requeue JOBID` from inside the job. SLURM
+    then stops the job at once, SIGTERM to every process in it, `scontrol` included: on a
+    fast scheduler that can happen before `scontrol` exits, although the requeue went through.
+    submitit would take the killed `scontrol` for a failed requeue and fail the trial instead
+    of letting it come back, so a `scontrol` stopped by SIGTERM counts as done.
+    """
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    requeue = SlurmJobEnvironment._requeue
+    if getattr(requeue, "survives_own_requeue", False):
+        return
+
+    def requeue_surviving_sigterm(self: SlurmJobEnvironment, countdown: int) -> None:
+        try:
+            requeue(self, countdown)
+        except subprocess.CalledProcessError as error:
+            if error.returncode != -signal.SIGTERM:
+                raise
+            log.info("scontrol was stopped by the requeue it made; job %s is requeued", self.job_id)
+
+    requeue_surviving_sigterm.survives_own_requeue = True  # type: ignore[attr-defined]
+    SlurmJobEnvironment._requeue = requeue_surviving_sigterm  # type: ignore[method-assign]

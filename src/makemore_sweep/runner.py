@@ -14,7 +14,7 @@ from makemore_sweep.instantiation import build as instantiate
 from omegaconf import DictConfig
 
 from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
-from makemore_sweep.cluster import SlurmJob, resume_checkpoint, torch_threads
+from makemore_sweep.cluster import SlurmJob, resume_checkpoint, survive_own_requeue, torch_threads
 from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
 from makemore_sweep.errors import TrainingDiverged
@@ -47,6 +47,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     validate_config(cfg)
     started = time.perf_counter()
     job = SlurmJob.from_environment()
+    if job.job_id:
+        survive_own_requeue()
     configure_threads(torch_threads(cfg.get("threads"), job))
     L.seed_everything(cfg.seed, verbose=False)
 
