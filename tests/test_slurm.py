@@ -1,9 +1,9 @@
 """`hydra/launcher=slurm` on a real single-node SLURM cluster (scripts/slurm-local.sh).
 
-Trials become SLURM jobs that record their job ids; a trial stopped by its time limit is
-requeued and resumes from its checkpoint; a sweep runs its trials on the cluster (that one
-needs the Optuna sweeper of sweeps/). Without SLURM (or root) these tests skip on a laptop
-and fail under CI.
+Trials become SLURM jobs that record their job ids; a trial stopped by its time limit, or
+preempted, is requeued and resumes from its checkpoint; a sweep runs its trials on the
+cluster (that one needs the Optuna sweeper of sweeps/). Without SLURM (or root) these tests
+skip on a laptop and fail under CI.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from conftest import REPO_ROOT, skip_or_fail, train_cli
 from wandb_offline import run_config
 
+from makemore_sweep.checkpoints import LAST_CHECKPOINT
 from makemore_sweep.metrics_file import read_metrics
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
@@ -162,6 +165,55 @@ def test_a_trial_stopped_by_its_time_limit_is_requeued_and_resumes(
     run_dir = sweep_dir / "0"
     assert list((run_dir / "csv").glob("metrics.before-resume-*.csv"))
     assert "Requeued job" in _job_logs(sweep_dir)  # submitit's own account of the requeue
+
+
+def test_a_preempted_trial_is_requeued_and_resumes(
+    slurm_env: dict[str, str], names_path: Path, tmp_path: Path
+) -> None:
+    sweep_dir, log = tmp_path / "multirun", tmp_path / "sweep.log"
+    with log.open("w") as output:
+        sweep = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "makemore_sweep.train",
+                "-m",
+                *ON_LOCAL_CLUSTER,
+                "+trainer.max_time=00:00:00:20",  # 20 s of training, however many steps
+                "trainer.max_steps=100000000",
+                "optim.schedule=constant",
+                "trainer.val_every_n_steps=100",
+                "logger=csv",
+                f"data.path={names_path}",
+                f"hydra.sweep.dir={sweep_dir}",
+            ],
+            cwd=tmp_path,
+            env=slurm_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        last = sweep_dir / "0" / LAST_CHECKPOINT
+        deadline = time.monotonic() + 300
+        while not last.is_file() and sweep.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert last.is_file(), f"no checkpoint before preemption:\n{log.read_text()[-3000:]}"
+        (job_id,) = [d.name for d in (sweep_dir / ".submitit").iterdir() if d.name.isdigit()]
+        # What SLURM does to a running job preempted with PreemptMode=REQUEUE.
+        subprocess.run(["scontrol", "requeue", job_id], env=slurm_env, check=True, timeout=60)
+        assert sweep.wait(timeout=600) == 0, (
+            f"{log.read_text()[-3000:]}\n{_job_logs(sweep_dir)[-3000:]}"
+        )
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+
+    metrics = read_metrics(sweep_dir / "0")
+    assert metrics["state"] == "completed"
+    assert metrics["slurm_restart_count"] >= 1
+    assert metrics["steps"] > metrics["resumed_from_step"] > 0
+    steps = [step for step, _ in metrics["val_history"]]
+    assert steps[0] == 100 and steps == sorted(set(steps))
 
 
 def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
