@@ -51,7 +51,7 @@ require_tools() {
 
 start_munge() {
     mkdir -p "$STATE_DIR/munge"
-    chmod 0700 "$STATE_DIR/munge"
+    chmod 0755 "$STATE_DIR/munge"  # clients reach the socket; the key inside stays 0600
     if pid_alive "$STATE_DIR/munge/munged.pid"; then return; fi
     [[ -s $STATE_DIR/munge/munge.key ]] || mungekey --create --keyfile="$STATE_DIR/munge/munge.key"
     chmod 0600 "$STATE_DIR/munge/munge.key"
