@@ -27,6 +27,7 @@ class RunMonitor(L.Callback):
         self.elapsed_before_s = 0.0
         self.val_history: list[tuple[int, float]] = []
         self.startup_s: float | None = None  # package import → first training step
+        self.resumed_from_step: int | None = None  # the step a resumed run continued from
         self._started: float | None = None
 
     def elapsed_s(self) -> float:
@@ -35,6 +36,8 @@ class RunMonitor(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
+        if trainer.global_step > 0:  # restored from a checkpoint before training started
+            self.resumed_from_step = trainer.global_step
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.startup_s is None:

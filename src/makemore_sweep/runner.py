@@ -17,6 +17,7 @@ from makemore_sweep.instantiation import build as instantiate
 from omegaconf import DictConfig
 
 from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
+from makemore_sweep.cluster import SlurmJob, resume_checkpoint, survive_own_requeue, torch_threads
 from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
 from makemore_sweep.embeddings import plot_run_embeddings
@@ -28,7 +29,12 @@ from makemore_sweep.networks import count_parameters, has_finite_state, mean_los
 from makemore_sweep.resume import checkpoint_to_resume, previous_wandb_run_id
 from makemore_sweep.sampling import novel_fraction, sample_names
 from makemore_sweep.summary import print_summary
-from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config, log_run_summary
+from makemore_sweep.tracking import (
+    build_loggers,
+    finish_loggers,
+    log_run_config,
+    log_run_summary,
+)
 from makemore_sweep.trainer_setup import build_trainer, plan_steps
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,10 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     validate_config(cfg)
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
     started = time.perf_counter()
-    configure_threads(cfg.get("threads"))
+    job = SlurmJob.from_environment()
+    if job.job_id:
+        survive_own_requeue()
+    configure_threads(torch_threads(cfg.get("threads"), job))
     L.seed_everything(cfg.seed, verbose=False)
 
     datamodule: NamesDataModule = instantiate(cfg.data)
@@ -66,19 +75,22 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     monitor = RunMonitor(target_loss=cfg.target_loss)
     callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    resume_from = resume_checkpoint(resume_from, run_dir, job)
+    if resume_from and job.requeued:
+        print(f"SLURM requeued job {job.job_id}: resuming from {resume_from}", flush=True)
     loggers = build_loggers(
         cfg.get("logger"),
         wandb_id=previous_wandb_run_id(run_dir) if resume_from else None,
         resuming=resume_from is not None,
     )
-    log_run_config(loggers, cfg)
+    log_run_config(loggers, cfg, extra=job.record())
     trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
     setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
 
     best_path = run_dir / BEST_CHECKPOINT
 
     def record(state: str, error: str | None) -> dict[str, Any]:
-        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s)
+        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job)
         write_metrics(run_dir, metrics)
         return metrics
 
@@ -140,6 +152,7 @@ def collect_metrics(
     state: str,
     error: str | None,
     setup_s: float,
+    job: SlurmJob,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
     splits = datamodule.splits
@@ -176,7 +189,8 @@ def collect_metrics(
         "error": error,
         "device": str(trainer.strategy.root_device) if trainer.strategy else "cpu",
         "torch_threads": torch.get_num_threads(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "resumed_from_step": monitor.resumed_from_step,
+        **job.record(),
     }
 
 

@@ -1,61 +1,123 @@
-"""Checking an Optuna storage URL before a sweep starts any training.
+"""Optuna storage from one string: SQLite on one machine, PostgreSQL or a journal file for many.
 
-`check_storage_url(url)` opens the storage once (creating the tables of a new SQLite file or
-database, as the sweep would) and turns driver and connection errors into a `StorageError`
-with one sentence that names the URL, its password masked. Sweepers call it first, so an
-unreachable PostgreSQL server or an unwritable SQLite path fails in a second, not after the
-first trial has trained.
+- `sqlite:///studies/NAME.db`: the single-machine default. SQLite's file locking is unreliable
+  on network file systems, so do not share it between nodes.
+- `postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB` (or any SQLAlchemy URL Optuna supports):
+  many workers on many nodes; the database does the locking.
+- `journal:PATH` (`journal:studies/NAME.log`, `journal:///shared/studies/NAME.log`): an Optuna
+  journal file on a shared file system (NFS v3+), when no database server is at hand.
+
+`open_storage` turns every driver and connection error into a `StorageError` with one sentence
+that names the URL, its password masked, so an unreachable server or an unwritable path fails
+before any trial trains. `check_storage_url` is the same check for callers that only validate.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import Any
+
+import sqlalchemy.exc
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from sqlalchemy.engine import make_url
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.tracking import mask_secrets
 
+JOURNAL_PREFIX = "journal:"
 CONNECT_TIMEOUT_S = 10  # a server that drops packets fails within this, instead of hanging
+# Workers that start together race to create Optuna's tables in an empty database; the loser
+# sees a duplicate-object error and only has to try again.
+CREATE_ATTEMPTS = 5
+
+
+def journal_path(url: str) -> Path:
+    """`journal:relative/file.log` or `journal:///absolute/file.log` → the file's path."""
+    rest = url[len(JOURNAL_PREFIX) :]
+    return Path("/" + rest.lstrip("/")) if rest.startswith("///") else Path(rest.removeprefix("//"))
+
+
+def open_storage(url: str | None) -> BaseStorage | None:
+    """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked."""
+    if not url:
+        return None
+    if url.startswith(JOURNAL_PREFIX):
+        return _open_journal(journal_path(url))
+    return _open_rdb(url)
 
 
 def check_storage_url(url: str) -> None:
-    """Open the Optuna RDB storage at `url`; raise StorageError with one sentence if it cannot be used."""
-    import optuna
-    import sqlalchemy.exc
-    from sqlalchemy.engine import make_url
+    """Open the storage at `url` once (creating a new study database as a sweep would)."""
+    storage = open_storage(url)
+    if isinstance(storage, RDBStorage):
+        storage.engine.dispose()
 
+
+def describe_storage(url: str | None) -> str:
+    """The storage as it may be printed or logged: passwords masked, in-memory said plainly."""
+    return mask_secrets(url) if url else "in memory (nothing is kept after the sweep)"
+
+
+def _open_rdb(url: str) -> RDBStorage:
     shown = mask_secrets(url)
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise StorageError(
-            f"The storage URL {shown} is not a database URL; use e.g. sqlite:///studies/NAME.db "
-            "or postgresql://USER@HOST/DB."
+            f"The storage URL {shown} is not a database URL; use e.g. sqlite:///studies/NAME.db, "
+            "postgresql+psycopg2://USER@HOST/DB or journal:PATH."
         ) from None
-    password = parsed.password
-    backend = parsed.get_backend_name()
+    backend, password = parsed.get_backend_name(), parsed.password
     if backend == "postgres":
         raise StorageError(f"The storage URL {shown} uses the scheme postgres://; write postgresql:// instead.")
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(backend))
-    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
-        # SQLAlchemy 2.1 picks psycopg (3) for postgresql://; postgresql+psycopg2:// picks psycopg2.
-        missing = _reason(error.__cause__ or error, password)
-        fix = "install psycopg[binary], or write postgresql+psycopg2:// to use psycopg2" if backend == "postgresql" else "install its driver"
-        raise StorageError(f"The storage URL {shown} needs a database driver that is not installed ({missing}); {fix}.") from None
-    except Exception as error:  # noqa: BLE001 (SQLAlchemy/driver errors vary by backend; all mean "unusable")
-        raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
-    storage.engine.dispose()
-
-
-def _engine_kwargs(backend: str) -> dict[str, Any]:
+    if backend == "sqlite" and parsed.database:
+        folder = Path(parsed.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"Cannot open the Optuna storage {shown}: cannot create {folder} ({error.strerror}).") from None
+    # pool_pre_ping: a sweep waits hours for cluster jobs, and idle connections get dropped.
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "postgresql":
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-    return {}
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
+            # SQLAlchemy 2.1 picks psycopg (3) for postgresql://; postgresql+psycopg2:// picks psycopg2.
+            missing = _reason(error.__cause__ or error, password)
+            fix = (
+                "install psycopg[binary], or write postgresql+psycopg2:// to use psycopg2"
+                if backend == "postgresql"
+                else "install its driver"
+            )
+            raise StorageError(
+                f"The storage URL {shown} needs a database driver that is not installed ({missing}); {fix}."
+            ) from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
+            if attempt == CREATE_ATTEMPTS:
+                raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
+            time.sleep(0.2 * attempt)
+        except Exception as error:  # noqa: BLE001 (driver errors vary by backend; all mean "unusable")
+            raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
+    raise AssertionError("unreachable")
+
+
+def _open_journal(path: Path) -> JournalStorage:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The open(O_EXCL) lock works on NFS v3+, where shared journal files usually live.
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        return JournalStorage(backend)
+    except OSError as error:
+        raise StorageError(f"Cannot open the Optuna journal file {path}: {error.strerror or error}.") from None
 
 
 def _reason(error: BaseException, password: str | None) -> str:
-    """The first line of the driver's message, never the password."""
+    """The first lines of the driver's message, never the password."""
     original = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
     lines = [line.strip() for line in str(original).splitlines() if line.strip()]
     reason = " ".join(lines[:2]) if lines else type(original).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,16 @@ URL_PASSWORD_PATTERN = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+
 def mask_secrets(text: str) -> str:
     """Hide the password of any URL in `text` (`postgresql://u:pw@host` → `postgresql://u:***@host`)."""
     return URL_PASSWORD_PATTERN.sub(r"\g<head>***\g<tail>", text)
+
+
+def hide_secrets_in_command_line() -> None:
+    """Mask URL passwords in sys.argv, once Hydra has parsed it.
+
+    W&B records the command line in every run's metadata and Lightning quotes it in warnings;
+    a storage URL given as an override (hydra.sweeper.storage=postgresql://user:pw@host/db)
+    would carry its password there.
+    """
+    sys.argv[:] = [mask_secrets(arg) for arg in sys.argv]
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,8 +128,12 @@ def keep_earlier_csv(log_dir: Path) -> Path | None:
     return kept
 
 
-def log_run_config(loggers: list[Logger], config: DictConfig) -> None:
+def log_run_config(
+    loggers: list[Logger], config: DictConfig, extra: Mapping[str, Any] | None = None
+) -> None:
+    """The flat config (plus `extra`, e.g. the SLURM job) as every logger's hyperparameters."""
     flat = flatten_config(OmegaConf.to_container(config, resolve=True))  # type: ignore[arg-type]
+    flat.update(flatten_config(extra or {}))
     for logger in loggers:
         logger.log_hyperparams(flat)
 

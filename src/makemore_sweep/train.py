@@ -23,6 +23,7 @@ from makemore_sweep.paths import CONF_DIR
 from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.resume import expand_resume_argument
 from makemore_sweep.runner import run_training
+from makemore_sweep.tracking import hide_secrets_in_command_line
 
 
 class _DropTips(logging.Filter):
@@ -44,6 +45,7 @@ def train(cfg: DictConfig) -> float:
 
     With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
     """
+    hide_secrets_in_command_line()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -12,6 +12,7 @@ import lightning as L
 from makemore_sweep.instantiation import build as instantiate
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
@@ -68,4 +69,8 @@ def build_trainer(
         # Lightning counts its own steps, which are chunks of optimiser steps here.
         "log_every_n_steps": max(1, int(trainer_cfg.log_every_n_steps) // plan.steps_per_execution),
     }
+    if SLURMEnvironment.detect():
+        # submitit (hydra/launcher=slurm) requeues a job near its time limit or on preemption;
+        # Lightning's own requeue handler would be a second one, so it is switched off.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     return instantiate(DictConfig(lightning_args), **extra)
