@@ -26,6 +26,7 @@ from makemore_sweep.sampling import novel_fraction, sample_names
 from makemore_sweep.summary import print_summary
 from makemore_sweep.tracking import build_loggers, finish_loggers, log_run_config, log_run_summary
 from makemore_sweep.trainer_setup import build_trainer, plan_steps
+from makemore_sweep.trial_link import TrialLink
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 20
@@ -60,6 +61,10 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     monitor = RunMonitor(target_loss=cfg.target_loss)
     callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    trial = TrialLink.from_config(cfg)  # None unless this run is a trial of an Optuna sweep
+    if trial is not None:
+        callbacks.append(trial.pruning)
+        trial.label_loggers(cfg)
     loggers = build_loggers(cfg.get("logger"))
     log_run_config(loggers, cfg)
     trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
@@ -75,16 +80,27 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except TrainingDiverged as diverged:
         state, error = "failed", str(diverged)
         metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
-        write_metrics(run_dir, metrics)
+        save_outcome(run_dir, metrics, trial)
         finish_loggers(loggers, status="failed")
         raise
 
+    if trial is not None and trial.pruning.pruned:
+        state = "pruned"
     metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, startup_s)
-    write_metrics(run_dir, metrics)
+    save_outcome(run_dir, metrics, trial)
     log_run_summary(loggers, metrics, step=trainer.global_step)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics
+
+
+def save_outcome(run_dir: Path, metrics: dict[str, Any], trial: TrialLink | None) -> None:
+    """metrics.json first, then the Optuna trial: once a trial is recorded PRUNED it is final."""
+    if trial is not None:
+        metrics.update(trial.metrics_fields())
+    write_metrics(run_dir, metrics)
+    if trial is not None:
+        trial.record_outcome(metrics, run_dir)
 
 
 def fit_by_counting(

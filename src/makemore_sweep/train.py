@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -30,7 +31,18 @@ def train(cfg: DictConfig) -> float:
     return float(metrics["val_loss"])
 
 
+def selects_sweep(args: list[str]) -> bool:
+    """True when the command line picks a sweep file (`sweep=NAME`) without choosing a mode."""
+    picks = any(re.fullmatch(r"\+{0,2}sweep=(?!null$).+", a) for a in args)
+    chooses_mode = any(a in ("-m", "--multirun", "-r", "--run") or a.startswith("hydra.mode=") for a in args)
+    return picks and not chooses_mode
+
+
 def main() -> None:
+    # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
+    # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
+    if selects_sweep(sys.argv[1:]):
+        sys.argv.append("hydra.mode=MULTIRUN")
     train()
 
 
