@@ -237,7 +237,7 @@ class ResumableOptunaSweep(OptunaSweeperImpl):
         allowed = self.max_failure_rate * self.n_trials
         if failed_here > allowed:
             raise TooManyFailures(
-                f"{failed_here} trials failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
+                f"Too many failed trials: {failed_here}, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
                 f"of n_trials={self.n_trials} allows; the last, trial {last.number}, failed with: "
                 f"{last.user_attrs.get(FAIL_REASON_ATTR, 'an unknown error')}"
             )

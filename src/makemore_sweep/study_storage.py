@@ -11,6 +11,7 @@ every trial process (local, submitit or SLURM) opens the same file.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -71,18 +72,30 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable since Optuna 2.9
             return RDBStorage(
-                url,
+                with_installed_postgres_driver(url),
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
             )
     except Exception as error:  # SQLAlchemy, driver and file errors all mean the same to a user
         raise StorageError(
-            f"Cannot open the Optuna storage {mask_secrets(url)} ({_first_line(error)}); "
+            f"Cannot open the Optuna storage {mask_secrets(url)}: {_first_line(error)}; "
             "check hydra.sweeper.storage."
         ) from error
 
 
+def with_installed_postgres_driver(url: str) -> str:
+    """`postgresql://` means psycopg 3 to SQLAlchemy 2; use psycopg2 when only that is installed."""
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is None:
+        return url
+    return "postgresql+psycopg2://" + url[len("postgresql://") :]
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return mask_secrets(text[0] if text else type(error).__name__)
+    reason = text[0] if text else type(error).__name__
+    if error.__cause__ is not None:  # e.g. "Failed to import DB access module" hides which one
+        reason = f"{reason}: {_first_line(error.__cause__)}"
+    return mask_secrets(reason)
