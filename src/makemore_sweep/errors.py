@@ -48,6 +48,10 @@ class TrainingDiverged(UserError):
             "lower optim.lr or add gradient clipping (trainer.gradient_clip_val)."
         )
 
+    def __reduce__(self) -> tuple[type[TrainingDiverged], tuple[int, float]]:
+        # Rebuilt from (step, loss): a sweep's trial may raise it in another process.
+        return type(self), (self.step, self.loss)
+
 
 def debug_enabled() -> bool:
     return os.environ.get("MAKEMORE_DEBUG", "") not in ("", "0", "false")
