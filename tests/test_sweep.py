@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import train_cli
-from optuna.trial import TrialState
 from sweep_helpers import FINISHED, SEARCHED, STUDY, load_study, sweep_args, trials_in, wandb_runs
 
 pytestmark = pytest.mark.slow

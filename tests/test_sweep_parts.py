@@ -18,9 +18,19 @@ from makemore_sweep.best_experiment import config_changes, experiment_name, writ
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.local_launcher import split_threads
 from makemore_sweep.pruning import build_pruner
-from makemore_sweep.study_storage import open_storage, resolve_storage_url, with_installed_postgres_driver
+from makemore_sweep.study_storage import (
+    open_storage,
+    resolve_storage_url,
+    with_installed_postgres_driver,
+)
 from makemore_sweep.train import selects_sweep
-from makemore_sweep.trial_leases import FAIL_REASON_ATTR, HOST, OWNER_ATTR, TrialLeases, process_is_alive
+from makemore_sweep.trial_leases import (
+    FAIL_REASON_ATTR,
+    HOST,
+    OWNER_ATTR,
+    TrialLeases,
+    process_is_alive,
+)
 
 
 # -- storage --------------------------------------------------------------------------------

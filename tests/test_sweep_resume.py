@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import train_cli
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 from sweep_helpers import FINISHED, load_study, sweep_args, trials_in
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
         try:
             if condition():
                 return
-        except Exception:  # the study file may not exist yet, or be locked for a moment
+        except (KeyError, OperationalError):  # no study yet, or its file locked for a moment
             pass
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")

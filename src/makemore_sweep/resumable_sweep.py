@@ -29,7 +29,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
@@ -267,8 +267,10 @@ class ResumableOptunaSweep(OptunaSweeperImpl):
         name = experiment_name(study.study_name)
         directory = Path(self.extras.export_dir) if self.extras.export_dir else CONF_DIR / "experiment"
         header = [
-            f"Best trial {best.number} of Optuna study {study.study_name}: dev {best.value:.4f}, "
-            f"test {best.user_attrs.get('test_loss', float('nan')):.4f}.",
+            (
+                f"Best trial {best.number} of Optuna study {study.study_name}: dev {best.value:.4f}, "
+                f"test {best.user_attrs.get('test_loss', float('nan')):.4f}."
+            ),
             f"Written by the sweeper; reproduce it with: makemore-train experiment={name}",
         ]
         changes = config_changes(trial_config, default_config, always=list(best.params))

@@ -47,8 +47,7 @@ def resolve_storage_url(storage: str | None, study_name: str, base_dir: Path) ->
 
 def _journal_path(url: str, base_dir: Path) -> Path:
     path = url[len(JOURNAL_PREFIX) :]
-    if path.startswith("//"):
-        path = path[2:]  # journal:///abs/file.log → /abs/file.log; journal://rel.log → rel.log
+    path = path.removeprefix("//")  # journal:///abs/file.log → /abs/file.log; journal://rel.log → rel.log
     return (base_dir / path).resolve()
 
 

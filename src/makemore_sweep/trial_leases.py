@@ -15,6 +15,7 @@ It never fails a trial of a live process, even one on another host with a fresh 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
 
 OWNER_ATTR = "sweep_owner"
 HEARTBEAT_ATTR = "heartbeat_unix"
@@ -99,8 +102,8 @@ class TrialLeases:
                         self._beat(trial_id)
                     except UpdateFinishedTrialError:
                         pending.discard(trial_id)  # the job recorded it PRUNED already
-                    except Exception:  # a busy database: the next beat will do
-                        pass
+                    except Exception as error:  # noqa: BLE001 - a busy database: the next beat will do
+                        log.debug("Heartbeat of trial id %d skipped: %s", trial_id, error)
 
         thread = threading.Thread(target=beat_until_stopped, name="optuna-heartbeat", daemon=True)
         thread.start()
