@@ -134,12 +134,14 @@ class ResumableOptunaSweep(OptunaSweeperImpl):
             for trial in trials:
                 leases.claim(trial)
             returns = self._launch(trials, leases, space)
+            last_failure = None
             for trial, job_return in zip(trials, returns):
                 outcome = self._record(study, leases, trial, job_return)
                 self.printer.trial_finished(outcome, study)
                 if outcome.state == TrialState.FAIL:
-                    failed_here += 1
-                    self._check_failure_budget(failed_here, outcome)
+                    failed_here, last_failure = failed_here + 1, outcome
+            if last_failure is not None:  # checked once the whole round is recorded
+                self._check_failure_budget(failed_here, last_failure)
 
     def _launch(self, trials: list[optuna.Trial], leases: TrialLeases, space: SearchSpace) -> list[JobReturn | BaseException]:
         overrides = self._configure_trials(trials, space.distributions, space.fixed_params, space.fixed_overrides)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from makemore_sweep.metrics_file import METRICS_FILE, read_metrics
 from makemore_sweep.trial_leases import FAIL_REASON_ATTR, Abandoned
 
 
@@ -79,9 +81,20 @@ class SweepPrinter:
         if best is None:
             self.say("[sweep] no trial completed, so there is no best trial yet")
             return None
-        attrs = best.user_attrs
-        self.say(f"[sweep] best trial {best.number}: dev {_loss(best.value)}, test {_loss(attrs.get('test_loss'))}")
+        test_loss = best_run_metrics(best).get("test_loss", best.user_attrs.get("test_loss"))
+        self.say(f"[sweep] best trial {best.number}: dev {_loss(best.value)}, test {_loss(test_loss)}")
         self.say(f"[sweep]   params: {format_params(best.params)}")
-        if attrs.get("run_dir"):
-            self.say(f"[sweep]   run: {attrs['run_dir']}")
+        if best.user_attrs.get("run_dir"):
+            self.say(f"[sweep]   run: {best.user_attrs['run_dir']}")
         return best
+
+
+def best_run_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's metrics.json when its run folder is reachable from here (it may be on another host)."""
+    run_dir = trial.user_attrs.get("run_dir")
+    if not run_dir or not (Path(run_dir) / METRICS_FILE).is_file():
+        return {}
+    try:
+        return read_metrics(Path(run_dir))
+    except (OSError, ValueError):
+        return {}
