@@ -57,6 +57,10 @@ class TrainingDiverged(UserError):
         # Exceptions pickle as cls(*args) = cls(message); launchers (submitit) pickle errors.
         return (type(self), (self.step, self.loss, self.limit))
 
+    def __reduce__(self) -> tuple[type[TrainingDiverged], tuple[int, float]]:
+        # Rebuilt from (step, loss): a sweep's trial may raise it in another process.
+        return type(self), (self.step, self.loss)
+
 
 def debug_enabled() -> bool:
     return os.environ.get("MAKEMORE_DEBUG", "") not in ("", "0", "false")

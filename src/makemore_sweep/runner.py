@@ -36,6 +36,7 @@ from makemore_sweep.tracking import (
     log_run_summary,
 )
 from makemore_sweep.trainer_setup import build_trainer, plan_steps
+from makemore_sweep.trial_link import TrialLink
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 20
@@ -78,6 +79,10 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_from = resume_checkpoint(resume_from, run_dir, job)
     if resume_from and job.requeued:
         print(f"SLURM requeued job {job.job_id}: resuming from {resume_from}", flush=True)
+    trial = TrialLink.from_config(cfg)  # None unless this run is a trial of an Optuna sweep
+    if trial is not None:
+        callbacks.append(trial.pruning)
+        trial.label_loggers(cfg)
     loggers = build_loggers(
         cfg.get("logger"),
         wandb_id=previous_wandb_run_id(run_dir) if resume_from else None,
@@ -91,7 +96,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     def record(state: str, error: str | None) -> dict[str, Any]:
         metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job)
-        write_metrics(run_dir, metrics)
+        save_outcome(run_dir, metrics, trial)
         return metrics
 
     try:
@@ -112,13 +117,22 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"error: {stopped}.", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
 
-    metrics = record("completed", None)
+    metrics = record("pruned" if trial is not None and trial.pruning.pruned else "completed", None)
     embedding_png = plot_run_embeddings(run_dir)
     images = {"embeddings": embedding_png} if embedding_png else {}
     log_run_summary(loggers, metrics, step=trainer.global_step, images=images)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics
+
+
+def save_outcome(run_dir: Path, metrics: dict[str, Any], trial: TrialLink | None) -> None:
+    """metrics.json first, then the Optuna trial: once a trial is recorded PRUNED it is final."""
+    if trial is not None:
+        metrics.update(trial.metrics_fields())
+    write_metrics(run_dir, metrics)
+    if trial is not None:
+        trial.record_outcome(metrics, run_dir)
 
 
 def fit_by_counting(

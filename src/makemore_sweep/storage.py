@@ -14,12 +14,15 @@ before any trial trains. `check_storage_url` is the same check for callers that 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from sqlalchemy.engine import make_url
@@ -32,6 +35,9 @@ CONNECT_TIMEOUT_S = 10  # a server that drops packets fails within this, instead
 # Workers that start together race to create Optuna's tables in an empty database; the loser
 # sees a duplicate-object error and only has to try again.
 CREATE_ATTEMPTS = 5
+# Seconds an SQLite writer waits for another process's lock before giving up; trials of
+# parallel and cooperating sweeps write to one file.
+SQLITE_LOCK_TIMEOUT_S = 60
 
 
 def journal_path(url: str) -> Path:
@@ -40,13 +46,28 @@ def journal_path(url: str) -> Path:
     return Path("/" + rest.lstrip("/")) if rest.startswith("///") else Path(rest.removeprefix("//"))
 
 
-def open_storage(url: str | None) -> BaseStorage | None:
-    """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked."""
+def open_storage(
+    url: str | None, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> BaseStorage | None:
+    """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked.
+
+    Heartbeats let other sweep processes tell a crashed trial from a live one; Optuna supports
+    them on SQL databases only (see `trial_leases.py` for the journal case).
+    """
     if not url:
         return None
     if url.startswith(JOURNAL_PREFIX):
         return _open_journal(journal_path(url))
-    return _open_rdb(url)
+    return _open_rdb(url, heartbeat_interval, grace_period)
+
+
+def with_installed_postgres_driver(url: str) -> str:
+    """`postgresql://` means psycopg 3 to SQLAlchemy 2; use psycopg2 when only that is installed."""
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is None:
+        return url
+    return "postgresql+psycopg2://" + url[len("postgresql://") :]
 
 
 def check_storage_url(url: str) -> None:
@@ -61,7 +82,7 @@ def describe_storage(url: str | None) -> str:
     return mask_secrets(url) if url else "in memory (nothing is kept after the sweep)"
 
 
-def _open_rdb(url: str) -> RDBStorage:
+def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
     shown = mask_secrets(url)
     try:
         parsed = make_url(url)
@@ -83,9 +104,18 @@ def _open_rdb(url: str) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    elif backend == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT_S}
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable since Optuna 2.9
+                return RDBStorage(
+                    with_installed_postgres_driver(url),
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                )
         except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
             # SQLAlchemy 2.1 picks psycopg (3) for postgresql://; postgresql+psycopg2:// picks psycopg2.
             missing = _reason(error.__cause__ or error, password)

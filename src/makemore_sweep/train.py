@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -65,11 +66,22 @@ def train(cfg: DictConfig) -> float:
     return float(metrics["val_loss"])
 
 
+def selects_sweep(args: list[str]) -> bool:
+    """True when the command line picks a sweep file (`sweep=NAME`) without choosing a mode."""
+    picks = any(re.fullmatch(r"\+{0,2}sweep=(?!null$).+", a) for a in args)
+    chooses_mode = any(a in ("-m", "--multirun", "-r", "--run") or a.startswith("hydra.mode=") for a in args)
+    return picks and not chooses_mode
+
+
 @exit_cleanly_on_user_error
 def main() -> None:
     silence_known_noise()
     # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
     sys.argv[1:] = expand_resume_argument(sys.argv[1:])
+    # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
+    # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
+    if selects_sweep(sys.argv[1:]):
+        sys.argv.append("hydra.mode=MULTIRUN")
     train()
 
 

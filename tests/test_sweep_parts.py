@@ -1,0 +1,165 @@
+"""The sweep's parts on their own: storage URLs, pruners, thread split, leases, best-config export.
+
+Fast (no training); a real SQLite Optuna storage and real processes where they matter.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from makemore_sweep.best_experiment import config_changes, experiment_name, write_experiment
+from makemore_sweep.errors import ConfigError, StorageError
+from makemore_sweep.local_launcher import split_threads
+from makemore_sweep.pruning import build_pruner
+from makemore_sweep.study_storage import (
+    open_storage,
+    resolve_storage_url,
+    with_installed_postgres_driver,
+)
+from makemore_sweep.train import selects_sweep
+from makemore_sweep.trial_leases import (
+    FAIL_REASON_ATTR,
+    HOST,
+    OWNER_ATTR,
+    TrialLeases,
+    process_is_alive,
+)
+
+
+# -- storage --------------------------------------------------------------------------------
+def test_default_storage_is_an_sqlite_file_under_the_run_folder(tmp_path: Path) -> None:
+    assert resolve_storage_url(None, "s1", tmp_path) == f"sqlite:///{tmp_path.resolve()}/studies/s1.db"
+
+
+def test_relative_file_storages_become_absolute_and_others_are_kept(tmp_path: Path) -> None:
+    base = tmp_path.resolve()
+    assert resolve_storage_url("sqlite:///db/x.db", "s", tmp_path) == f"sqlite:///{base}/db/x.db"
+    assert resolve_storage_url("sqlite:////abs/x.db", "s", tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_storage_url("journal:studies/x.log", "s", tmp_path) == f"journal:{base}/studies/x.log"
+    assert resolve_storage_url("journal:///abs/x.log", "s", tmp_path) == "journal:/abs/x.log"
+    url = "postgresql://user:pw@db.example:5432/optuna"
+    assert resolve_storage_url(url, "s", tmp_path) == url
+
+
+def test_journal_and_sqlite_storages_open_and_hold_a_study(tmp_path: Path) -> None:
+    for url in (f"journal:{tmp_path}/j/s.log", f"sqlite:///{tmp_path}/q/s.db"):
+        study = optuna.create_study(study_name="s", storage=open_storage(url))
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+        assert len(optuna.load_study(study_name="s", storage=open_storage(url)).trials) == 2
+
+
+def test_an_unusable_storage_is_one_sentence_without_its_password(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError) as error:
+        open_storage(f"sqlite:///{blocker}/sub/s.db")
+    assert "hydra.sweeper.storage" in str(error.value)
+    with pytest.raises(StorageError) as error:
+        open_storage("nosuchdialect://user:hunter2@localhost/db")
+    assert "hunter2" not in str(error.value) and "user:***@" in str(error.value)
+
+
+def test_plain_postgresql_urls_use_whichever_driver_is_installed() -> None:
+    url = with_installed_postgres_driver("postgresql://u:p@h/db")
+    assert url in ("postgresql://u:p@h/db", "postgresql+psycopg2://u:p@h/db")
+    assert with_installed_postgres_driver("sqlite:///x.db") == "sqlite:///x.db"
+
+
+# -- pruners --------------------------------------------------------------------------------
+def test_pruners_are_built_by_name_with_their_options() -> None:
+    assert isinstance(build_pruner("median", {"median": {"n_startup_trials": 2}}), optuna.pruners.MedianPruner)
+    assert isinstance(build_pruner("hyperband", {}), optuna.pruners.HyperbandPruner)
+    assert isinstance(build_pruner("none", None), optuna.pruners.NopPruner)
+
+
+def test_unknown_pruners_and_options_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.pruner=bogus is invalid"):
+        build_pruner("bogus", {})
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.pruner_options\.median"):
+        build_pruner("median", {"median": {"no_such_option": 1}})
+
+
+# -- launching ------------------------------------------------------------------------------
+def test_parallel_jobs_share_the_cores_without_overriding_an_explicit_setting() -> None:
+    jobs = split_threads([["a=1"], ["a=2", "threads=3"], ["a=3"]], cores=8)
+    assert jobs == [["a=1", "threads=2"], ["a=2", "threads=3"], ["a=3", "threads=2"]]
+    assert split_threads([["a=1"], ["a=2"], ["a=3"]], cores=2)[0][-1] == "threads=1"
+
+
+def test_choosing_a_sweep_file_switches_to_multirun_unless_a_mode_is_given() -> None:
+    assert selects_sweep(["sweep=beat_2p2", "hydra.sweeper.n_trials=4"])
+    assert not selects_sweep(["sweep=beat_2p2", "-m"])
+    assert not selects_sweep(["sweep=null"])
+    assert not selects_sweep(["model.n_hidden=100"])
+
+
+# -- leases: which RUNNING trials are abandoned --------------------------------------------
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_process_liveness() -> None:
+    import os
+
+    assert process_is_alive(os.getpid())
+    assert not process_is_alive(dead_pid())
+
+
+def test_trials_of_a_dead_sweep_process_are_failed_and_live_ones_are_kept(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=30)
+    study = optuna.create_study(study_name="s", storage=storage)
+    mine, killed, other_host, unclaimed = (study.ask() for _ in range(4))
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    leases.claim(mine)
+    killed.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "sweep_id": "gone"})
+    other_host.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far"})
+    storage.record_heartbeat(leases.trial_id(other_host.number))  # alive over there
+
+    abandoned = leases.fail_abandoned()
+
+    assert [a.number for a in abandoned] == [killed.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[killed.number] == TrialState.FAIL
+    assert "is gone" in study.trials[killed.number].user_attrs[FAIL_REASON_ATTR]
+    # A live trial of this process, of another host, and one just asked but not yet claimed.
+    assert {states[t.number] for t in (mine, other_host, unclaimed)} == {TrialState.RUNNING}
+
+
+def test_journal_trials_whose_heartbeat_stopped_are_failed(tmp_path: Path) -> None:
+    storage = open_storage(f"journal:{tmp_path}/s.log")
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far"})
+    trial.set_user_attr("heartbeat_unix", 0.0)  # 1970: long stale
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    assert [a.number for a in leases.fail_abandoned()] == [trial.number]
+
+
+# -- the best trial as an experiment -------------------------------------------------------
+def test_the_best_config_keeps_what_differs_and_the_searched_parameters(tmp_path: Path) -> None:
+    default = OmegaConf.create({"model": {"n_embd": 10, "n_hidden": 200}, "trainer": {"max_steps": 4000}, "x": "${model.n_embd}"})
+    trial = OmegaConf.create(
+        {
+            "model": {"n_embd": 10, "n_hidden": 300},
+            "trainer": {"max_steps": 3000},
+            "x": "${model.n_embd}",
+            "optuna_trial": {"number": 3},
+            "hydra": {"mode": "MULTIRUN"},
+        }
+    )
+    changes = config_changes(trial, default, always=["model.n_embd", "model.n_hidden"])
+    assert changes == {"model": {"n_embd": 10, "n_hidden": 300}, "trainer": {"max_steps": 3000}}
+
+    path = write_experiment(tmp_path, experiment_name("my study"), changes, ["a header"])
+    assert path.name == "my_study_best.yaml"
+    assert path.read_text().startswith("# @package _global_\n# a header\n")
+    assert OmegaConf.to_container(OmegaConf.load(path)) == changes
