@@ -136,6 +136,7 @@ def test_two_sweep_processes_cooperate_on_one_postgres_study(
         # The URL as a user might type it, password and all: it must still never be shown.
         f"hydra.sweeper.storage={postgres_url}",
         f"hydra.sweeper.study_name={name}",
+        f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",  # not the checkout's conf/
         f"hydra.sweeper.n_trials={n_trials}",
         "hydra.sweeper.n_jobs=2",
         f"data.path={names_path}",

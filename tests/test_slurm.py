@@ -233,6 +233,7 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
             "hydra.sweeper.n_jobs=2",
             f"hydra.sweeper.storage={storage}",
             "hydra.sweeper.study_name=on-slurm",
+            f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",  # not the checkout's conf/
             f"data.path={names_path}",
             "trainer.max_steps=200",
             "trainer.val_every_n_steps=100",
@@ -243,7 +244,7 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
     )
     assert result.returncode == 0, _failure(result, sweep_dir)
 
-    job_ids = [read_metrics(sweep_dir / str(n))["slurm_job_id"] for n in (0, 1)]
+    job_ids = [read_metrics(sweep_dir / f"trial_{n}")["slurm_job_id"] for n in (0, 1)]
     assert None not in job_ids and len(set(job_ids)) == 2
     study = optuna.load_study(study_name="on-slurm", storage=storage)
     states = [t.state for t in study.trials]

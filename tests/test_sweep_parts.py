@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 from omegaconf import OmegaConf
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.best_experiment import config_changes, experiment_name, write_experiment
 from makemore_sweep.errors import ConfigError, StorageError
@@ -25,6 +26,7 @@ from makemore_sweep.study_storage import (
 )
 from makemore_sweep.train import selects_sweep
 from makemore_sweep.trial_leases import (
+    CLAIM_WINDOW_S,
     FAIL_REASON_ATTR,
     HOST,
     OWNER_ATTR,
@@ -132,6 +134,30 @@ def test_trials_of_a_dead_sweep_process_are_failed_and_live_ones_are_kept(tmp_pa
     assert "is gone" in study.trials[killed.number].user_attrs[FAIL_REASON_ATTR]
     # A live trial of this process, of another host, and one just asked but not yet claimed.
     assert {states[t.number] for t in (mine, other_host, unclaimed)} == {TrialState.RUNNING}
+
+
+def test_a_trial_asked_but_never_claimed_is_failed_after_the_claim_window(tmp_path: Path) -> None:
+    """A sweep killed between study.ask() and its claim leaves an orphan nobody will run."""
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    long_ago = datetime.now() - timedelta(seconds=CLAIM_WINDOW_S + 5)
+    orphan_id = storage.create_new_trial(
+        study_id,
+        template_trial=FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, datetime_start=long_ago, datetime_complete=None,
+            params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1,
+        ),
+    )
+    just_asked = study.ask()
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    assert {t.number for t in leases.unclaimed_running()} == {0, just_asked.number}
+
+    abandoned = leases.fail_abandoned()
+
+    assert [a.number for a in abandoned] == [storage.get_trial_number_from_id(orphan_id)]
+    assert "never claimed" in abandoned[0].reason
+    assert study.trials[just_asked.number].state == TrialState.RUNNING  # still within its window
 
 
 def test_journal_trials_whose_heartbeat_stopped_are_failed(tmp_path: Path) -> None:

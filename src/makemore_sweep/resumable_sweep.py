@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,11 @@ class ResumableOptunaSweep(OptunaSweeperImpl):
             counts = count_states(study)
             missing = self.n_trials - finished(counts) - counts[TrialState.RUNNING]
             if missing <= 0:
+                if leases.unclaimed_running():
+                    # Possibly an orphan of a sweep killed between ask and claim: wait until it
+                    # is claimed or failed (CLAIM_WINDOW_S) before counting it toward n_trials.
+                    time.sleep(1.0)
+                    continue
                 return
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats are meant for Study.optimize; ours are kept by TrialLeases.

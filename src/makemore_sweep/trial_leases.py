@@ -39,6 +39,9 @@ OWNER_ATTR = "sweep_owner"
 HEARTBEAT_ATTR = "heartbeat_unix"
 FAIL_REASON_ATTR = "fail_reason"
 HOST = socket.gethostname()
+# A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial without
+# an owner after this long was asked by a process killed in between, and nobody will run it.
+CLAIM_WINDOW_S = 10.0
 
 
 def process_is_alive(pid: int) -> bool:
@@ -137,6 +140,10 @@ class TrialLeases:
                 pass  # it finished, or another process failed it first
         return abandoned
 
+    def unclaimed_running(self) -> list[FrozenTrial]:
+        """RUNNING trials with no owner yet: being claimed now, or orphans (see CLAIM_WINDOW_S)."""
+        return [t for t in self._running() if OWNER_ATTR not in t.user_attrs]
+
     def _running(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
@@ -144,7 +151,7 @@ class TrialLeases:
         owner = trial.user_attrs.get(OWNER_ATTR)
         if owner is None:
             started = trial.datetime_start
-            if started is not None and (datetime.now() - started).total_seconds() > self.grace_period:
+            if started is not None and (datetime.now() - started).total_seconds() > CLAIM_WINDOW_S:
                 return f"never claimed by a sweep process since {started:%Y-%m-%d %H:%M:%S}"
             return None
         if owner.get("sweep_id") == self.owner["sweep_id"]:
