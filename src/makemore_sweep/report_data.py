@@ -27,6 +27,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
+from makemore_sweep import storage as studies_storage
 from makemore_sweep.errors import DataError, StorageError
 from makemore_sweep.metrics_file import METRICS_FILE
 from makemore_sweep.tracking import mask_secrets
@@ -113,7 +114,8 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
     """An existing Optuna storage, read as it is: a database URL or a journal file.
 
     Database URLs: sqlite:///FILE, postgresql://..., mysql://...; journal files: journal:PATH
-    or just PATH. Refuses files that do not exist, which Optuna would silently create empty.
+    or just PATH. Refuses files that do not exist, which opening would silently create empty;
+    the opening itself (and its one-sentence errors) is `storage.open_storage`.
     """
     shown = mask_secrets(storage)
     if (path := journal_file(storage)) is not None:
@@ -121,21 +123,18 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
             raise StorageError(
                 f"The Optuna storage {shown} is neither a database URL nor an existing journal file."
             )
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    try:
-        url = make_url(storage)
-    except Exception as error:
-        raise StorageError(f"The Optuna storage URL {shown} cannot be parsed ({error}).") from error
-    on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if on_disk and not Path(url.database).is_file():  # type: ignore[arg-type]
-        raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
-    try:
-        return optuna.storages.RDBStorage(storage)
-    except Exception as error:
-        reason = mask_secrets(str(error).splitlines()[0]) if str(error) else type(error).__name__
-        raise StorageError(f"The Optuna storage {shown} cannot be opened ({reason}).") from error
+        storage = f"{JOURNAL_PREFIX}{path.resolve()}"
+    else:
+        try:
+            url = make_url(storage)
+        except Exception as error:
+            raise StorageError(f"The Optuna storage URL {shown} cannot be parsed ({error}).") from error
+        on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if on_disk and not Path(url.database).is_file():  # type: ignore[arg-type]
+            raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
+    opened = studies_storage.open_storage(storage)
+    assert opened is not None  # the URL is not empty here
+    return opened
 
 
 def load_study_source(storage_url: str, study_name: str | None) -> ReportSource:
