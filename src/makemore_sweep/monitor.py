@@ -26,7 +26,7 @@ class RunMonitor(L.Callback):
         self.steps_to_target: int | None = None
         self.elapsed_before_s = 0.0
         self.val_history: list[tuple[int, float]] = []
-        self.startup_s: float | None = None  # package import → first training step
+        self.startup_s: float | None = None  # start-up clock → first training step
         self.resumed_from_step: int | None = None  # the step a resumed run continued from
         self._started: float | None = None
 
@@ -41,7 +41,7 @@ class RunMonitor(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.startup_s is None:
-            self.startup_s = round(time.perf_counter() - makemore_sweep.IMPORTED_AT, 3)
+            self.startup_s = round(time.perf_counter() - makemore_sweep.STARTUP_CLOCK, 3)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.elapsed_before_s = self.elapsed_s()

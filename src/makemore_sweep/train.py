@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import makemore_sweep
 from makemore_sweep.errors import (
     UserError,
     debug_enabled,
@@ -40,12 +42,19 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available")
 
 
+_runs_in_this_process = 0
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="train")
 def train(cfg: DictConfig) -> float:
     """Train one configuration and return its best dev loss (what sweepers minimise).
 
     With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
     """
+    global _runs_in_this_process
+    if _runs_in_this_process:  # a later job of an in-process multirun: its imports are done
+        makemore_sweep.STARTUP_CLOCK = time.perf_counter()
+    _runs_in_this_process += 1
     hide_secrets_in_command_line()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
