@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,24 @@ def skip_or_fail(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must provide it)")
     pytest.skip(reason)
+
+
+@contextmanager
+def local_service(script: Path) -> Iterator[str]:
+    """Run `script start` (scripts/postgres-local.sh, slurm-local.sh) for a test session.
+
+    Yields the last line `start` prints (the storage URL, the SLURM_CONF export); stops the
+    service afterwards unless it was already running before, so a developer's instance stays up.
+    """
+    already_running = subprocess.run([script, "status"], check=False, capture_output=True).returncode == 0
+    started = subprocess.run([script, "start"], check=False, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        skip_or_fail(f"scripts/{script.name} start failed: {(started.stderr or started.stdout).strip()}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        if not already_running:
+            subprocess.run([script, "stop"], check=False, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +61,7 @@ def train_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 
     """Run `makemore-train` as a user would, in `cwd`."""
     return subprocess.run(
         [sys.executable, "-m", "makemore_sweep.train", *args],
+        check=False,
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from lightning.pytorch.loggers import CSVLogger
 from submitit.slurm.slurm import SlurmJobEnvironment
 
 from makemore_sweep.checkpoints import LAST_CHECKPOINT

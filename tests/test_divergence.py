@@ -51,3 +51,5 @@ def test_diverged_error_survives_pickling() -> None:
     error = pickle.loads(pickle.dumps(TrainingDiverged(step=7, loss=float("nan"))))
     assert isinstance(error, TrainingDiverged) and error.step == 7
     assert "at step 7" in str(error)
+    above_limit = TrainingDiverged(step=3, loss=1e9, limit=100.0)
+    assert str(pickle.loads(pickle.dumps(above_limit))) == str(above_limit)  # the limit survives too

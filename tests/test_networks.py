@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from makemore_sweep.dataset import load_splits
-from makemore_sweep.networks import BigramModel, MLPLanguageModel, NetworkSpec, build_network, mean_loss
+from makemore_sweep.networks import (
+    BigramModel,
+    MLPLanguageModel,
+    NetworkSpec,
+    build_network,
+    mean_loss,
+)
 from makemore_sweep.schedules import learning_rate
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import optuna
 import pytest
-from conftest import REPO_ROOT, skip_or_fail
+from conftest import REPO_ROOT, local_service, skip_or_fail
 
 from makemore_sweep.storage import open_storage
 
@@ -37,19 +37,8 @@ def postgres_url() -> Iterator[str]:
     """The local PostgreSQL's storage URL; started for the session (and stopped) if not running."""
     if not _postgres_installed():
         skip_or_fail("PostgreSQL is not installed (sudo scripts/install-services.sh postgres)")
-    already_running = (
-        subprocess.run([SCRIPT, "status"], check=False, capture_output=True).returncode == 0
-    )
-    started = subprocess.run(
-        [SCRIPT, "start"], check=False, capture_output=True, text=True, timeout=120
-    )
-    if started.returncode != 0:
-        skip_or_fail(
-            f"scripts/postgres-local.sh start failed: {(started.stderr or started.stdout).strip()}"
-        )
-    yield started.stdout.strip().splitlines()[-1]
-    if not already_running:
-        subprocess.run([SCRIPT, "stop"], check=False, capture_output=True, timeout=120)
+    with local_service(SCRIPT) as url:
+        yield url
 
 
 def _study_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO_ROOT, skip_or_fail, train_cli
+from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli
 from wandb_offline import run_config
 
 from makemore_sweep.checkpoints import LAST_CHECKPOINT
@@ -45,21 +45,9 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
         skip_or_fail("SLURM is not installed (sudo scripts/install-services.sh slurm)")
     if os.geteuid() != 0:
         skip_or_fail("the local SLURM cluster runs its daemons as root (run the tests as root)")
-    already_running = (
-        subprocess.run([SCRIPT, "status"], check=False, capture_output=True).returncode == 0
-    )
-    started = subprocess.run(
-        [SCRIPT, "start"], check=False, capture_output=True, text=True, timeout=120
-    )
-    if started.returncode != 0:
-        skip_or_fail(
-            f"scripts/slurm-local.sh start failed: {(started.stderr or started.stdout).strip()}"
-        )
-    # Its last line, "export SLURM_CONF=...", serves where /etc/slurm/slurm.conf is not ours.
-    slurm_conf = started.stdout.strip().splitlines()[-1].removeprefix("export SLURM_CONF=")
-    yield {"SLURM_CONF": slurm_conf}
-    if not already_running:
-        subprocess.run([SCRIPT, "stop"], check=False, capture_output=True, timeout=120)
+    with local_service(SCRIPT) as last_line:
+        # Its last line, "export SLURM_CONF=...", serves where /etc/slurm/slurm.conf is not ours.
+        yield {"SLURM_CONF": last_line.removeprefix("export SLURM_CONF=")}
 
 
 @pytest.fixture

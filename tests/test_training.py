@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_cli
 
 from makemore_sweep.metrics_file import CONTRACT_KEYS
-from conftest import train_cli
 
 FAST = ["trainer.max_steps=300", "trainer.val_every_n_steps=100", "logger=csv"]
 
@@ -66,7 +66,7 @@ def test_offline_wandb_run_reads_back_with_the_dev_loss(default_run: Path) -> No
     wandb_cli = Path(sys.executable).with_name("wandb")
     result = subprocess.run(
         [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
@@ -84,14 +84,14 @@ def test_best_checkpoint_loads_weights_only(default_run: Path) -> None:
 def test_sample_command_prints_names(default_run: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "makemore_sweep.sample", str(default_run), "--n", "7", "--seed", "3"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
     assert len(names) == 7 and all(n.isalpha() and n.islower() for n in names)
     again = subprocess.run(
         [sys.executable, "-m", "makemore_sweep.sample", str(default_run), "--n", "7", "--seed", "3"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert again.stdout == result.stdout  # same seed, same names
 
@@ -99,7 +99,7 @@ def test_sample_command_prints_names(default_run: Path) -> None:
 def test_sample_command_names_a_missing_run(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "makemore_sweep.sample", str(tmp_path / "nope")],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "nope" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +66,7 @@ class SplitBatches:
         self.x, self.y, self.batch_size = x, y, batch_size
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return math.ceil(len(self.x) / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         for start in range(0, len(self.x), self.batch_size):

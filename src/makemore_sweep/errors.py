@@ -54,12 +54,9 @@ class TrainingDiverged(UserError):
         self.limit = limit
 
     def __reduce__(self) -> tuple[type, tuple[int, float, float | None]]:
-        # Exceptions pickle as cls(*args) = cls(message); launchers (submitit) pickle errors.
+        # Exceptions pickle as cls(*args) = cls(message); a sweep's trial may raise this in
+        # another process (submitit pickles it back), so rebuild it from its fields.
         return (type(self), (self.step, self.loss, self.limit))
-
-    def __reduce__(self) -> tuple[type[TrainingDiverged], tuple[int, float]]:
-        # Rebuilt from (step, loss): a sweep's trial may raise it in another process.
-        return type(self), (self.step, self.loss)
 
 
 def debug_enabled() -> bool:

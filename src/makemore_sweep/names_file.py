@@ -81,7 +81,7 @@ def _download(url: str, out: object, label: str) -> None:
     """Stream `url` into the binary file object `out` with a progress bar."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 (fixed https URL)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
             task = bar.add_task(f"downloading {label}", total=total)

@@ -30,9 +30,9 @@ from sqlalchemy.engine import make_url
 from makemore_sweep import storage as studies_storage
 from makemore_sweep.errors import DataError, StorageError
 from makemore_sweep.metrics_file import METRICS_FILE
+from makemore_sweep.storage import JOURNAL_PREFIX
 from makemore_sweep.tracking import mask_secrets
 
-JOURNAL_PREFIX = "journal:"
 RUN_DIR_ATTR = "run_dir"  # trial user attribute: absolute path of the trial's Hydra output folder
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -105,8 +105,7 @@ class ReportSource:
 def journal_file(storage: str) -> Path | None:
     """The file of a journal storage: `journal:PATH` (as sweeps write it) or a bare file path."""
     if storage.startswith(JOURNAL_PREFIX):
-        # journal:///abs/file.log is absolute, journal:rel.log relative (as sweeps resolve them).
-        return Path(storage[len(JOURNAL_PREFIX) :].removeprefix("//")).expanduser()
+        return studies_storage.journal_path(storage).expanduser()
     return None if "://" in storage else Path(storage).expanduser()
 
 

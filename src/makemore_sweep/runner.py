@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from makemore_sweep.instantiation import build as instantiate
 from omegaconf import DictConfig
 
 from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
@@ -22,6 +20,7 @@ from makemore_sweep.config_checks import validate_config
 from makemore_sweep.datamodule import NamesDataModule
 from makemore_sweep.embeddings import plot_run_embeddings
 from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.instantiation import build as instantiate
 from makemore_sweep.metrics_file import write_metrics
 from makemore_sweep.module import LanguageModelTask
 from makemore_sweep.monitor import RunMonitor

@@ -18,11 +18,14 @@ from optuna.storages import BaseStorage
 
 from makemore_sweep import storage
 from makemore_sweep.errors import StorageError
-from makemore_sweep.storage import with_installed_postgres_driver  # noqa: F401 (re-exported)
+from makemore_sweep.storage import (
+    JOURNAL_PREFIX,
+    journal_path,
+    with_installed_postgres_driver,  # noqa: F401 (re-exported)
+)
 
 STUDIES_DIR = "studies"
 SQLITE_PREFIX = "sqlite:///"
-JOURNAL_PREFIX = "journal:"
 
 
 def resolve_storage_url(storage: str | None, study_name: str, base_dir: Path) -> str:
@@ -36,14 +39,8 @@ def resolve_storage_url(storage: str | None, study_name: str, base_dir: Path) ->
             return f"{SQLITE_PREFIX}{(base_dir / path).resolve()}"
         return url
     if url.startswith(JOURNAL_PREFIX):
-        return f"{JOURNAL_PREFIX}{_journal_path(url, base_dir)}"
+        return f"{JOURNAL_PREFIX}{(base_dir / journal_path(url)).resolve()}"
     return url
-
-
-def _journal_path(url: str, base_dir: Path) -> Path:
-    path = url[len(JOURNAL_PREFIX) :]
-    path = path.removeprefix("//")  # journal:///abs/file.log → /abs/file.log; journal://rel.log → rel.log
-    return (base_dir / path).resolve()
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from makemore_sweep.instantiation import build as instantiate
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
+
+from makemore_sweep.instantiation import build as instantiate
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
 LOOP_KEYS = ("max_steps", "max_epochs", "val_every_n_steps", "steps_per_execution", "log_every_n_steps")
