@@ -57,7 +57,7 @@ sync: $(STAMP)
 
 dashboard: $(STAMP)
 	@test -n "$(STORAGE)" || { echo "usage: make dashboard STORAGE=sqlite:///FILE.db [STUDY=NAME] [PORT=8080]" >&2; exit 2; }
-	$(PY) -m makemore_sweep.dashboard --storage '$(STORAGE)' $(if $(STUDY),--study '$(STUDY)') --port $(PORT)
+	$(PY) -m makemore_sweep.cli.dashboard --storage '$(STORAGE)' $(if $(STUDY),--study '$(STUDY)') --port $(PORT)
 
 clean:
 	rm -rf outputs multirun studies reports .pytest_cache

@@ -25,13 +25,14 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from makemore_sweep.datamodule import NamesDataModule
-from makemore_sweep.dataset import load_splits
-from makemore_sweep.module import LanguageModelTask
-from makemore_sweep.monitor import RunMonitor
-from makemore_sweep.networks import MLPLanguageModel, NetworkSpec
-from makemore_sweep.paths import CONF_DIR
-from makemore_sweep.trainer_setup import StepPlan, build_trainer
+from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.data.batches import StepPlan
+from makemore_sweep.data.corpus import load_splits
+from makemore_sweep.data.datamodule import NamesDataModule
+from makemore_sweep.model.language_model import LanguageModelTask
+from makemore_sweep.model.networks import MLPLanguageModel, NetworkSpec
+from makemore_sweep.training.run_monitor import RunMonitor
+from makemore_sweep.training.trainer_factory import build_trainer
 
 BATCH = 32
 WARMUP = 200

@@ -34,7 +34,7 @@ def run_sweep(workdir: Path, pruner: str, args: argparse.Namespace) -> dict[str,
     command = [
         sys.executable,
         "-m",
-        "makemore_sweep.train",
+        "makemore_sweep.cli.train",
         f"sweep={STUDY}",
         f"hydra.sweeper.pruner={pruner}",
         f"hydra.sweeper.n_trials={args.n_trials}",

@@ -60,7 +60,7 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 def train_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run `makemore-train` as a user would, in `cwd`."""
     return subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.train", *args],
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
         check=False,
         cwd=cwd,
         env=env,

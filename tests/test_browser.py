@@ -86,7 +86,7 @@ def test_report_renders_study_name_trial_count_and_best_value(
         [
             sys.executable,
             "-m",
-            "makemore_sweep.report",
+            "makemore_sweep.cli.report",
             "--storage",
             tiny_sweep.storage_url,
             "--study",
@@ -148,7 +148,7 @@ def test_dashboard_serves_the_study_on_localhost_only(
         [
             sys.executable,
             "-m",
-            "makemore_sweep.dashboard",
+            "makemore_sweep.cli.dashboard",
             "--storage",
             tiny_sweep.storage_url,
             "--study",

@@ -10,8 +10,8 @@ import pytest
 import torch
 from cli_checks import assert_clean_failure
 
-from makemore_sweep.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.errors import UserError
+from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 
 
 class Trap:
@@ -47,7 +47,7 @@ def test_pickled_object_is_refused_in_one_sentence(trapped_run: tuple[Path, Path
 def test_makemore_sample_refuses_it_without_a_traceback(trapped_run: tuple[Path, Path]) -> None:
     run_dir, payload_ran = trapped_run
     result = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.sample", str(run_dir)], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(run_dir)], capture_output=True, text=True, timeout=300, check=False
     )
     assert "refused" in assert_clean_failure(result, str(run_dir))
     assert not payload_ran.exists()

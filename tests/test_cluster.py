@@ -11,9 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from submitit.slurm.slurm import SlurmJobEnvironment
 
-from makemore_sweep.checkpoints import LAST_CHECKPOINT
-from makemore_sweep.cluster import SlurmJob, resume_checkpoint, survive_own_requeue, torch_threads
-from makemore_sweep.paths import CONF_DIR
+from makemore_sweep.compat.submitit import survive_own_requeue
+from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.training.slurm_job import SlurmJob, resume_checkpoint, torch_threads
 
 ARRAY_TASK_ENV = {
     "SLURM_JOB_ID": "1042",

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from makemore_sweep.config_checks import validate_config
+from makemore_sweep.config.checks import validate_config
+from makemore_sweep.config.locations import CONF_DIR
 from makemore_sweep.errors import ConfigError
-from makemore_sweep.paths import CONF_DIR
 
 
 def is_int(v: Any) -> bool:

@@ -16,7 +16,7 @@ from conftest import train_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from makemore_sweep.dataset import (
+from makemore_sweep.data.corpus import (
     BOUNDARY,
     Vocabulary,
     build_windows,

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from makemore_sweep.dataset import Vocabulary, build_windows, load_splits, read_words, split_words
+from makemore_sweep.data.corpus import (
+    Vocabulary,
+    build_windows,
+    load_splits,
+    read_words,
+    split_words,
+)
 
 
 def lecture_build_dataset(words: list[str], block_size: int, stoi: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:

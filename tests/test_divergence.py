@@ -11,7 +11,7 @@ from conftest import train_cli
 from wandb_records import exit_codes, run_files
 
 from makemore_sweep.errors import TrainingDiverged
-from makemore_sweep.metrics_file import read_metrics
+from makemore_sweep.training.metrics_file import read_metrics
 
 
 @pytest.mark.slow

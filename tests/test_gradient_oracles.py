@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scalar_autograd import Value, total
 from torch import nn
 
-from makemore_sweep.networks import MLPLanguageModel, NetworkSpec
+from makemore_sweep.model.networks import MLPLanguageModel, NetworkSpec
 
 TOLERANCE = 1e-6
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import train_cli
 from run_files import PNG_MAGIC, wandb_records
 
-from makemore_sweep.lr_find import exponential_rates, smooth, suggest_rate
+from makemore_sweep.training.lr_finder import exponential_rates, smooth, suggest_rate
 
 
 def test_rates_are_exponentially_spaced_between_the_bounds() -> None:

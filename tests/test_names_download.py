@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from makemore_sweep.data.names_file import ensure_names_file
 from makemore_sweep.errors import DataError
-from makemore_sweep.names_file import ensure_names_file
 
 CONTENT = b"emma\nolivia\nava\n"
 

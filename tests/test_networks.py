@@ -8,15 +8,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from makemore_sweep.dataset import load_splits
-from makemore_sweep.networks import (
+from makemore_sweep.data.corpus import load_splits
+from makemore_sweep.model.lr_schedules import learning_rate
+from makemore_sweep.model.networks import (
     BigramModel,
     MLPLanguageModel,
     NetworkSpec,
     build_network,
     mean_loss,
 )
-from makemore_sweep.schedules import learning_rate
 
 
 def trained_bn_model() -> MLPLanguageModel:

@@ -14,14 +14,14 @@ import pytest
 from run_files import PNG_MAGIC, visible_text, wandb_records
 from tiny_sweep import HIDDEN_SIZES, STUDY_NAME, TinySweep, build_tiny_sweep
 
-from makemore_sweep.embeddings import project_to_2d
-from makemore_sweep.report_data import (
+from makemore_sweep.report.embeddings import project_to_2d
+from makemore_sweep.report.figures import history_figure
+from makemore_sweep.report.sources import (
     infer_distributions,
     load_multirun_source,
     read_overrides,
     varying_keys,
 )
-from makemore_sweep.report_figures import history_figure
 
 MIN_REPORT_BYTES = 20_000
 
@@ -33,7 +33,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, names_path: Path) -> Ti
 
 def report_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.report", *args],
+        [sys.executable, "-m", "makemore_sweep.cli.report", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

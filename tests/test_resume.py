@@ -20,10 +20,14 @@ from cli_checks import assert_clean_failure
 from conftest import train_cli
 from wandb_records import exit_codes, run_files
 
-from makemore_sweep.checkpoints import LAST_CHECKPOINT
 from makemore_sweep.errors import ConfigError, UserError
-from makemore_sweep.metrics_file import read_metrics
-from makemore_sweep.resume import checkpoint_to_resume, expand_resume_argument, override_key
+from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.training.metrics_file import read_metrics
+from makemore_sweep.training.resume import (
+    checkpoint_to_resume,
+    expand_resume_argument,
+    override_key,
+)
 
 MAX_STEPS = 600
 VAL_EVERY = 100
@@ -39,7 +43,7 @@ WAIT_S = 300
 
 def start_training(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.train", *args],
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

@@ -21,8 +21,8 @@ import pytest
 from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli
 from wandb_offline import run_config
 
-from makemore_sweep.checkpoints import LAST_CHECKPOINT
-from makemore_sweep.metrics_file import read_metrics
+from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.training.metrics_file import read_metrics
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
 
@@ -164,7 +164,7 @@ def test_a_preempted_trial_is_requeued_and_resumes(
             [
                 sys.executable,
                 "-m",
-                "makemore_sweep.train",
+                "makemore_sweep.cli.train",
                 "-m",
                 *ON_LOCAL_CLUSTER,
                 "+trainer.max_time=00:00:00:20",  # 20 s of training, however many steps

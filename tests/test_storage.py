@@ -11,8 +11,13 @@ from optuna.storages import JournalStorage, RDBStorage
 from wandb_offline import run_config
 
 from makemore_sweep.errors import StorageError
-from makemore_sweep.storage import check_storage_url, describe_storage, journal_path, open_storage
-from makemore_sweep.tracking import mask_secrets
+from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweep.storage import (
+    check_storage_url,
+    describe_storage,
+    journal_path,
+    open_storage,
+)
 
 SECRET = "s3cr3t-pass"
 

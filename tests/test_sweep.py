@@ -65,7 +65,7 @@ def test_parallel_trials_run_as_separate_processes_sharing_the_cores(
 
     study = load_study(tmp_path)
     assert len(trials_in(study, *FINISHED)) == 2
-    from makemore_sweep.local_launcher import available_cores
+    from makemore_sweep.cluster.local_launcher import available_cores
 
     for trial in study.trials:
         metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())

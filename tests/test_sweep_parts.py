@@ -15,23 +15,23 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.best_experiment import config_changes, experiment_name, write_experiment
+from makemore_sweep.cli.train import selects_sweep
+from makemore_sweep.cluster.local_launcher import split_threads
 from makemore_sweep.errors import ConfigError, StorageError
-from makemore_sweep.local_launcher import split_threads
-from makemore_sweep.pruning import build_pruner
-from makemore_sweep.study_storage import (
-    open_storage,
-    resolve_storage_url,
-    with_installed_postgres_driver,
-)
-from makemore_sweep.train import selects_sweep
-from makemore_sweep.trial_leases import (
+from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
+from makemore_sweep.sweep.leases import (
     CLAIM_WINDOW_S,
     FAIL_REASON_ATTR,
     HOST,
     OWNER_ATTR,
     TrialLeases,
     process_is_alive,
+)
+from makemore_sweep.sweep.pruners import build_pruner
+from makemore_sweep.sweep.storage import (
+    open_sweep_storage,
+    resolve_storage_url,
+    with_installed_postgres_driver,
 )
 
 
@@ -52,19 +52,19 @@ def test_relative_file_storages_become_absolute_and_others_are_kept(tmp_path: Pa
 
 def test_journal_and_sqlite_storages_open_and_hold_a_study(tmp_path: Path) -> None:
     for url in (f"journal:{tmp_path}/j/s.log", f"sqlite:///{tmp_path}/q/s.db"):
-        study = optuna.create_study(study_name="s", storage=open_storage(url))
+        study = optuna.create_study(study_name="s", storage=open_sweep_storage(url))
         study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
-        assert len(optuna.load_study(study_name="s", storage=open_storage(url)).trials) == 2
+        assert len(optuna.load_study(study_name="s", storage=open_sweep_storage(url)).trials) == 2
 
 
 def test_an_unusable_storage_is_one_sentence_without_its_password(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(StorageError) as error:
-        open_storage(f"sqlite:///{blocker}/sub/s.db")
+        open_sweep_storage(f"sqlite:///{blocker}/sub/s.db")
     assert "hydra.sweeper.storage" in str(error.value)
     with pytest.raises(StorageError) as error:
-        open_storage("nosuchdialect://user:hunter2@localhost/db")
+        open_sweep_storage("nosuchdialect://user:hunter2@localhost/db")
     assert "hunter2" not in str(error.value) and "user:***@" in str(error.value)
 
 
@@ -117,7 +117,7 @@ def test_process_liveness() -> None:
 
 
 def test_trials_of_a_dead_sweep_process_are_failed_and_live_ones_are_kept(tmp_path: Path) -> None:
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=30)
+    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=30)
     study = optuna.create_study(study_name="s", storage=storage)
     mine, killed, other_host, unclaimed = (study.ask() for _ in range(4))
     leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
@@ -138,7 +138,7 @@ def test_trials_of_a_dead_sweep_process_are_failed_and_live_ones_are_kept(tmp_pa
 
 def test_a_trial_asked_but_never_claimed_is_failed_after_the_claim_window(tmp_path: Path) -> None:
     """A sweep killed between study.ask() and its claim leaves an orphan nobody will run."""
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(study_name="s", storage=storage)
     study_id = storage.get_study_id_from_name("s")
     long_ago = datetime.now() - timedelta(seconds=CLAIM_WINDOW_S + 5)
@@ -161,7 +161,7 @@ def test_a_trial_asked_but_never_claimed_is_failed_after_the_claim_window(tmp_pa
 
 
 def test_journal_trials_whose_heartbeat_stopped_are_failed(tmp_path: Path) -> None:
-    storage = open_storage(f"journal:{tmp_path}/s.log")
+    storage = open_sweep_storage(f"journal:{tmp_path}/s.log")
     study = optuna.create_study(study_name="s", storage=storage)
     trial = study.ask()
     trial.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far"})

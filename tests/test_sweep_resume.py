@@ -46,7 +46,7 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials_with_none_left_running(
 ) -> None:
     args = sweep_args(names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner=none", steps=300)
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.train", *args],
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
         cwd=tmp_path,
         env=run_env,
         stdout=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import train_cli
 
-from makemore_sweep.metrics_file import CONTRACT_KEYS
+from makemore_sweep.training.metrics_file import CONTRACT_KEYS
 
 FAST = ["trainer.max_steps=300", "trainer.val_every_n_steps=100", "logger=csv"]
 
@@ -83,14 +83,14 @@ def test_best_checkpoint_loads_weights_only(default_run: Path) -> None:
 
 def test_sample_command_prints_names(default_run: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.sample", str(default_run), "--n", "7", "--seed", "3"],
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(default_run), "--n", "7", "--seed", "3"],
         check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
     assert len(names) == 7 and all(n.isalpha() and n.islower() for n in names)
     again = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.sample", str(default_run), "--n", "7", "--seed", "3"],
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(default_run), "--n", "7", "--seed", "3"],
         check=False, capture_output=True, text=True, timeout=120,
     )
     assert again.stdout == result.stdout  # same seed, same names
@@ -98,7 +98,7 @@ def test_sample_command_prints_names(default_run: Path) -> None:
 
 def test_sample_command_names_a_missing_run(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.sample", str(tmp_path / "nope")],
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(tmp_path / "nope")],
         check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0

@@ -18,9 +18,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from makemore_sweep.tracking import mask_secrets
-
 MASK = "***"
+SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|api_key|token)", re.IGNORECASE)
+URL_PASSWORD_PATTERN = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide the password of any URL in `text` (`postgresql://u:pw@host` → `postgresql://u:***@host`)."""
+    return URL_PASSWORD_PATTERN.sub(r"\g<head>***\g<tail>", text)
+
+
+def hide_secrets_in_command_line() -> None:
+    """Mask URL passwords in sys.argv, once Hydra has parsed it.
+
+    W&B records the command line in every run's metadata and Lightning quotes it in warnings;
+    a storage URL given as an override (hydra.sweeper.storage=postgresql://user:pw@host/db)
+    would carry its password there.
+    """
+    sys.argv[:] = [mask_secrets(arg) for arg in sys.argv]
+
+
 # `api_token: x`, `+db.password=x`, `hydra.job.override_dirname: a=1,+x.secret=y`; `${oc.env:...}` is kept.
 _SECRET_ASSIGNMENT = re.compile(
     r"(?P<key>[\w.+~-]*(?:password|passwd|secret|api_key|token)[\w.-]*)"

@@ -1,0 +1,72 @@
+"""Reading a run's best checkpoint safely: tensors and plain values only, never pickled code."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from makemore_sweep.errors import UserError
+from makemore_sweep.model.networks import NetworkSpec, build_network
+
+BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    network: nn.Module
+    vocab: list[str]
+    block_size: int
+    spec: NetworkSpec
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load tensors and plain values only: a checkpoint that pickles code is refused, not run."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise UserError(f"No checkpoint at {path}; train a run first (makemore-train).") from error
+    except Exception as error:  # torch raises RuntimeError, KeyError, EOFError... for damaged files
+        if isinstance(error, pickle.UnpicklingError) and WEIGHTS_ONLY_REFUSAL in str(error):
+            raise UserError(
+                f"The checkpoint {path} was refused: it holds pickled Python objects, not only weights, "
+                "and loading it could run code; use checkpoints written by makemore-train."
+            ) from error
+        raise UserError(
+            f"The checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not a PyTorch checkpoint."
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"The checkpoint {path} is not a makemore-train checkpoint (it holds no state dict).")
+    return checkpoint
+
+
+def network_from_checkpoint(path: Path) -> TrainedModel:
+    """Rebuild the network of a LanguageModelTask checkpoint in eval mode."""
+    checkpoint = load_checkpoint(path)
+    try:
+        hparams = checkpoint["hyper_parameters"]
+        spec = NetworkSpec.from_dict(hparams["network"])
+        vocab = list(hparams["vocab"])
+        block_size = int(hparams["block_size"])
+        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    except (KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"The checkpoint {path} is not a makemore-train checkpoint (no {error}).") from error
+    network = build_network(spec, len(vocab), block_size)
+    network.load_state_dict(state)
+    network.eval()
+    return TrainedModel(network=network, vocab=vocab, block_size=block_size, spec=spec)
+
+
+def best_checkpoint_of(run_dir: Path) -> Path:
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if not path.is_file():
+        raise UserError(
+            f"{run_dir} has no {BEST_CHECKPOINT}; give the output folder of a finished makemore-train run."
+        )
+    return path

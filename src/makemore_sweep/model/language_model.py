@@ -1,0 +1,193 @@
+"""LightningModule: trains a network from `networks.py` on chunks of random batches."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.model.lr_schedules import learning_rate
+from makemore_sweep.model.networks import NetworkSpec, build_network
+
+OPTIMIZER_NAMES = ("sgd", "adamw")
+# A mean cross-entropy above this many nats means the model gives the right character a
+# probability below e^-100: the run has blown up even if the number is still finite
+# (SGD at lr=1e9 gives losses of ~1e9 that never become NaN). Uniform guessing costs ln(V) ≈ 3.3.
+DEFAULT_DIVERGENCE_LOSS = 100.0
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """What `optim.*` in the config describes; see conf/optim/*.yaml."""
+
+    name: str = "adamw"
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    schedule: str = "onecycle"
+    warmup_frac: float = 0.1
+    final_lr_frac: float = 0.0
+    decay_at_frac: float = 0.5
+    decay_factor: float = 0.1
+    grad_clip: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> OptimSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class LanguageModelTask(L.LightningModule):
+    """Next-character prediction with cross-entropy.
+
+    Optimisation is manual so that one Lightning step can run a chunk of k optimiser steps
+    (see `RandomBatchChunks`): the trainer's hooks run once per chunk, not once per step,
+    which brings the per-step cost down to that of a hand-written loop. `global_step` still
+    counts optimiser steps, so `trainer.max_steps` keeps its usual meaning.
+    """
+
+    def __init__(
+        self,
+        vocab: list[str],
+        block_size: int,
+        network: dict[str, Any],
+        optim: dict[str, Any],
+        max_steps: int,
+        divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
+    ) -> None:
+        super().__init__()
+        # Checkpoints keep the hyperparameters; loggers get the flat run config instead (tracking.py).
+        self.save_hyperparameters(logger=False)
+        self.vocab = list(vocab)
+        self.block_size = block_size
+        self.network_spec = NetworkSpec.from_dict(network)
+        self.optim_spec = OptimSpec.from_dict(optim)
+        self.max_steps = max_steps
+        self.divergence_loss = divergence_loss
+        self.net = build_network(self.network_spec, len(self.vocab), block_size)
+        self.automatic_optimization = False
+        self.init_loss: float | None = None
+        self._loss_scaling = False
+        self._eval_sum = torch.zeros(())
+        self._eval_count = 0
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.net(context)
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        spec = self.optim_spec
+        decay, no_decay = [], []
+        for name, param in self.net.named_parameters():
+            # Weight decay on matrices only: decaying BatchNorm gains and biases hurts.
+            (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": spec.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if spec.name == "sgd":
+            return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
+        if spec.name == "adamw":
+            return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2))
+        raise ValueError(f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+
+    def on_fit_start(self) -> None:
+        self._loss_scaling = str(self.trainer.precision).startswith("16")
+
+    def lr_at(self, step: int) -> float:
+        spec = self.optim_spec
+        return learning_rate(
+            spec.schedule,
+            step,
+            self.max_steps,
+            spec.lr,
+            warmup_frac=spec.warmup_frac,
+            final_lr_frac=spec.final_lr_frac,
+            decay_at_frac=spec.decay_at_frac,
+            decay_factor=spec.decay_factor,
+        )
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        xs, ys = batch
+        lightning_optimizer = self.optimizers()
+        optimizer = lightning_optimizer.optimizer  # type: ignore[union-attr]
+        clip = self.optim_spec.grad_clip
+        # Lightning's backward runs callback hooks on every step; it is needed only when the
+        # precision plugin scales the loss (16-mixed). Otherwise autograd is called directly.
+        backward = self.manual_backward if self._loss_scaling else torch.Tensor.backward
+        first_step = self.global_step
+        losses = []
+        for j in range(xs.shape[0]):
+            lr = self.lr_at(first_step + j)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = F.cross_entropy(self.net(xs[j]), ys[j])
+            optimizer.zero_grad(set_to_none=True)
+            backward(loss)
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
+            # The raw optimiser steps; these two hooks are what LightningOptimizer.step wraps
+            # around it to count the step, without its per-step callback machinery.
+            lightning_optimizer._on_before_step()  # type: ignore[union-attr]
+            optimizer.step()
+            lightning_optimizer._on_after_step()  # type: ignore[union-attr]
+            losses.append(loss.detach())
+        chunk = torch.stack(losses)
+        # One host sync per chunk, not per step.
+        healthy = torch.isfinite(chunk) & (chunk <= self.divergence_loss)
+        if not bool(healthy.all()):
+            bad = int((~healthy).nonzero()[0])
+            raise TrainingDiverged(step=first_step + bad, loss=float(chunk[bad]), limit=self.divergence_loss)
+        if self.init_loss is None and first_step == 0:
+            self.init_loss = float(chunk[0])
+        # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
+        # (see trainer_setup.build_trainer), as tensors so nothing waits on the device here.
+        self.log("step", float(first_step + xs.shape[0]))
+        self.log("train_loss", chunk.mean(), prog_bar=True)
+        self.log("lr", lr)
+
+    # -- evaluation (running statistics: Lightning puts the module in eval mode) ---------
+    def _accumulate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = batch
+        loss_sum = F.cross_entropy(self.net(x).float(), y, reduction="sum")
+        self._eval_sum = self._eval_sum.to(loss_sum.device) + loss_sum
+        self._eval_count += len(y)
+
+    def _flush(self) -> float:
+        mean = float(self._eval_sum) / max(self._eval_count, 1)
+        self._eval_sum = torch.zeros(())
+        self._eval_count = 0
+        return mean
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._accumulate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        val_loss = self._flush()
+        if not math.isfinite(val_loss) or val_loss > self.divergence_loss:
+            raise TrainingDiverged(step=self.global_step, loss=val_loss, limit=self.divergence_loss)
+        self.log("step", float(self.global_step))
+        self.log("val_loss", val_loss, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._accumulate(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_loss", self._flush())
+
+    # -- checkpoints --------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["init_loss"] = self.init_loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.init_loss = checkpoint.get("init_loss")
+
+    def describe(self) -> dict[str, Any]:
+        return {"network": self.network_spec.to_dict(), "optim": asdict(self.optim_spec)}

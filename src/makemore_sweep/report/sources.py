@@ -1,0 +1,326 @@
+"""What a report is made of: the trials of an Optuna study, or the runs of a Hydra multirun folder.
+
+Both sources end up as an Optuna study (a multirun folder becomes an in-memory one), so the
+figures are the same either way. Trials find their run folder through the user attribute
+`run_dir` (the convention the sweeper follows); a run folder holds metrics.json,
+csv/metrics.csv, checkpoints/best.ckpt and .hydra/overrides.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+
+from makemore_sweep.errors import DataError, StorageError
+from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweep import storage as studies_storage
+from makemore_sweep.sweep.storage import JOURNAL_PREFIX
+from makemore_sweep.training.metrics_file import METRICS_FILE
+
+RUN_DIR_ATTR = "run_dir"  # trial user attribute: absolute path of the trial's Hydra output folder
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+CSV_METRICS = Path("csv") / "metrics.csv"
+# Overrides that say where things are or which trial a job is, not what was trained.
+NOT_PARAMETERS = ("data.path", "hydra.", "ckpt_path", "threads", "logger", "sweep", "optuna_trial")
+
+
+@dataclass
+class TrialRecord:
+    """One trial (or run) with what its run folder says about it."""
+
+    number: int
+    state: str  # Optuna's state name: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
+    value: float | None  # the objective: best dev loss
+    params: dict[str, Any]
+    run_dir: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, key: str) -> Any:
+        return self.metrics.get(key)
+
+    @property
+    def dev_loss(self) -> float | None:
+        """The objective of a complete trial; a pruned or failed run's best dev loss from metrics.json."""
+        return self.value if self.value is not None else self.metrics.get("val_loss")
+
+    @property
+    def model_name(self) -> str | None:
+        """model.name from the run's composed config (.hydra/config.yaml)."""
+        return run_config(self.run_dir).get("model", {}).get("name") if self.run_dir else None
+
+
+@dataclass
+class ReportSource:
+    """A study, ready to report on."""
+
+    title: str  # the study name, or the multirun folder
+    origin: str  # where it came from (storage URL with its password hidden, or the folder)
+    study: optuna.Study
+    trials: list[TrialRecord]
+
+    @property
+    def param_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for trial in self.trials:
+            names.update(dict.fromkeys(trial.params))
+        return list(names)
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return min(self.completed, key=lambda t: t.value, default=None)  # type: ignore[arg-type,return-value]
+
+    def ranked(self) -> list[TrialRecord]:
+        """Trials with a dev loss first, best first; then the others by number."""
+        return sorted(self.trials, key=lambda t: (t.value is None, t.value or 0.0, t.number))
+
+    def state_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial.state] = counts.get(trial.state, 0) + 1
+        return counts
+
+
+# -- Optuna storage ----------------------------------------------------------------------------
+def journal_file(storage: str) -> Path | None:
+    """The file of a journal storage: `journal:PATH` (as sweeps write it) or a bare file path."""
+    if storage.startswith(JOURNAL_PREFIX):
+        return studies_storage.journal_path(storage).expanduser()
+    return None if "://" in storage else Path(storage).expanduser()
+
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage:
+    """An existing Optuna storage, read as it is: a database URL or a journal file.
+
+    Database URLs: sqlite:///FILE, postgresql://..., mysql://...; journal files: journal:PATH
+    or just PATH. Refuses files that do not exist, which opening would silently create empty;
+    the opening itself (and its one-sentence errors) is `storage.open_storage`.
+    """
+    shown = mask_secrets(storage)
+    if (path := journal_file(storage)) is not None:
+        if not path.is_file():
+            raise StorageError(
+                f"The Optuna storage {shown} is neither a database URL nor an existing journal file."
+            )
+        storage = f"{JOURNAL_PREFIX}{path.resolve()}"
+    else:
+        try:
+            url = make_url(storage)
+        except Exception as error:
+            raise StorageError(f"The Optuna storage URL {shown} cannot be parsed ({error}).") from error
+        on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if on_disk and not Path(url.database).is_file():  # type: ignore[arg-type]
+            raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
+    opened = studies_storage.open_storage(storage)
+    assert opened is not None  # the URL is not empty here
+    return opened
+
+
+def load_study_source(storage_url: str, study_name: str | None) -> ReportSource:
+    """A study from its storage; with no name, the storage's only study."""
+    storage = open_storage(storage_url)
+    names = optuna.get_all_study_names(storage)
+    shown = mask_secrets(storage_url)
+    if study_name is None:
+        if len(names) != 1:
+            listing = ", ".join(names) if names else "none"
+            raise StorageError(
+                f"Name the study with --study: the storage {shown} holds {len(names)} studies ({listing})."
+            )
+        study_name = names[0]
+    if study_name not in names:
+        listing = ", ".join(sorted(names)) if names else "no studies at all"
+        raise StorageError(
+            f"The storage {shown} has no study named {study_name!r} (it has {listing})."
+        )
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = [_record_from_trial(t) for t in study.get_trials(deepcopy=False)]
+    return ReportSource(title=study_name, origin=shown, study=study, trials=trials)
+
+
+def _record_from_trial(trial: FrozenTrial) -> TrialRecord:
+    run_dir = trial.user_attrs.get(RUN_DIR_ATTR)
+    path = Path(run_dir) if run_dir else None
+    metrics = read_run_metrics(path) if path else {}
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        params=dict(trial.params),
+        run_dir=path,
+        metrics=metrics,
+    )
+
+
+# -- Hydra multirun folders ----------------------------------------------------------------------
+def load_multirun_source(folder: Path) -> ReportSource:
+    """The runs of a multirun folder as an in-memory study: the overrides that vary are its parameters."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder} is not a folder; give the multirun folder of a sweep (multirun/DATE/TIME)."
+        )
+    run_dirs = sorted((p.parent.parent for p in folder.glob(f"*/{OVERRIDES_FILE}")), key=_job_order)
+    if not run_dirs:
+        raise DataError(
+            f"{folder} holds no runs (no */{OVERRIDES_FILE}); give the multirun folder of a sweep."
+        )
+    overrides = {run: read_overrides(run) for run in run_dirs}
+    searched = varying_keys(list(overrides.values()))
+    distributions = infer_distributions(
+        {k: [o[k] for o in overrides.values() if k in o] for k in searched}
+    )
+
+    study = optuna.create_study(study_name=folder.name, direction="minimize")
+    trials = []
+    for number, run in enumerate(run_dirs):
+        metrics = read_run_metrics(run)
+        value = metrics.get("val_loss")
+        complete = metrics.get("state", "completed") == "completed" and isinstance(
+            value, int | float
+        )
+        params = {k: overrides[run][k] for k in searched if k in overrides[run]}
+        record = TrialRecord(
+            number=number,
+            state="COMPLETE" if complete else "FAIL",
+            value=float(value) if complete else None,
+            params=params,
+            run_dir=run.resolve(),
+            metrics=metrics,
+        )
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: v for k, v in params.items() if k in distributions},
+                distributions={k: d for k, d in distributions.items() if k in params},
+                value=record.value,
+                state=TrialState.COMPLETE if complete else TrialState.FAIL,
+                user_attrs={RUN_DIR_ATTR: str(record.run_dir)},
+            )
+        )
+        trials.append(record)
+    return ReportSource(
+        title=_shown_folder(folder), origin=str(folder.resolve()), study=study, trials=trials
+    )
+
+
+def _job_order(run_dir: Path) -> tuple[float, str]:
+    """Job folders are 0, 1, ... 10 (or trial_0 ... trial_10): order them by their number."""
+    number = re.search(r"(\d+)$", run_dir.name)
+    return (int(number.group(1)) if number else math.inf, run_dir.name)
+
+
+def _shown_folder(folder: Path) -> str:
+    """multirun/2026-11-22/10-00-00 → '2026-11-22/10-00-00': the date and time say which sweep."""
+    parts = folder.resolve().parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(folder)
+
+
+def read_overrides(run_dir: Path) -> dict[str, Any]:
+    """The command-line overrides of a run as {key: value}, parsed by Hydra's own parser."""
+    import yaml
+
+    lines = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text()) or []
+    parsed = OverridesParser.create().parse_overrides(overrides=[str(line) for line in lines])
+    values: dict[str, Any] = {}
+    for override in parsed:
+        if override.is_delete():
+            continue
+        value = override.value()
+        values[override.key_or_group] = (
+            value if isinstance(value, str | int | float | bool) or value is None else str(value)
+        )
+    return values
+
+
+def varying_keys(overrides: list[dict[str, Any]]) -> list[str]:
+    """Keys whose value differs between runs (or is missing in some): what the sweep searched."""
+    keys: dict[str, None] = {}
+    for run in overrides:
+        keys.update(dict.fromkeys(run))
+    searched = []
+    for key in keys:
+        if any(key == prefix or key.startswith(prefix) for prefix in NOT_PARAMETERS):
+            continue
+        values = {repr(run.get(key)) for run in overrides}
+        if len(values) > 1:
+            searched.append(key)
+    return searched
+
+
+def infer_distributions(values: dict[str, list[Any]]) -> dict[str, BaseDistribution]:
+    """Optuna distributions that cover the values seen: int or float ranges, else categories.
+
+    A range spanning two decades or more is taken as log-scaled, as learning rates are searched.
+    """
+    distributions: dict[str, BaseDistribution] = {}
+    for key, seen in values.items():
+        numbers = [v for v in seen if isinstance(v, int | float) and not isinstance(v, bool)]
+        if seen and len(numbers) == len(seen) and len(set(numbers)) > 1:
+            low, high = min(numbers), max(numbers)
+            log = low > 0 and high / low >= 100
+            if all(isinstance(v, int) for v in numbers):
+                distributions[key] = IntDistribution(int(low), int(high), log=log)
+            else:
+                distributions[key] = FloatDistribution(float(low), float(high), log=log)
+        elif seen:
+            choices = tuple(sorted({_choice(v) for v in seen}, key=str))
+            distributions[key] = CategoricalDistribution(choices)
+    return distributions
+
+
+def _choice(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+
+
+# -- run folders -------------------------------------------------------------------------------------
+def read_run_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json of a run, or {} when the run never wrote one (it is still running, or crashed)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The composed config a run saved, as plain YAML (its ${hydra:...} interpolations left unresolved)."""
+    import yaml
+
+    try:
+        return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def dev_loss_curve(trial: TrialRecord) -> list[tuple[int, float]]:
+    """(step, dev loss) points from the run's CSV log; metrics.json's val_history when there is no CSV."""
+    points: list[tuple[int, float]] = []
+    if trial.run_dir is not None and (trial.run_dir / CSV_METRICS).is_file():
+        with (trial.run_dir / CSV_METRICS).open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                value, step = row.get("val_loss"), row.get("step")
+                if value and step:
+                    points.append((int(float(step)), float(value)))
+    if not points:
+        points = [(int(s), float(v)) for s, v in trial.metrics.get("val_history") or []]
+    return points

@@ -1,0 +1,100 @@
+"""What a sweep prints: its plan, one line per finished trial, and the best trial at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from makemore_sweep.sweep.leases import FAIL_REASON_ATTR, Abandoned
+from makemore_sweep.training.metrics_file import METRICS_FILE, read_metrics
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{name}={_short(value)}" for name, value in params.items())
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _loss(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.4f}"
+
+
+def best_completed(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial (Optuna's `best_trial` raises when there is none)."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return counts
+
+
+def finished(counts: Mapping[TrialState, int]) -> int:
+    """Trials that count toward n_trials: completed or pruned (failed ones are replaced)."""
+    return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+
+
+class SweepPrinter:
+    """Plain lines on stdout: readable in a terminal, a CI log and a SLURM output file alike."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def plan(self, study: optuna.Study, storage_label: str, n_trials: int, counts: Mapping[TrialState, int]) -> None:
+        done, failed = finished(counts), counts[TrialState.FAIL]
+        resumed = f", resuming: {done} finished, {failed} failed so far" if done + failed else ""
+        self.say(f"[sweep] study {study.study_name} in {storage_label}: {n_trials} trials in total{resumed}")
+
+    def abandoned(self, trial: Abandoned) -> None:
+        self.say(f"[sweep] trial {trial.number} FAIL (abandoned: {trial.reason})")
+
+    def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
+        best = best_completed(study)
+        best_text = "best —" if best is None else f"best {_loss(best.value)} (trial {best.number})"
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"COMPLETE dev {_loss(trial.value)}"
+        elif trial.state == TrialState.PRUNED:
+            at = trial.user_attrs.get("pruned_at_step", trial.last_step)
+            outcome = f"PRUNED   dev {_loss(trial.value)} at step {at}"
+        else:
+            outcome = f"{trial.state.name:<8} {trial.user_attrs.get(FAIL_REASON_ATTR, '')}"
+        self.say(f"[trial {trial.number}] {outcome} | {best_text} | {format_params(trial.params)}")
+
+    def best(self, study: optuna.Study, counts: Mapping[TrialState, int]) -> FrozenTrial | None:
+        states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+        self.say(f"[sweep] study {study.study_name}: {states}")
+        best = best_completed(study)
+        if best is None:
+            self.say("[sweep] no trial completed, so there is no best trial yet")
+            return None
+        test_loss = best_run_metrics(best).get("test_loss", best.user_attrs.get("test_loss"))
+        self.say(f"[sweep] best trial {best.number}: dev {_loss(best.value)}, test {_loss(test_loss)}")
+        self.say(f"[sweep]   params: {format_params(best.params)}")
+        if best.user_attrs.get("run_dir"):
+            self.say(f"[sweep]   run: {best.user_attrs['run_dir']}")
+        return best
+
+
+def best_run_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's metrics.json when its run folder is reachable from here (it may be on another host)."""
+    run_dir = trial.user_attrs.get("run_dir")
+    if not run_dir or not (Path(run_dir) / METRICS_FILE).is_file():
+        return {}
+    try:
+        return read_metrics(Path(run_dir))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,129 @@
+"""A training run's side of an Optuna sweep: its trial, pruning, and what it tells the study.
+
+The sweeper (`sweep/plugin.py`) launches each trial as a Hydra job with the overrides
+`+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`. The entry
+point hands the run a `TrialReporter` (a `RunHook`): it resolves `hydra.sweeper.storage` against
+DIR as the sweeper did, opens that trial, reports the dev loss at every validation, stops the
+run when the pruner says so, and then records the trial as PRUNED itself (after metrics.json is
+written). COMPLETE and FAIL are recorded by the sweeper from the job's return.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from makemore_sweep.errors import ConfigError, StorageError
+from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweep.pruners import build_pruner
+from makemore_sweep.sweep.storage import open_sweep_storage, resolve_storage_url
+from makemore_sweep.training.run_hooks import RunHook
+
+log = logging.getLogger(__name__)
+
+TRIAL_CONFIG_KEY = "optuna_trial"
+# Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
+OUTCOME_ATTRS = ("val_loss", "test_loss", "train_loss", "n_params", "steps", "train_time_s", "state", "pruned_at_step")
+
+
+class TrialReporter(RunHook):
+    """Reports the dev loss to the trial after each validation; stops training when pruned.
+
+    The step reported is the optimiser step, so trials with the same validation interval
+    are compared at the same points. The last validation is only reported: a trial that has
+    finished its budget is kept as COMPLETE rather than pruned.
+    """
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, monitor: str = "val_loss") -> None:
+        self.study = study
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_at_step: int | None = None
+        self.last_value: float | None = None
+        self._detached = False
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def study_name(self) -> str:
+        return self.study.study_name
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> TrialReporter | None:
+        """The trial this run belongs to, or None when the run is not part of an Optuna sweep."""
+        identity = cfg.get(TRIAL_CONFIG_KEY)
+        if identity is None:
+            return None
+        sweeper = HydraConfig.get().sweeper
+        if "pruner" not in sweeper:
+            raise ConfigError(f"{TRIAL_CONFIG_KEY} is set but hydra/sweeper is not makemore_optuna; run sweeps with sweep=NAME.")
+        name, number = str(identity.study_name), int(identity.number)
+        url = resolve_storage_url(sweeper.storage, name, Path(identity.base_dir))
+        pruner = build_pruner(sweeper.pruner, sweeper.pruner_options)
+        storage = open_sweep_storage(url)
+        try:
+            # The trial never samples, so a RandomSampler keeps opening it cheap.
+            study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), number)
+        except KeyError as error:
+            raise StorageError(f"Optuna study {name!r} has no trial {number} in {mask_secrets(url)}.") from error
+        return cls(study=study, trial=optuna.trial.Trial(study, trial_id))
+
+    # -- during the run -----------------------------------------------------------------
+    def configure(self, cfg: DictConfig) -> None:
+        """W&B: one group per study, so a sweep's runs are compared together."""
+        wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+        if wandb_cfg is not None and wandb_cfg.get("group") is None:
+            wandb_cfg.group = self.study_name
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.pruned_at_step is not None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._detached or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        step = trainer.global_step
+        self.last_value = value
+        try:
+            self.trial.report(value, step)
+        except UpdateFinishedTrialError:
+            # Another sweep process failed this trial as abandoned; finish the run, report nothing.
+            log.warning("Optuna trial %d is no longer running; pruning is off for this run.", self.trial.number)
+            self._detached = True
+            return
+        if step < trainer.max_steps and self.trial.should_prune():
+            self.pruned_at_step = step
+            trainer.should_stop = True
+            log.info("Trial %d pruned at step %d (dev loss %.4f).", self.trial.number, step, value)
+
+    # -- after the run ------------------------------------------------------------------
+    def metrics_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
+        if self.stopped_early:
+            fields["pruned_at_step"] = self.pruned_at_step
+        return fields
+
+    def after_metrics_written(self, metrics: dict[str, Any], run_dir: Path) -> None:
+        """Copy the run's figures to the trial; a pruned trial is recorded PRUNED here."""
+        try:
+            self.trial.set_user_attr("run_dir", str(Path(run_dir).resolve()))
+            for key in OUTCOME_ATTRS:
+                if metrics.get(key) is not None:
+                    self.trial.set_user_attr(key, metrics[key])
+            if self.stopped_early:
+                # Optuna records the last reported dev loss as the value of a pruned trial.
+                self.study.tell(self.number, state=TrialState.PRUNED)
+        except UpdateFinishedTrialError:
+            log.warning("Optuna trial %d was already finished by another process; its outcome is in %s.", self.number, run_dir)

@@ -1,0 +1,216 @@
+"""One training run, start to finish: data → module → fit → best checkpoint → metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig
+
+from makemore_sweep.config.checks import validate_config
+from makemore_sweep.config.instantiation import build as instantiate
+from makemore_sweep.data.datamodule import NamesDataModule
+from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
+from makemore_sweep.model.generation import novel_fraction, sample_names
+from makemore_sweep.model.language_model import LanguageModelTask
+from makemore_sweep.model.networks import count_parameters, has_finite_state, mean_loss
+from makemore_sweep.training.console_summary import print_summary
+from makemore_sweep.training.loggers import (
+    build_loggers,
+    finish_loggers,
+    log_run_config,
+    log_run_summary,
+)
+from makemore_sweep.training.metrics_file import write_metrics
+from makemore_sweep.training.resume import checkpoint_to_resume, previous_wandb_run_id
+from makemore_sweep.training.run_hooks import RunHook
+from makemore_sweep.training.run_monitor import RunMonitor
+from makemore_sweep.training.slurm_job import SlurmJob, resume_checkpoint, torch_threads
+from makemore_sweep.training.trainer_factory import build_trainer, plan_steps
+
+log = logging.getLogger(__name__)
+N_SAMPLES = 20
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # the shell's codes for a process stopped by these signals
+
+
+def configure_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) -> dict[str, Any]:
+    """Train one model as configured; write metrics.json in `run_dir` and return its contents.
+
+    `hooks` are what the caller adds (a sweep trial's pruning and reporting, figures for W&B).
+    """
+    validate_config(cfg)
+    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
+    started = time.perf_counter()
+    job = SlurmJob.from_environment()
+    if job.job_id:
+        from makemore_sweep.compat.submitit import (
+            survive_own_requeue,  # submitit is needed on SLURM only
+        )
+
+        survive_own_requeue()
+    configure_threads(torch_threads(cfg.get("threads"), job))
+    L.seed_everything(cfg.seed, verbose=False)
+
+    datamodule: NamesDataModule = instantiate(cfg.data)
+    datamodule.setup()
+    splits = datamodule.splits
+    print(splits.summary.line(), flush=True)
+    validate_config(cfg, n_train=len(splits.train[0]))
+
+    plan = plan_steps(cfg.trainer, n_train=len(splits.train[0]), batch_size=cfg.data.batch_size)
+    datamodule.step_plan = plan
+    module: LanguageModelTask = instantiate(
+        cfg.module,
+        vocab=list(splits.vocab.chars),
+        block_size=cfg.data.block_size,
+        max_steps=plan.max_steps,
+        _convert_="all",
+    )
+    monitor = RunMonitor(target_loss=cfg.target_loss)
+    callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    resume_from = resume_checkpoint(resume_from, run_dir, job)
+    if resume_from and job.requeued:
+        print(f"SLURM requeued job {job.job_id}: resuming from {resume_from}", flush=True)
+    for hook in hooks:
+        hook.configure(cfg)
+        callbacks.append(hook)
+    loggers = build_loggers(
+        cfg.get("logger"),
+        wandb_id=previous_wandb_run_id(run_dir) if resume_from else None,
+        resuming=resume_from is not None,
+    )
+    log_run_config(loggers, cfg, extra=job.record())
+    trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
+    setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
+
+    best_path = run_dir / BEST_CHECKPOINT
+
+    def record(state: str, error: str | None) -> dict[str, Any]:
+        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job)
+        save_outcome(run_dir, metrics, hooks)
+        return metrics
+
+    try:
+        if getattr(module.net, "trainable", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        else:
+            fit_by_counting(module, datamodule, trainer, monitor, best_path)
+    except TrainingDiverged as diverged:
+        record("failed", str(diverged))
+        finish_loggers(loggers, status="failed")
+        raise
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Ctrl-C (Lightning turns it into SystemExit(1)) or SIGTERM (Lightning's SIGTERMException,
+        # which would exit 0): keep what was done, say how to go on, exit as killed by that signal.
+        stopped = f"The run was interrupted at step {trainer.global_step}; continue it with makemore-train resume={run_dir}"
+        record("interrupted", stopped)
+        finish_loggers(loggers, status="failed")
+        print(f"error: {stopped}.", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
+
+    metrics = record("pruned" if any(hook.stopped_early for hook in hooks) else "completed", None)
+    images = {key: png for hook in hooks for key, png in hook.images(run_dir).items()}
+    log_run_summary(loggers, metrics, step=trainer.global_step, images=images)
+    finish_loggers(loggers)
+    print_summary(metrics, run_dir)
+    return metrics
+
+
+def save_outcome(run_dir: Path, metrics: dict[str, Any], hooks: Sequence[RunHook]) -> None:
+    """metrics.json first, then the hooks (a sweep trial: once recorded PRUNED it is final)."""
+    for hook in hooks:
+        metrics.update(hook.metrics_fields())
+    write_metrics(run_dir, metrics)
+    for hook in hooks:
+        hook.after_metrics_written(metrics, run_dir)
+
+
+def fit_by_counting(
+    module: LanguageModelTask,
+    datamodule: NamesDataModule,
+    trainer: L.Trainer,
+    monitor: RunMonitor,
+    best_path: Path,
+) -> None:
+    """The bigram baseline: count, then evaluate and checkpoint like a trained model."""
+    module.init_loss = mean_loss(module.net, *datamodule.splits.val)  # the uniform table, ln(vocab)
+    monitor.on_train_start(trainer, module)
+    module.net.fit_counts(*datamodule.splits.train)  # type: ignore[operator]
+    monitor.on_train_end(trainer, module)
+    val_loss = mean_loss(module.net, *datamodule.splits.val)
+    monitor.best_val_loss, monitor.best_step = val_loss, 0
+    monitor.val_history.append((0, val_loss))
+    if val_loss < monitor.target_loss:
+        monitor.time_to_target_s, monitor.steps_to_target = monitor.elapsed_s(), 0
+    best_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, best_path)
+
+
+def collect_metrics(
+    cfg: DictConfig,
+    module: LanguageModelTask,
+    datamodule: NamesDataModule,
+    monitor: RunMonitor,
+    trainer: L.Trainer,
+    best_path: Path,
+    state: str,
+    error: str | None,
+    setup_s: float,
+    job: SlurmJob,
+) -> dict[str, Any]:
+    """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
+    splits = datamodule.splits
+    network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
+    losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name))) for name in ("train", "val", "test")}
+    # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
+    samples = (
+        sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)
+        if has_finite_state(network)
+        else []
+    )
+    return {
+        "val_loss": losses["val"],
+        "test_loss": losses["test"],
+        "train_loss": losses["train"],
+        "init_loss": module.init_loss,
+        "n_params": count_parameters(module.net),
+        "n_train": len(splits.train[0]),
+        "n_val": len(splits.val[0]),
+        "n_test": len(splits.test[0]),
+        "steps": trainer.global_step,
+        "best_step": monitor.best_step,
+        "train_time_s": round(monitor.elapsed_s(), 3),
+        "startup_s": monitor.startup_s,
+        "setup_s": round(setup_s, 3),
+        "time_to_target_s": monitor.time_to_target_s,
+        "steps_to_target": monitor.steps_to_target,
+        "target_loss": cfg.target_loss,
+        "samples": samples,
+        "novel_fraction": novel_fraction(samples, splits.train_words),
+        "vocab_size": splits.vocab.size,
+        "val_history": [[s, v] for s, v in monitor.val_history],
+        "state": state,
+        "error": error,
+        "device": str(trainer.strategy.root_device) if trainer.strategy else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "resumed_from_step": monitor.resumed_from_step,
+        **job.record(),
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

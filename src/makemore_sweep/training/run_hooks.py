@@ -1,0 +1,38 @@
+"""What a caller adds to a training run from outside, so that training knows nothing of its callers.
+
+A sweep's trial (pruning, reporting to the study) and the report's embedding figure are
+`RunHook`s: Lightning callbacks that may also adjust the configuration before the loggers are
+built, stop the run early, add fields to metrics.json, act once it is written, and give images
+for the run's W&B summary. The entry point (`cli/train.py`) decides which hooks a run gets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+
+
+class RunHook(L.Callback):
+    """A callback with a say in the run's records; every method is optional."""
+
+    def configure(self, cfg: DictConfig) -> None:
+        """Adjust the run's configuration (e.g. the W&B group) before the loggers are built."""
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when this hook stopped training before its budget (the run is then `pruned`)."""
+        return False
+
+    def metrics_fields(self) -> dict[str, Any]:
+        """Fields to add to metrics.json."""
+        return {}
+
+    def after_metrics_written(self, metrics: dict[str, Any], run_dir: Path) -> None:
+        """Act on the run's outcome once metrics.json is on disk."""
+
+    def images(self, run_dir: Path) -> dict[str, Path]:
+        """PNG files to attach to the run's W&B summary, by key."""
+        return {}

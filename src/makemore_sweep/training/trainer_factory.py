@@ -1,0 +1,68 @@
+"""Building the Lightning Trainer from the `trainer` config group and the step plan."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, OmegaConf
+
+from makemore_sweep.config.instantiation import build as instantiate
+from makemore_sweep.data.batches import StepPlan
+
+# Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
+LOOP_KEYS = ("max_steps", "max_epochs", "val_every_n_steps", "steps_per_execution", "log_every_n_steps")
+
+
+def plan_steps(trainer_cfg: DictConfig, n_train: int, batch_size: int) -> StepPlan:
+    """`trainer.max_epochs` (passes over the training split), when set, overrides `max_steps`."""
+    max_epochs = trainer_cfg.get("max_epochs")
+    if max_epochs is not None and max_epochs > 0:
+        max_steps = int(max_epochs) * -(-n_train // batch_size)
+    else:
+        max_steps = int(trainer_cfg.max_steps)
+    val_every = min(int(trainer_cfg.val_every_n_steps), max_steps)
+    per_call = max(1, min(int(trainer_cfg.steps_per_execution), val_every))
+    return StepPlan(max_steps=max_steps, val_every_n_steps=val_every, steps_per_execution=per_call)
+
+
+def progress_bar_wanted() -> bool:
+    """A live bar in a terminal; nothing in CI logs or when output goes to a file."""
+    return sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def build_trainer(
+    trainer_cfg: DictConfig,
+    plan: StepPlan,
+    loggers: list[Logger],
+    callbacks: list[Callback],
+    run_dir: Path,
+) -> L.Trainer:
+    lightning_args = {k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in LOOP_KEYS}  # type: ignore[union-attr]
+    show_bar = progress_bar_wanted()
+    if show_bar:
+        callbacks = [*callbacks, RichProgressBar(leave=False)]
+    extra: dict[str, Any] = {
+        "max_steps": plan.max_steps,
+        # One "epoch" of our loader is one validation interval; epochs are not passes here.
+        "max_epochs": -1,
+        "logger": loggers or False,
+        "callbacks": callbacks,
+        "default_root_dir": str(run_dir),
+        "enable_progress_bar": show_bar,
+        "num_sanity_val_steps": 0,
+        "check_val_every_n_epoch": 1,
+        # Lightning counts its own steps, which are chunks of optimiser steps here.
+        "log_every_n_steps": max(1, int(trainer_cfg.log_every_n_steps) // plan.steps_per_execution),
+    }
+    if SLURMEnvironment.detect():
+        # submitit (hydra/launcher=slurm) requeues a job near its time limit or on preemption;
+        # Lightning's own requeue handler would be a second one, so it is switched off.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+    return instantiate(DictConfig(lightning_args), **extra)
