@@ -16,7 +16,7 @@ from tiny_sweep import HIDDEN_SIZES, STUDY_NAME, TinySweep, build_tiny_sweep
 
 from makemore_sweep.report.embeddings import project_to_2d
 from makemore_sweep.report.figures import history_figure
-from makemore_sweep.report.sources import (
+from makemore_sweep.report.multirun_source import (
     infer_distributions,
     load_multirun_source,
     read_overrides,

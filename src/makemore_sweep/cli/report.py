@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from makemore_sweep.report.figures import write_figures
     from makemore_sweep.report.html import render_report
-    from makemore_sweep.report.sources import load_multirun_source, load_study_source
+    from makemore_sweep.report.multirun_source import load_multirun_source
+    from makemore_sweep.report.sources import load_study_source
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.storage:
