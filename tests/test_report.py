@@ -298,3 +298,42 @@ def test_user_errors_are_one_sentence_without_traceback(
     assert result.stderr.startswith("error: ") and culprit in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "missing.db").exists()  # a typo never creates an empty study database
+
+
+def test_report_of_a_multi_objective_study_draws_its_pareto_front(tmp_path: Path) -> None:
+    """Dev loss against parameter count: the front is Optuna's best_trials, and nothing else is on it."""
+    from optuna.storages.journal import JournalFileBackend
+
+    from makemore_sweep.report.figures import pareto_figure
+    from makemore_sweep.report.sources import load_study_source
+
+    journal = tmp_path / "pareto.log"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="pareto", storage=storage, directions=["minimize", "minimize"])
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["val_loss", "n_params"])
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        width = trial.suggest_int("model.n_hidden", 16, 1024, log=True)
+        noise = trial.suggest_float("noise", 0.0, 0.2)
+        return 2.0 + 30.0 / width + noise, float(width * 40)
+
+    study.optimize(objective, n_trials=12)
+    front = sorted(t.number for t in study.best_trials)
+
+    source = load_study_source(f"journal:{journal}", "pareto")
+    assert source.multi_objective and source.objectives == ("val_loss", "n_params")
+    assert source.pareto_front == front
+    assert all(t.value == t.values[0] for t in source.completed)  # the dev loss is the report's value
+    axes = pareto_figure(source).axes[0]
+    assert axes.get_title(loc="left") == "Pareto front · pareto" and axes.get_xlabel() == "n_params"
+    front_line = axes.get_lines()[0]  # drawn first: the step line through the front
+    assert sorted(front_line.get_xdata()) == sorted(t.values[1] for t in study.best_trials)
+
+    out = tmp_path / "report"
+    result = report_cli([f"--storage=journal:{journal}", "--out", str(out)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"trials {', '.join(map(str, front))}" in result.stdout
+    text = visible_text((out / "report.html").read_text())
+    assert "Pareto front" in text and (out / "pareto.png").is_file()

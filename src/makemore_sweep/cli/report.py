@@ -67,10 +67,6 @@ def main(argv: list[str] | None = None) -> None:
         source, kind = load_study_source(args.storage, args.study), "study"
     else:
         source, kind = load_multirun_source(args.multirun_dir), "multirun folder"
-    if len(source.study.directions) != 1:
-        raise ConfigError(
-            f"The study {source.title} has several objectives; the report covers single-objective (dev loss) studies."
-        )
     out_dir = args.out or default_out_dir(source.title)
     figures = write_figures(source, out_dir)
     report = render_report(source, figures, out_dir, top=args.top, kind=kind)
@@ -83,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     drawn = [f.name for f in figures if f.path]
     print(f"{kind} {source.title}: {len(source.trials)} trials, {best_text}")
+    if source.multi_objective:
+        front = ", ".join(str(n) for n in source.pareto_front) or "empty"
+        print(f"Pareto front over {', '.join(source.objectives)}: trials {front}")
     print(f"report: {report}  ({len(drawn)} figures as PNG: {', '.join(drawn)})")
     for figure in figures:
         if figure.skipped:

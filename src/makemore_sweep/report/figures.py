@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.report.embeddings import draw_embeddings, embedding_table, project_to_2d
-from makemore_sweep.report.sources import ReportSource, TrialRecord, dev_loss_curve
+from makemore_sweep.report.sources import DEV_LOSS, ReportSource, TrialRecord, dev_loss_curve
 
 TARGET_LOSS = 2.2
 # Dev losses published in the makemore lectures, on the same split (see DESIGN.md).
@@ -35,6 +36,7 @@ REFERENCE_LOSSES = {
 }
 BIGRAM_REFERENCE = REFERENCE_LOSSES["bigram"]
 N_CURVES = 5
+MULTI_OBJECTIVE_ONLY = {"pareto"}
 DPI = 100
 
 
@@ -118,11 +120,19 @@ def _require_search(source: ReportSource, min_completed: int) -> None:
         )
 
 
+def _dev_loss_target(source: ReportSource) -> dict[str, Any]:
+    """Keyword arguments that point optuna's plots at the dev loss, also in a multi-objective study."""
+    if not source.multi_objective:
+        return {"target_name": "dev loss"}
+    index = source.objectives.index(DEV_LOSS) if DEV_LOSS in source.objectives else 0
+    return {"target": lambda trial: trial.values[index], "target_name": "dev loss"}
+
+
 def parallel_coordinates_figure(source: ReportSource) -> Figure:
     _require_search(source, 1)
     figure = _optuna_figure(
         lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
-            source.study, target_name="dev loss"
+            source.study, **_dev_loss_target(source)
         )
     )
     figure.set_size_inches(max(6, 2.2 * (len(source.param_names) + 1)), 4.8)
@@ -137,7 +147,7 @@ def importances_figure(source: ReportSource) -> Figure:
     try:
         figure = _optuna_figure(
             lambda: optuna.visualization.matplotlib.plot_param_importances(
-                source.study, target_name="dev loss"
+                source.study, **_dev_loss_target(source)
             )
         )
     except (ValueError, RuntimeError) as error:
@@ -149,7 +159,7 @@ def importances_figure(source: ReportSource) -> Figure:
 def slices_figure(source: ReportSource) -> Figure:
     _require_search(source, 1)
     figure = _optuna_figure(
-        lambda: optuna.visualization.matplotlib.plot_slice(source.study, target_name="dev loss")
+        lambda: optuna.visualization.matplotlib.plot_slice(source.study, **_dev_loss_target(source))
     )
     figure.set_size_inches(min(16, max(6, 3.6 * len(source.param_names))), 4.2)
     return figure
@@ -205,6 +215,38 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
     return figure
 
 
+def pareto_figure(source: ReportSource) -> Figure:
+    """Dev loss against the second objective (e.g. n_params), the Pareto front highlighted."""
+    dev = source.objectives.index(DEV_LOSS) if DEV_LOSS in source.objectives else 0
+    other = next(i for i in range(len(source.objectives)) if i != dev)
+    done = [t for t in source.completed if t.values is not None]
+    if not done:
+        raise FigureSkipped("no trial has completed yet")
+    front_numbers = set(source.pareto_front)
+    front = sorted((t for t in done if t.number in front_numbers), key=lambda t: t.values[other])  # type: ignore[index]
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    ax.scatter([t.values[other] for t in done], [t.values[dev] for t in done], color="#9fb3c8", zorder=2, label="trial")  # type: ignore[index]
+    xs, ys = [t.values[other] for t in front], [t.values[dev] for t in front]  # type: ignore[index]
+    ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.5, zorder=3)
+    ax.scatter(xs, ys, color="#c0392b", zorder=4, label=f"Pareto front ({len(front)} trials)")
+    for trial, x, y in zip(front, xs, ys, strict=True):
+        ax.annotate(str(trial.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    positive = [t.values[other] for t in done if t.values[other] > 0]  # type: ignore[index]
+    if len(positive) == len(done) and max(positive) / min(positive) >= 100:
+        ax.set_xscale("log")  # parameter counts span decades
+    ax.axhline(TARGET_LOSS, color="#27ae60", linewidth=2, label=f"target {TARGET_LOSS}")
+    for label, loss in REFERENCE_LOSSES.items():
+        ax.axhline(loss, color="#7f8c8d", linestyle="--", linewidth=1)
+        ax.text(0.01, loss, f"{label} {loss}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="#555555")
+    ax.set_xlabel(source.objectives[other])
+    ax.set_ylabel("dev loss (best of the run)")
+    ax.set_title(f"Pareto front · {source.title}", loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    return figure
+
+
 def embeddings_figure(source: ReportSource) -> Figure:
     """The best trial with an embedding table (the bigram has none), in 2-D."""
     for trial in source.ranked():
@@ -232,6 +274,7 @@ FIGURES: list[tuple[str, str, str, Callable[[ReportSource], Figure]]] = [
     ("parallel_coordinates", "Parallel coordinates", "Each line is a trial; colour is its dev loss.", parallel_coordinates_figure),
     ("importances", "Parameter importances", "How much of the variation in dev loss each searched parameter explains (Optuna's default evaluator).", importances_figure),
     ("slices", "Slice plots", "Dev loss against each searched parameter; colour is the trial number.", slices_figure),
+    ("pareto", "Pareto front", "Every completed trial's dev loss against the study's other objective; the trials no other trial beats on both are joined and labelled.", pareto_figure),
     ("embeddings", "Character embeddings of the best model", "The best model's embedding table in two dimensions (principal components when n_embd > 2), as in the lecture.", embeddings_figure),
 ]  # fmt: skip
 
@@ -241,6 +284,8 @@ def write_figures(source: ReportSource, out_dir: Path) -> list[ReportFigure]:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name, title, caption, draw in FIGURES:
+        if name in MULTI_OBJECTIVE_ONLY and not source.multi_objective:
+            continue
         try:
             figure = draw(source)
         except FigureSkipped as skipped:

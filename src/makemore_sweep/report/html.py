@@ -77,6 +77,8 @@ def render_report(
         target=TARGET_LOSS,
         n_under_target=sum(t.value < TARGET_LOSS for t in source.completed),  # type: ignore[operator]
         rows=source.ranked()[:top],
+        pareto=source.pareto_front if source.multi_objective else [],
+        objectives=source.objectives,
         param_names=source.param_names,
         figures=figures,
         images=images,

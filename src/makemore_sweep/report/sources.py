@@ -24,6 +24,7 @@ from makemore_sweep.sweep import storage as studies_storage
 from makemore_sweep.sweep.storage import JOURNAL_PREFIX
 from makemore_sweep.training.metrics_file import METRICS_FILE
 
+DEV_LOSS = "val_loss"  # the metrics.json key of the dev loss, as an objective name
 RUN_DIR_ATTR = "run_dir"  # trial user attribute: absolute path of the trial's Hydra output folder
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -38,10 +39,11 @@ class TrialRecord:
 
     number: int
     state: str  # Optuna's state name: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
-    value: float | None  # the objective: best dev loss
+    value: float | None  # the dev-loss objective: best dev loss
     params: dict[str, Any]
     run_dir: Path | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    values: tuple[float, ...] | None = None  # every objective of a complete trial, in the study's order
 
     def metric(self, key: str) -> Any:
         return self.metrics.get(key)
@@ -65,6 +67,18 @@ class ReportSource:
     origin: str  # where it came from (storage URL with its password hidden, or the folder)
     study: optuna.Study
     trials: list[TrialRecord]
+    objectives: tuple[str, ...] = (DEV_LOSS,)  # the study's objectives; the dev loss among them
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def pareto_front(self) -> list[int]:
+        """Numbers of the trials no other complete trial beats on every objective (Optuna's best_trials)."""
+        if not self.multi_objective:
+            return [self.best.number] if self.best else []
+        return sorted(t.number for t in self.study.best_trials)
 
     @property
     def param_names(self) -> list[str]:
@@ -145,21 +159,33 @@ def load_study_source(storage_url: str, study_name: str | None) -> ReportSource:
             f"The storage {shown} has no study named {study_name!r} (it has {listing})."
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
-    trials = [_record_from_trial(t) for t in study.get_trials(deepcopy=False)]
-    return ReportSource(title=study_name, origin=shown, study=study, trials=trials)
+    objectives = objective_names(study)
+    dev = objectives.index(DEV_LOSS) if DEV_LOSS in objectives else 0
+    trials = [_record_from_trial(t, dev) for t in study.get_trials(deepcopy=False)]
+    return ReportSource(title=study_name, origin=shown, study=study, trials=trials, objectives=objectives)
 
 
-def _record_from_trial(trial: FrozenTrial) -> TrialRecord:
+def objective_names(study: optuna.Study) -> tuple[str, ...]:
+    """The metric names a sweep gave its objectives; a study without them is taken as dev loss first."""
+    names = study.metric_names
+    if names:
+        return tuple(names)
+    return (DEV_LOSS, *(f"objective {i}" for i in range(1, len(study.directions))))
+
+
+def _record_from_trial(trial: FrozenTrial, dev_index: int) -> TrialRecord:
     run_dir = trial.user_attrs.get(RUN_DIR_ATTR)
     path = Path(run_dir) if run_dir else None
     metrics = read_run_metrics(path) if path else {}
+    complete = trial.state == TrialState.COMPLETE and trial.values is not None
     return TrialRecord(
         number=trial.number,
         state=trial.state.name,
-        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        value=trial.values[dev_index] if complete else None,  # type: ignore[index]
         params=dict(trial.params),
         run_dir=path,
         metrics=metrics,
+        values=tuple(trial.values) if complete else None,  # type: ignore[arg-type]
     )
 
 
