@@ -23,6 +23,8 @@ OPTIMIZER_NAMES = ("sgd", "adamw")
 # probability below e^-100: the run has blown up even if the number is still finite
 # (SGD at lr=1e9 gives losses of ~1e9 that never become NaN). Uniform guessing costs ln(V) ≈ 3.3.
 DEFAULT_DIVERGENCE_LOSS = 100.0
+# The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
+SCHEDULE_STEPS_KEY = "lr_schedule_steps"
 
 
 @dataclass(frozen=True)
@@ -200,9 +202,13 @@ class LanguageModelTask(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["init_loss"] = self.init_loss
+        checkpoint[SCHEDULE_STEPS_KEY] = self.max_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.init_loss = checkpoint.get("init_loss")
+        # A resumed run keeps the learning-rate plan it started with, even when it is now
+        # asked to run longer: steps beyond the plan run at the plan's final rate.
+        self.max_steps = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"]))
 
     def describe(self) -> dict[str, Any]:
         return {"network": self.network_spec.to_dict(), "optim": asdict(self.optim_spec)}
