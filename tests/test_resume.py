@@ -3,11 +3,13 @@
 A run is killed with SIGKILL right after its first checkpoint, resumed, stopped again with
 SIGTERM (the signal SLURM and `kill` send), and resumed to the end. The finished run must look
 like one that was never interrupted: all its steps, a complete metrics.json, one W&B run id
-and the CSV curve of every part.
+and the CSV curve of every part. On CPU it must end with the same numbers, to 1e-6, wherever
+it was killed.
 """
 
 from __future__ import annotations
 
+import csv
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_checks import assert_clean_failure
-from conftest import train_cli
+from conftest import REPO_ROOT, train_cli
 from wandb_records import exit_codes, run_files
 
 from makemore_sweep.errors import ConfigError, UserError
@@ -175,3 +177,107 @@ class _Trap:
 
     def __reduce__(self):
         return (Path.touch, (self.path,))
+
+
+# Dropout and AdamW: the resumed run needs the global torch RNG, the sampler's own generator and
+# the optimiser's moments exactly as they were; the one-cycle schedule needs the step count.
+EXACT_ARGS = ["trainer.max_steps=1200", "trainer.val_every_n_steps=150", "model.n_hidden=32", "model.dropout=0.2", "logger=csv"]
+COMPARED = ("val_loss", "test_loss", "train_loss", "init_loss", "steps", "best_step", "steps_to_target", "samples", "novel_fraction")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(names_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    import os
+
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    result = train_cli([f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], REPO_ROOT, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_metrics(run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [0, 750], ids=["first-checkpoint", "late-checkpoint"])
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(
+    kill_after: int, uninterrupted: dict, names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    run_dir = tmp_path / "run"
+    first = start_training([f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env)
+    killed_at = wait_for_checkpoint_step(first, run_dir / LAST_CHECKPOINT, after_step=kill_after)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert killed_at < 1200
+
+    resumed = train_cli([f"resume={run_dir}"], cwd=tmp_path, env=run_env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    metrics = read_metrics(run_dir)
+    assert metrics["resumed_from_step"] == killed_at
+    assert [s for s, _ in metrics["val_history"]] == [s for s, _ in uninterrupted["val_history"]]
+    for (_, got), (_, want) in zip(metrics["val_history"], uninterrupted["val_history"], strict=True):
+        assert got == pytest.approx(want, abs=1e-6)
+    for key in COMPARED:
+        assert metrics[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+
+
+def logged_rates(run_dir: Path) -> dict[int, float]:
+    """step → learning rate, from the CSV curves of every part of a run."""
+    rates = {}
+    for path in sorted((run_dir / "csv").glob("metrics*.csv")):
+        with path.open() as handle:
+            rates.update({int(float(row["step"])): float(row["lr"]) for row in csv.DictReader(handle) if row.get("lr")})
+    return rates
+
+
+@pytest.mark.slow
+def test_a_longer_resume_follows_the_original_schedule_then_holds_its_final_rate(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    """The lectures' step schedule planned for 300 steps (0.1, then 0.01 from step 150), resumed to 500."""
+    run_dir = tmp_path / "run"
+    args = [f"data.path={names_path}", "optim=sgd", "trainer.max_steps=300", "trainer.val_every_n_steps=100",
+            "model.n_hidden=32", "logger=csv", f"hydra.run.dir={run_dir}"]
+    assert train_cli(args, tmp_path, run_env).returncode == 0
+    longer = train_cli([f"resume={run_dir}", "trainer.max_steps=500"], tmp_path, run_env)
+    assert longer.returncode == 0, longer.stdout + longer.stderr
+    metrics = read_metrics(run_dir)
+    assert metrics["steps"] == 500 and metrics["resumed_from_step"] == 300
+    assert [s for s, _ in metrics["val_history"]] == [100, 200, 300, 400, 500]
+    rates = logged_rates(run_dir)
+    # A fresh 500-step plan would still be at 0.1 until step 250; the resumed run keeps its own.
+    assert rates[100] == pytest.approx(0.1) and rates[200] == pytest.approx(0.01)
+    assert all(rates[s] == pytest.approx(0.01) for s in (350, 400, 450, 500))
+
+    shorter = train_cli([f"resume={run_dir}", "trainer.max_steps=400"], tmp_path, run_env)
+    assert "already done 500 steps" in assert_clean_failure(shorter, "400")
+
+
+@pytest.mark.slow
+def test_a_longer_resume_of_a_schedule_that_ends_at_rate_zero_is_refused(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    run_dir = tmp_path / "run"
+    args = [f"data.path={names_path}", "trainer.max_steps=100", "trainer.val_every_n_steps=100",
+            "model.n_hidden=32", "logger=csv", f"hydra.run.dir={run_dir}"]
+    assert train_cli(args, tmp_path, run_env).returncode == 0
+    longer = train_cli([f"resume={run_dir}", "trainer.max_steps=200"], tmp_path, run_env)
+    message = assert_clean_failure(longer, "trainer.max_steps=200")
+    assert "onecycle" in message and "rate of 0" in message
+    assert read_metrics(run_dir)["steps"] == 100  # the finished run is left as it was
+
+
+@pytest.mark.parametrize(
+    "masked",
+    ["+study.api_token=***", "hydra.sweeper.storage=postgresql://optuna:***@db.example/optuna"],
+)
+def test_a_masked_secret_is_never_replayed(masked: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(f"- trainer.max_steps=600\n- {masked}\n")
+    (run_dir / LAST_CHECKPOINT).parent.mkdir()
+    (run_dir / LAST_CHECKPOINT).write_bytes(b"")
+    key = override_key(masked)
+    with pytest.raises(ConfigError, match=f"give it again next to resume= \\({key}=\\.\\.\\.\\)"):
+        expand_resume_argument([f"resume={run_dir}"])
+    given = f"{key}=${{oc.env:SECRET_FROM_ENV}}"
+    argv = expand_resume_argument([f"resume={run_dir}", given])
+    assert given in argv and not any("***" in arg for arg in argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_checks import assert_clean_failure
 from conftest import train_cli
 
 from makemore_sweep.redaction import mask_text
@@ -43,6 +44,24 @@ def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_pa
     assert "postgresql://optuna:***@db.example/optuna" in saved
     assert "api_token: '***'" in saved or "api_token: ***" in saved
     assert (run_dir / "metrics.json").is_file() and list((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_resume_never_replays_a_masked_secret(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+    run_dir = tmp_path / "run"
+    token = f"+study.api_token={TOKEN}"
+    args = [f"data.path={names_path}", "trainer.max_steps=50", "trainer.val_every_n_steps=50", "logger=csv",
+            f"hydra.run.dir={run_dir}", token]
+    assert train_cli(args, cwd=tmp_path, env=run_env).returncode == 0
+
+    replayed = train_cli([f"resume={run_dir}"], cwd=tmp_path, env=run_env)
+    assert "+study.api_token=***" in assert_clean_failure(replayed, "+study.api_token")
+
+    given_again = train_cli([f"resume={run_dir}", token], cwd=tmp_path, env=run_env)
+    assert given_again.returncode == 0, given_again.stdout + given_again.stderr
+    assert files_containing(run_dir, TOKEN) == []
+    saved = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "api_token: '***'" in saved or "api_token: ***" in saved
 
 
 @pytest.mark.parametrize(

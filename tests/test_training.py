@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -118,3 +119,25 @@ def test_bigram_baseline_through_the_cli(tmp_path: Path, names_path: Path, run_e
     metrics = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
     assert metrics["val_loss"] == pytest.approx(2.453, abs=0.002)
     assert metrics["init_loss"] == pytest.approx(math.log(27), abs=1e-6)
+
+
+def test_the_last_shorter_validation_interval_is_validated_and_checkpointed(
+    tmp_path: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    """One pass at batch 512 is 357 steps: validated at 250 and at the end, not only at 250."""
+    run_dir = tmp_path / "run"
+    args = [f"data.path={names_path}", "trainer.max_epochs=1", "data.batch_size=512", "model.n_hidden=32",
+            "logger=csv", f"hydra.run.dir={run_dir}"]
+    result = train_cli(args, tmp_path, run_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 357
+    assert [step for step, _ in metrics["val_history"]] == [250, 357]
+    assert metrics["val_loss"] == pytest.approx(min(loss for _, loss in metrics["val_history"]), abs=1e-5)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 357
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["global_step"] == metrics["best_step"]
+    with (run_dir / "csv" / "metrics.csv").open() as curve:
+        validated = [int(float(row["step"])) for row in csv.DictReader(curve) if row["val_loss"]]
+    assert validated == [250, 357]

@@ -20,6 +20,23 @@ class StepPlan:
     steps_per_execution: int
 
 
+def generator_continuing_global(device: torch.device) -> torch.Generator:
+    """A random generator on `device` that starts where that device's global generator stands.
+
+    Its first draws are the ones `torch.randint` without a generator would make, so a run's
+    batches are those of a sampler drawing from the global stream after `seed_everything`;
+    being its own stream, it can be saved and restored with a checkpoint.
+    """
+    generator = torch.Generator(device=device)
+    if device.type == "cpu":
+        generator.set_state(torch.get_rng_state())
+    elif device.type == "cuda":
+        generator.set_state(torch.cuda.get_rng_state(device))
+    else:  # no public way to read other devices' global state: seed from the run's seed
+        generator.manual_seed(torch.initial_seed())
+    return generator
+
+
 class RandomBatchChunks:
     """Training batches sampled with replacement (as in the lectures), grouped in chunks.
 
@@ -27,6 +44,7 @@ class RandomBatchChunks:
     that the module runs inside one Lightning step, so the trainer's per-step overhead is paid
     once per chunk (like Keras' steps_per_execution). One pass ("epoch") covers
     `steps_per_epoch` steps, the validation interval; no pass goes beyond `max_steps`.
+    Indices come from `generator` (on the tensors' device), whose state a checkpoint keeps.
     """
 
     def __init__(
@@ -37,9 +55,11 @@ class RandomBatchChunks:
         steps_per_epoch: int,
         steps_per_execution: int,
         max_steps: int,
+        generator: torch.Generator,
         start_step: int = 0,
     ) -> None:
         self.x, self.y = x, y
+        self.generator = generator
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.steps_per_execution = steps_per_execution
@@ -57,7 +77,7 @@ class RandomBatchChunks:
         n = len(self.x)
         while remaining > 0:
             k = min(self.steps_per_execution, remaining)
-            index = torch.randint(0, n, (k, self.batch_size), device=self.x.device)
+            index = torch.randint(0, n, (k, self.batch_size), device=self.x.device, generator=self.generator)
             remaining -= k
             self.steps_done += k
             yield self.x[index], self.y[index]

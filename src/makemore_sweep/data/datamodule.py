@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 
-from makemore_sweep.data.batches import Batch, RandomBatchChunks, SplitBatches, StepPlan
+from makemore_sweep.data.batches import (
+    Batch,
+    RandomBatchChunks,
+    SplitBatches,
+    StepPlan,
+    generator_continuing_global,
+)
 from makemore_sweep.data.corpus import SplitTensors, load_splits
 from makemore_sweep.data.names_file import ensure_names_file
 
@@ -36,6 +43,10 @@ class NamesDataModule(L.LightningDataModule):
         self.fractions = (float(fractions[0]), float(fractions[1]), float(fractions[2]))
         self.download = download
         self._splits: SplitTensors | None = None
+        # The training sampler's own random stream, created with the first training loader
+        # and kept across loaders; its state goes into checkpoints (`state_dict`).
+        self.sampler_generator: torch.Generator | None = None
+        self._restored_sampler_state: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -61,6 +72,10 @@ class NamesDataModule(L.LightningDataModule):
     def train_dataloader(self) -> RandomBatchChunks:
         x, y = self._on_device(self.splits.train)
         start = self.trainer.global_step if self.trainer is not None else 0
+        if self.sampler_generator is None or self.sampler_generator.device != x.device:
+            self.sampler_generator = generator_continuing_global(x.device)
+            if self._restored_sampler_state is not None:
+                self.sampler_generator.set_state(self._restored_sampler_state)
         return RandomBatchChunks(
             x,
             y,
@@ -68,6 +83,7 @@ class NamesDataModule(L.LightningDataModule):
             steps_per_epoch=self.step_plan.val_every_n_steps,
             steps_per_execution=self.step_plan.steps_per_execution,
             max_steps=self.step_plan.max_steps,
+            generator=self.sampler_generator,
             start_step=start,
         )
 
@@ -76,3 +92,14 @@ class NamesDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> SplitBatches:
         return SplitBatches(*self._on_device(self.splits.test), self.eval_batch_size)
+
+    # -- checkpoints: the sampler's random state, so a resumed run draws the batches it would have
+    def state_dict(self) -> dict[str, Any]:
+        if self.sampler_generator is None:
+            return {}
+        return {"sampler_rng_state": self.sampler_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_sampler_state = state_dict.get("sampler_rng_state")
+        if self._restored_sampler_state is not None and self.sampler_generator is not None:
+            self.sampler_generator.set_state(self._restored_sampler_state)

@@ -9,7 +9,11 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from makemore_sweep.compat.lightning import counted_raw_step
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.lr_schedules import learning_rate
 from makemore_sweep.model.networks import NetworkSpec, build_network
@@ -19,6 +23,8 @@ OPTIMIZER_NAMES = ("sgd", "adamw")
 # probability below e^-100: the run has blown up even if the number is still finite
 # (SGD at lr=1e9 gives losses of ~1e9 that never become NaN). Uniform guessing costs ln(V) ≈ 3.3.
 DEFAULT_DIVERGENCE_LOSS = 100.0
+# The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
+SCHEDULE_STEPS_KEY = "lr_schedule_steps"
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class LanguageModelTask(L.LightningModule):
         self.net = build_network(self.network_spec, len(self.vocab), block_size)
         self.automatic_optimization = False
         self.init_loss: float | None = None
-        self._loss_scaling = False
+        self._plain_steps = False
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
@@ -99,7 +105,20 @@ class LanguageModelTask(L.LightningModule):
         raise ValueError(f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
 
     def on_fit_start(self) -> None:
-        self._loss_scaling = str(self.trainer.precision).startswith("16")
+        # Plain 32-bit on one device: the precision plugin and strategy would only call autograd
+        # and the optimiser, so they are bypassed for speed (see compat/lightning.py).
+        self._plain_steps = type(self.trainer.precision_plugin) is Precision and isinstance(
+            self.trainer.strategy, SingleDeviceStrategy
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The precision plugin calls this after unscaling the gradients (16-mixed), so the
+        # clipping threshold applies to the true gradient norm at every precision.
+        self.clip_gradient_norm(optimizer)
+
+    def clip_gradient_norm(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.optim_spec.grad_clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim_spec.grad_clip, gradient_clip_algorithm="norm")
 
     def lr_at(self, step: int) -> float:
         spec = self.optim_spec
@@ -116,28 +135,26 @@ class LanguageModelTask(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         xs, ys = batch
-        lightning_optimizer = self.optimizers()
-        optimizer = lightning_optimizer.optimizer  # type: ignore[union-attr]
-        clip = self.optim_spec.grad_clip
-        # Lightning's backward runs callback hooks on every step; it is needed only when the
-        # precision plugin scales the loss (16-mixed). Otherwise autograd is called directly.
-        backward = self.manual_backward if self._loss_scaling else torch.Tensor.backward
+        optimizer = self.optimizers()
+        assert isinstance(optimizer, LightningOptimizer)
         first_step = self.global_step
         losses = []
         for j in range(xs.shape[0]):
             lr = self.lr_at(first_step + j)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = F.cross_entropy(self.net(xs[j]), ys[j])
             optimizer.zero_grad(set_to_none=True)
-            backward(loss)
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
-            # The raw optimiser steps; these two hooks are what LightningOptimizer.step wraps
-            # around it to count the step, without its per-step callback machinery.
-            lightning_optimizer._on_before_step()  # type: ignore[union-attr]
-            optimizer.step()
-            lightning_optimizer._on_after_step()  # type: ignore[union-attr]
+            loss = F.cross_entropy(self.net(xs[j]), ys[j])
+            if self._plain_steps:
+                loss.backward()
+                self.clip_gradient_norm(optimizer)
+                counted_raw_step(optimizer)
+            else:
+                # The precision plugin scales the loss (16-mixed); `step` unscales the gradients,
+                # calls `on_before_optimizer_step` (clipping), skips a step whose gradients
+                # overflowed and updates the scale.
+                self.manual_backward(loss)
+                optimizer.step()
             losses.append(loss.detach())
         chunk = torch.stack(losses)
         # One host sync per chunk, not per step.
@@ -185,9 +202,13 @@ class LanguageModelTask(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["init_loss"] = self.init_loss
+        checkpoint[SCHEDULE_STEPS_KEY] = self.max_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.init_loss = checkpoint.get("init_loss")
+        # A resumed run keeps the learning-rate plan it started with, even when it is now
+        # asked to run longer: steps beyond the plan run at the plan's final rate.
+        self.max_steps = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"]))
 
     def describe(self) -> dict[str, Any]:
         return {"network": self.network_spec.to_dict(), "optim": asdict(self.optim_spec)}

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_sweep.config.instantiation import build as instantiate
@@ -34,11 +35,23 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 class WandbRunLogger(WandbLogger):
-    """Lightning's WandbLogger minus the `anonymous` init key, which wandb 0.31 warns about on every run."""
+    """Lightning's WandbLogger with the W&B run started here, by `wandb.init`.
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._wandb_init.pop("anonymous", None)
+    Lightning's own start passes `anonymous=` to `wandb.init`, a setting wandb 0.31 deprecates
+    and warns about on every run. Starting the run here and handing it to WandbLogger through
+    its public `experiment` argument leaves it out; the step axis is the one Lightning defines.
+    `init_args` are `wandb.init`'s (group, job_type, mode, ...).
+    """
+
+    def __init__(self, project: str, save_dir: str, id: str | None = None, **init_args: Any) -> None:
+        run = None
+        if rank_zero_only.rank == 0:  # as Lightning does: other processes log nothing
+            import wandb
+
+            run = wandb.init(project=project, dir=save_dir, id=id, resume="allow", **init_args)
+            run.define_metric("trainer/global_step")
+            run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+        super().__init__(project=project, save_dir=save_dir, id=id, experiment=run, **init_args)
 
 
 def sweep_identity() -> tuple[str | None, str | None]:

@@ -3,8 +3,10 @@
 Every validation saves `checkpoints/last.ckpt` (atomically: Lightning writes a temporary file
 and renames it). `resume=RUN_DIR` replays the run's own overrides (`RUN_DIR/.hydra/overrides.yaml`)
 with `hydra.run.dir=RUN_DIR ckpt_path=last`, so the configuration, the output folder, the
-optimiser and monitor state and the W&B run id all carry on. Overrides given next to it
-(`trainer.max_steps=8000`) take precedence over the replayed ones.
+optimiser, monitor and random state and the W&B run id all carry on. Overrides given next to it
+take precedence over the replayed ones. A secret that was masked (`***`) when the run started
+is never replayed: it must be given again. The learning-rate plan stays the one the run
+started with (`check_resumed_plan`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT, load_checkpoint
+from makemore_sweep.model.language_model import SCHEDULE_STEPS_KEY, LanguageModelTask
+from makemore_sweep.redaction import MASK
 
 RESUME_KEY = "resume"
 SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -46,6 +51,14 @@ def expand_resume_argument(argv: list[str]) -> list[str]:
     given = {override_key(arg) for arg in others if not arg.startswith("-")}
     saved = [str(o) for o in OmegaConf.load(run_dir / SAVED_OVERRIDES)]
     replayed = [o for o in saved if override_key(o) not in given | {"ckpt_path"}]
+    masked = [o for o in replayed if MASK in o]
+    if masked:
+        key = override_key(masked[0])
+        raise ConfigError(
+            f"resume={run_dir}: the run's override {masked[0]} was saved with its secret masked, so it cannot be "
+            f"replayed; give it again next to resume= ({key}=...), or keep the secret in an environment variable "
+            "and pass it as ${oc.env:VAR}."
+        )
     continuing = [*replayed, f"hydra.run.dir={_override_value(str(run_dir))}", "ckpt_path=last"]
     return argv[:index] + continuing + argv[index + 1 :]
 
@@ -80,6 +93,31 @@ def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> Path | None:
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file.")
     load_checkpoint(path)
     return path
+
+
+def check_resumed_plan(checkpoint_path: Path, module: LanguageModelTask, plan: StepPlan) -> None:
+    """Refuse a resumed run whose new length cannot follow the learning-rate plan it started with.
+
+    The schedule stays laid out over the run's original number of steps (the module restores it
+    from the checkpoint); steps beyond it run at the schedule's final rate. A run cannot be cut
+    below the steps it has done, nor extended when its schedule ends at a rate of 0.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    done = int(checkpoint.get("global_step", 0))
+    planned = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint.get("hyper_parameters", {}).get("max_steps", plan.max_steps)))
+    if plan.max_steps < done:
+        raise ConfigError(
+            f"The run in {checkpoint_path.parents[1]} has already done {done} steps, more than the {plan.max_steps} "
+            "now asked for (trainer.max_steps or trainer.max_epochs); resume it with at least as many."
+        )
+    module.max_steps = planned
+    if plan.max_steps > planned and module.lr_at(planned) <= 0.0:
+        raise ConfigError(
+            f"The run in {checkpoint_path.parents[1]} was planned for {planned} steps and its "
+            f"{module.optim_spec.schedule} learning-rate schedule ends at a rate of 0, so the steps beyond "
+            f"{planned} up to {plan.max_steps} would not train; resume it without changing its length, or start "
+            f"a new run with trainer.max_steps={plan.max_steps}."
+        )
 
 
 def previous_wandb_run_id(run_dir: Path) -> str | None:

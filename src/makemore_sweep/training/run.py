@@ -31,7 +31,12 @@ from makemore_sweep.training.loggers import (
     log_run_summary,
 )
 from makemore_sweep.training.metrics_file import write_metrics
-from makemore_sweep.training.resume import checkpoint_to_resume, previous_wandb_run_id
+from makemore_sweep.training.random_state import RandomStateKeeper
+from makemore_sweep.training.resume import (
+    check_resumed_plan,
+    checkpoint_to_resume,
+    previous_wandb_run_id,
+)
 from makemore_sweep.training.run_hooks import RunHook
 from makemore_sweep.training.run_monitor import RunMonitor
 from makemore_sweep.training.slurm_job import SlurmJob, resume_checkpoint, torch_threads
@@ -81,8 +86,10 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
         _convert_="all",
     )
     monitor = RunMonitor(target_loss=cfg.target_loss)
-    callbacks = [monitor, *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    callbacks = [monitor, RandomStateKeeper(), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
     resume_from = resume_checkpoint(resume_from, run_dir, job)
+    if resume_from:
+        check_resumed_plan(resume_from, module, plan)
     if resume_from and job.requeued:
         print(f"SLURM requeued job {job.job_id}: resuming from {resume_from}", flush=True)
     for hook in hooks:

@@ -58,6 +58,10 @@ def build_trainer(
         "enable_progress_bar": show_bar,
         "num_sanity_val_steps": 0,
         "check_val_every_n_epoch": 1,
+        # A new loader per interval, so that Lightning sizes the last, shorter interval
+        # (max_epochs=1: 357 steps at 250 per interval) by its own length and validates and
+        # checkpoints at its end too, instead of waiting for a full interval's batch count.
+        "reload_dataloaders_every_n_epochs": 1,
         # Lightning counts its own steps, which are chunks of optimiser steps here.
         "log_every_n_steps": max(1, int(trainer_cfg.log_every_n_steps) // plan.steps_per_execution),
     }
