@@ -1,7 +1,7 @@
 """`hydra/launcher=local`: a batch of jobs as parallel processes on this machine, sharing its cores.
 
 hydra-submitit-launcher's local executor starts every job of a batch at once, each a separate
-Python process. Left alone, each PyTorch process would use every core and they would fight over
+Python process (trials of a batch, or a sweep's long-lived workers). Left alone, each PyTorch process would use every core and they would fight over
 them; this launcher gives each job `threads = cores // jobs in the batch` unless the
 configuration already sets `threads`.
 """
@@ -12,7 +12,8 @@ import os
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+
+from makemore_sweep.cluster.submitit_jobs import PatientSubmititLauncher
 
 THREADS_KEY = "threads"
 
@@ -35,7 +36,9 @@ def split_threads(job_overrides: Sequence[Sequence[str]], cores: int) -> list[li
     return split
 
 
-class ThreadSplittingLocalLauncher(LocalLauncher):
+class ThreadSplittingLocalLauncher(PatientSubmititLauncher):
+    cluster = "local"
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         if self.config.get(THREADS_KEY) is None:
