@@ -103,6 +103,16 @@ def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) ->
     return resolve_storage_url(url, "", base_dir)
 
 
+def local_lock_path(url: str) -> Path | None:
+    """A lock file beside a file storage, so processes of one machine ask for trials one at a time
+    (and never start more than n_trials between them); None for database servers."""
+    if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :] not in ("", ":memory:"):
+        return Path(url[len(SQLITE_PREFIX) :] + ".asklock")
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(str(journal_path(url)) + ".asklock")
+    return None
+
+
 def open_sweep_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
     """`open_storage` for a sweep: its error also names the key to fix."""
     try:

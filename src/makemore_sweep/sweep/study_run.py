@@ -19,7 +19,6 @@ from pathlib import Path
 
 import optuna
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_class
 from omegaconf import DictConfig
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
@@ -38,10 +37,9 @@ from makemore_sweep.sweep.settings import (
     study_name,
 )
 from makemore_sweep.sweep.storage import (
-    cluster_storage_url,
     open_sweep_storage,
-    resolve_storage_url,
 )
+from makemore_sweep.sweep.study_location import study_storage_url
 from makemore_sweep.sweep.sweep_results import export_best, save_results
 from makemore_sweep.sweep.trial_outcome import failures_of_sweep
 
@@ -84,17 +82,6 @@ class SweepRun:
         )
 
 
-def runs_on_cluster(config: DictConfig) -> bool:
-    """True when the configured launcher sends jobs to SLURM (so SQLite cannot be the storage)."""
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-
-    target = config.hydra.launcher.get("_target_")
-    try:
-        return bool(target) and issubclass(get_class(str(target)), SlurmLauncher)
-    except Exception:  # noqa: BLE001 - a launcher we cannot import is not ours to judge
-        return False
-
-
 def run_sweep(
     config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction, settings: SweepSettings, arguments: list[str]
 ) -> None:
@@ -102,10 +89,7 @@ def run_sweep(
     space = build_search_space(settings.params, arguments, settings.custom_search_space)
     name = study_name(settings, config)
     base_dir = Path(str(config.hydra.runtime.cwd))
-    if runs_on_cluster(config):
-        url = cluster_storage_url(settings.storage, Path(str(config.hydra.sweep.dir)), base_dir)
-    else:
-        url = resolve_storage_url(settings.storage, name, base_dir)
+    url = study_storage_url(config.hydra, name, base_dir)
     storage = open_sweep_storage(url)
     n_earlier = count_trials(storage, name)
     workers = settings.worker_count()

@@ -7,6 +7,9 @@ there when one was written (else it starts over in the same folder).
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,16 @@ class TrialSource:
     """Hands out trials of one study to one process, toward `n_trials` finished trials in all."""
 
     def __init__(
-        self, study: optuna.Study, storage: BaseStorage, leases: TrialLeases, space: SearchSpace, config: DictConfig, n_trials: int
+        self,
+        study: optuna.Study,
+        storage: BaseStorage,
+        leases: TrialLeases,
+        space: SearchSpace,
+        config: DictConfig,
+        n_trials: int,
+        lock_path: Path | None = None,
     ) -> None:
+        self.lock_path = lock_path
         self.study = study
         self.storage = storage
         self.leases = leases
@@ -89,7 +100,23 @@ class TrialSource:
         continued = self.take_abandoned()
         if continued is not None:
             return continued
-        return self.ask_new() if self.missing() > 0 else None
+        with self._asking():
+            return self.ask_new() if self.missing() > 0 else None
+
+    @contextmanager
+    def _asking(self) -> Iterator[None]:
+        """Count and ask under a file lock where the storage is a file: no two workers of this
+        machine ask for the last missing trial together (on a database server they may, by one each)."""
+        if self.lock_path is None:
+            yield
+            return
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _complete_params(self, trial_id: int, params: dict[str, Any]) -> dict[str, Any]:
         """Sample what a trial asked by a process killed mid-way never got (rare), so it can run."""

@@ -32,7 +32,7 @@ from makemore_sweep.sweep.leases import TrialLeases
 from makemore_sweep.sweep.pruners import build_pruner
 from makemore_sweep.sweep.search_space import SearchSpace
 from makemore_sweep.sweep.settings import WORKER_SEED_STRIDE, SweepSettings, build_sampler, is_grid
-from makemore_sweep.sweep.storage import open_sweep_storage
+from makemore_sweep.sweep.storage import local_lock_path, open_sweep_storage
 from makemore_sweep.sweep.trial_claims import (
     ClaimedTrial,
     TrialSource,
@@ -69,7 +69,9 @@ class WorkerLoop:
         leases = TrialLeases(
             study, storage, self.settings.heartbeat_interval, self.settings.grace_period, sweep_id=self.sweep_id, worker=index
         )
-        source = TrialSource(study, storage, leases, self.space, self.master_config, self.settings.n_trials)
+        source = TrialSource(
+            study, storage, leases, self.space, self.master_config, self.settings.n_trials, local_lock_path(self.storage_url)
+        )
         ran: list[dict[str, Any]] = []
         while not source.done():
             if len(failures_of_sweep(study, self.sweep_id)) > self.settings.allowed_failures():
