@@ -86,3 +86,16 @@ def test_the_sweeper_uses_no_private_name_of_the_upstream_plugins() -> None:
     assert offenders == []
     too_long = [p.name for p in sources if len(p.read_text().splitlines()) > 300]
     assert too_long == []
+
+
+def widen_with_dropout(config: object, trial: optuna.Trial) -> None:
+    """A `custom_search_space` extender: a dimension added in code."""
+    trial.suggest_float("model.dropout", 0.0, 0.5)
+
+
+def test_a_custom_search_space_extends_each_new_trial() -> None:
+    from omegaconf import OmegaConf
+
+    space = build_search_space({"a": "int(interval(1, 3))"}, [], "test_search_space.widen_with_dropout")
+    trial = space.suggest(optuna.create_study(), OmegaConf.create())
+    assert set(trial.params) == {"a", "model.dropout"}

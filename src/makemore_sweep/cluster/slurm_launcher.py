@@ -57,13 +57,17 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         text = " ".join(str(error).split())
         said = re.search(r"Batch job submission failed:\s*(.+?)(?:\s*$|\.)", text)
         reason = said.group(1) if said else text[:300]
-        return cannot_start(f"sbatch refused them ({reason})", self.params, FATAL_REASONS["BadConstraints"])
+        lowered = reason.lower()
+        named = [key for key in ("partition", "account", "qos") if key in lowered]
+        keys = tuple(named) if named else FATAL_REASONS["BadConstraints"]
+        return cannot_start(f"sbatch refused them ({reason})", self.params, keys)
 
     def check_jobs(self, jobs: Sequence[Any]) -> None:
         if time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + CHECK_EVERY_S
         for job_id, reason in pending_reasons(sorted({str(job.job_id).split("_")[0] for job in jobs})):
+            job_id = job_id.split("_[")[0]  # a pending array shows as 8_[0-1%2]
             keys = FATAL_REASONS.get(reason)
             if keys is None and PER_JOB_LIMIT.match(reason):
                 account_or_qos = "account" if reason.startswith("Assoc") else "qos"
@@ -131,7 +135,7 @@ def cannot_start(what: str, params: dict[str, Any], keys: Sequence[str]) -> Jobs
     if nodes is not None:
         gpus = params.get("gpus_per_node") or params.get("gpus_per_task") or 0
         if gpus and not nodes.has_gpus:
-            found.append(("gpus_per_node", f"{partition} has no GPUs but each job asks for {gpus}; 0 on CPU-only partitions"))
+            found.append(("gpus_per_node", f"{partition} has no GPUs but each job asks for {gpus}"))
         if (params.get("cpus_per_task") or 0) > nodes.cpus:
             found.append(("cpus_per_task", f"its nodes have {nodes.cpus} CPUs, each job asks for {params['cpus_per_task']}"))
         if (params.get("mem_gb") or 0) * 1024 > nodes.mem_mb > 0:
@@ -139,14 +143,13 @@ def cannot_start(what: str, params: dict[str, Any], keys: Sequence[str]) -> Jobs
     if found:
         why = "; ".join(reason for _, reason in found)
         change = [key for key, _ in found] + (["partition"] if "partition" in keys else [])
-        return JobsCannotStart(
-            f"SLURM cannot start the sweep's jobs: {what}, as {why}; change {_keys(change)}."
-        )
+        return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}, as {why}; change {_keys(change)}.")
     return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}; change {_keys(keys)}.")
 
 
 def _keys(keys: Sequence[str]) -> str:
-    named = [f"hydra.launcher.{key}" for key in dict.fromkeys(keys)]
+    hints = {"gpus_per_node": " (0 on CPU-only partitions)"}
+    named = [f"hydra.launcher.{key}{hints.get(key, '')}" for key in dict.fromkeys(keys)]
     return named[0] if len(named) == 1 else ", ".join(named[:-1]) + f" or {named[-1]}"
 
 

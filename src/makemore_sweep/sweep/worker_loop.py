@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -28,6 +29,7 @@ from hydra.core.utils import run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.sweep.leases import TrialLeases
 from makemore_sweep.sweep.pruners import build_pruner
 from makemore_sweep.sweep.search_space import SearchSpace
@@ -64,6 +66,9 @@ class WorkerLoop:
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         hydra_cfg = HydraConfig.get()
         index, job_id = int(hydra_cfg.job.num), str(hydra_cfg.job.id)
+        # The worker's own saved Hydra files hold hydra.sweeper.storage, password and all.
+        if hydra_cfg.output_subdir:
+            redact_run_records(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
         threads = cfg.get("threads")  # set per worker by the launcher (cores // workers) or by SLURM
         study, storage = self._open_study(index)
         leases = TrialLeases(
