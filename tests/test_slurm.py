@@ -311,6 +311,30 @@ def test_jobs_that_cannot_start_end_the_sweep_with_one_sentence(
     assert "hydra.launcher.gpus_per_node" in last_line and "has no GPUs" in last_line
     assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
 
+    # More CPUs than any node has: accepted by sbatch, then pending for good (PartitionConfig).
+    started = time.monotonic()
+    pending = train_cli(
+        [
+            f"sweep={SWEEP}",
+            "hydra/launcher=slurm",
+            "hydra.launcher.gpus_per_node=0",
+            "hydra.launcher.cpus_per_task=512",
+            "hydra.launcher.mem_gb=1",
+            f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",
+            f"data.path={names_path}",
+            f"hydra.sweep.dir={tmp_path / 'pending'}",
+        ],
+        cwd=tmp_path,
+        env=slurm_env,
+        timeout=180,
+    )
+    assert time.monotonic() - started < 120
+    assert pending.returncode != 0 and "Traceback" not in pending.stderr
+    last_line = pending.stderr.strip().splitlines()[-1]
+    assert "pends with reason" in last_line and "hydra.launcher.cpus_per_task" in last_line, pending.stderr[-2000:]
+    assert pending.stderr.count("sacct error") <= 1  # submitit's warning, once at most
+    assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
+
     # An SQLite study would be shared by the nodes: refused before any job is submitted.
     refused = train_cli(
         [f"sweep={SWEEP}", *ON_LOCAL_CLUSTER, f"hydra.sweeper.storage=sqlite:///{tmp_path}/x.db", f"data.path={names_path}"],
