@@ -48,7 +48,7 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         try:
-            jobs = executor.map_array(self, *zip(*job_params))
+            jobs = self.submit(executor, job_params)
         except Exception as error:  # noqa: BLE001 - sbatch and submitit errors vary; subclasses explain them
             raise self.submission_failed(error) from None
         try:
@@ -61,6 +61,9 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
         return [_result(job) for job in jobs]
 
     # -- what subclasses may add --------------------------------------------------------
+    def submit(self, executor: Any, job_params: list[Any]) -> list[Any]:
+        return list(executor.map_array(self, *zip(*job_params)))
+
     def submission_failed(self, error: Exception) -> Exception:
         """The error to raise when the jobs could not be submitted at all."""
         return error
