@@ -50,7 +50,7 @@ class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     # One job per trial, this many at once (upstream's batches); used when workers is 0, or null with n_jobs > 1.
     n_jobs: int = 1
     # Long-lived workers that each pull trial after trial, placed by the launcher; null: 2 when
-    # n_jobs is 1 (measured fastest on 2 cores), else n_jobs-sized batches of one job per trial.
+    # n_jobs is 1 (the fastest on 2 cores; see settings.py), else n_jobs-sized batches of one job per trial.
     workers: int | None = None
     # Failed trials are replaced; the sweep stops once more than this share of n_trials failed.
     max_failure_rate: float = 0.2

@@ -15,9 +15,10 @@ from makemore_sweep.errors import ConfigError
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 TPE_TARGET = "optuna.samplers.TPESampler"
 GRID_TARGET = "optuna.samplers.GridSampler"
-# Workers when `hydra.sweeper.workers` is null and n_jobs is 1. Measured on a 2-core machine
-# (docs/sweeps.md, BENCHMARKS.md): two single-threaded workers beat one with two threads,
-# because the BN-MLP's small matrices keep a second thread of one process mostly idle.
+# Workers when `hydra.sweeper.workers` is null and n_jobs is 1. On a 2-core machine two
+# one-threaded workers are expected to beat one two-threaded worker (the BN-MLP's small
+# matrices keep a second thread of one process mostly idle); `scripts/bench_sweep.py
+# --also-workers 1` measures both side by side (BENCHMARKS.md).
 DEFAULT_WORKERS = 2
 # Seeds of the workers' samplers are this far apart, so no two workers draw the same proposals.
 WORKER_SEED_STRIDE = 100_003

@@ -104,12 +104,11 @@ def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) ->
 
 
 def local_lock_path(url: str) -> Path | None:
-    """A lock file beside a file storage, so processes of one machine ask for trials one at a time
-    (and never start more than n_trials between them); None for database servers."""
+    """A lock file beside an SQLite study, so the workers of its one machine ask for trials one at
+    a time (and never start more than n_trials between them). None for journal files, which may
+    sit on a network file system where locks are unreliable, and for database servers."""
     if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :] not in ("", ":memory:"):
         return Path(url[len(SQLITE_PREFIX) :] + ".asklock")
-    if url.startswith(JOURNAL_PREFIX):
-        return Path(str(journal_path(url)) + ".asklock")
     return None
 
 
