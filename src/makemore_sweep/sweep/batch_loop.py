@@ -75,16 +75,21 @@ def _launch(
         with leases.keep_alive(trial_ids):
             returns: list[JobReturn | BaseException] = list(launcher.launch(jobs, initial_job_idx=job_idx))
     except Exception as error:  # the launcher itself failed (e.g. a submitit job died)
-        if isinstance(error, UserError):
-            raise  # a user error of the launcher (a SLURM job that cannot start): it says what to change
+        if isinstance(error, UserError):  # jobs that cannot start: the sentence says what to change
+            _release(leases, trial_ids)
+            raise
         log.exception("The launcher failed")
         returns = [error] * len(batch)
     except BaseException:
         # Ctrl-C or SystemExit: the interrupted trials are continued by the next run.
-        for trial_id in trial_ids:
-            leases.release(trial_id)
+        _release(leases, trial_ids)
         raise
     return returns
+
+
+def _release(leases: TrialLeases, trial_ids: list[int]) -> None:
+    for trial_id in trial_ids:
+        leases.release(trial_id)
 
 
 def _overrides(run: SweepRun, claimed: ClaimedTrial) -> list[str]:

@@ -18,6 +18,7 @@ worker, or the next run of the same command, continues it.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,4 +134,13 @@ class WorkerLoop:
             # Ctrl-C, SIGTERM (requeue, scancel): the run wrote what it had; let the next worker go on.
             leases.release(claimed.trial_id)
             raise
+        finally:
+            _finish_leftover_wandb_run()
         return record_outcome(study, leases.storage, claimed.trial_id, job_return).state.name
+
+
+def _finish_leftover_wandb_run() -> None:
+    """A trial that crashed mid-run may leave its W&B run open; the next trial must get its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1)
