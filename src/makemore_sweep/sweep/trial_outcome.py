@@ -36,13 +36,6 @@ def job_result(job_return: JobReturn | BaseException) -> tuple[float, str | None
     return math.nan, f"the job ended with status {job_return.status.name}"
 
 
-def failed_job(error: BaseException) -> JobReturn:
-    """A JobReturn for a job that died without returning one (killed, lost node)."""
-    job_return = JobReturn(status=JobStatus.FAILED)
-    job_return.return_value = error
-    return job_return
-
-
 def one_line(error: Any) -> str:
     if isinstance(error, UserError):
         text = str(error)
