@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""Benchmark the beat_2p2 sweep: its wall time and best losses, with pruning and without.
+"""Benchmark the beat_2p2 sweep: one job per trial against long-lived workers, side by side.
 
-Runs `makemore-train sweep=beat_2p2` twice, one after the other on the same machine, each in a
-fresh folder (its own SQLite study): with `hydra.sweeper.pruner=median` (the sweep's default)
-and with `hydra.sweeper.pruner=none`. Prints wall time, best dev and test loss and the trial
-counts of each, and the time saved by pruning. Record what it prints in BENCHMARKS.md.
+Runs the same `makemore-train sweep=beat_2p2` (30 trials, median pruning, the same sampler
+seed) one way after the other on the same machine, each in a fresh folder with its own study:
 
-    python scripts/bench_sweep.py                                 # the full 30-trial sweeps
-    python scripts/bench_sweep.py --n-trials 2 --steps 40         # a quick check of the script
+  (a) jobs    `hydra/launcher=local hydra.sweeper.workers=0 hydra.sweeper.n_jobs=2`  (a process per trial)
+  (b) workers `hydra.sweeper.workers=2`                                              (2 long-lived workers)
+
+With `--slurm` both run on the local SLURM cluster (scripts/slurm-local.sh), one job per trial
+against two worker jobs. `--also-workers 1` adds a third run with one worker (the default's
+check). For each it prints wall time, trials per hour, training utilisation
+(Σ train_time_s / (parallel slots × wall)) and the best dev and test loss, then the goals of
+issue 11. Record what it prints in BENCHMARKS.md.
+
+    python scripts/bench_sweep.py                               # the full comparison (about 25-35 min on 2 cores)
+    python scripts/bench_sweep.py --slurm                       # on the local SLURM cluster (as root)
+    python scripts/bench_sweep.py --n-trials 4 --steps 300      # a quick check of the script
 """
 
 from __future__ import annotations
@@ -22,44 +30,78 @@ import time
 from pathlib import Path
 
 import optuna
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 STUDY = "beat_2p2"
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 DEFAULT_NAMES = next((p for p in (REPO / "data" / "names.txt", REPO.parent / "shared" / "data" / "names.txt") if p.is_file()), None)
+ON_LOCAL_CLUSTER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+]
 
 
-def run_sweep(workdir: Path, pruner: str, args: argparse.Namespace) -> dict[str, object]:
+def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
+    """(label, parallel slots, overrides) of each way to run the sweep."""
+    if args.slurm:
+        chosen = [
+            ("jobs", 2, [*ON_LOCAL_CLUSTER, "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]),
+            ("workers", 2, [*ON_LOCAL_CLUSTER, "hydra.sweeper.workers=2"]),
+        ]
+    else:
+        chosen = [
+            ("jobs", 2, ["hydra/launcher=local", "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]),
+            ("workers", 2, ["hydra.sweeper.workers=2"]),
+        ]
+    for n in args.also_workers:
+        chosen.append((f"workers={n}", n, [*(ON_LOCAL_CLUSTER if args.slurm else []), f"hydra.sweeper.workers={n}"]))
+    return chosen
+
+
+def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args: argparse.Namespace) -> dict[str, object]:
     workdir.mkdir(parents=True, exist_ok=False)
     command = [
         sys.executable,
         "-m",
         "makemore_sweep.cli.train",
         f"sweep={STUDY}",
-        f"hydra.sweeper.pruner={pruner}",
         f"hydra.sweeper.n_trials={args.n_trials}",
         f"hydra.sweeper.export_dir={workdir / 'experiments'}",
         *([f"data.path={args.names}"] if args.names else []),
         *([f"trainer.max_steps={args.steps}"] if args.steps else []),
+        *overrides,
         *args.override,
     ]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    print(f"[bench] pruner={pruner}: {' '.join(command[2:])}", flush=True)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    print(f"[bench] {label}: {' '.join(command[2:])}", flush=True)
     started = time.perf_counter()
     with open(workdir / "sweep.log", "w") as log:
         finished = subprocess.run(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     wall_s = time.perf_counter() - started
     if finished.returncode != 0:
-        raise SystemExit(f"the sweep with pruner={pruner} failed (exit {finished.returncode}); see {workdir / 'sweep.log'}")
+        raise SystemExit(f"the {label} sweep failed (exit {finished.returncode}); see {workdir / 'sweep.log'}")
 
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{workdir}/studies/{STUDY}.db")
+    results = OmegaConf.load(workdir / "multirun" / STUDY / "optimization_results.yaml")
+    from makemore_sweep.sweep.storage import open_storage
+
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(results.storage)))
     states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    done = states.get("complete", 0) + states.get("pruned", 0)
     best = study.best_trial
-    trained_s = sum(t.user_attrs.get("train_time_s", 0.0) for t in study.trials)
+    trained_s = sum(float(t.user_attrs.get("train_time_s", 0.0)) for t in study.trials)
     return {
-        "pruner": pruner,
+        "way": label,
+        "overrides": overrides,
         "wall_s": round(wall_s, 1),
         "train_s": round(trained_s, 1),
+        "trials_per_hour": round(done / wall_s * 3600, 1),
+        "utilisation": round(trained_s / (slots * wall_s), 3),
         "best_dev": best.value,
         "best_test": best.user_attrs.get("test_loss"),
         "best_trial": best.number,
@@ -73,26 +115,34 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
     parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: data/ or ../shared/data/)")
+    parser.add_argument("--slurm", action="store_true", help="run both ways on the local SLURM cluster")
+    parser.add_argument("--also-workers", type=int, action="append", default=[], help="add a run with N workers (repeatable)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S"))
-    parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run (repeatable)")
     args = parser.parse_args()
 
-    results = [run_sweep(args.workdir.resolve() / pruner, pruner, args) for pruner in ("median", "none")]
-    pruned, plain = results
-    saved = 1 - float(pruned["wall_s"]) / float(plain["wall_s"])
-    gap = float(pruned["best_dev"]) - float(plain["best_dev"])
+    results = [
+        run_sweep(args.workdir.resolve() / label.replace("=", "-"), label, slots, overrides, args)
+        for label, slots, overrides in ways(args)
+    ]
+    jobs, workers = results[0], results[1]
+    speedup = float(workers["trials_per_hour"]) / float(jobs["trials_per_hour"])
+    gap = float(workers["best_dev"]) - float(jobs["best_dev"])
 
-    print(f"\nbeat_2p2 sweep, {args.n_trials} trials, {platform.node()}, {os.cpu_count()} cores")
-    print(f"{'pruner':<8} {'wall s':>8} {'train s':>8} {'best dev':>9} {'best test':>9}  trials")
+    where = "local SLURM cluster" if args.slurm else "this machine"
+    print(f"\nbeat_2p2 sweep, {args.n_trials} trials, {where}: {platform.node()}, {os.cpu_count()} cores")
+    print(f"{'way':<10} {'wall s':>8} {'train s':>8} {'trials/h':>9} {'util':>6} {'best dev':>9} {'best test':>9}  trials")
     for r in results:
         print(
-            f"{r['pruner']:<8} {r['wall_s']:>8} {r['train_s']:>8} {r['best_dev']:>9.4f} {r['best_test']:>9.4f}  "
-            + ", ".join(f"{n} {s}" for s, n in r["trials"].items())  # type: ignore[union-attr]
+            f"{r['way']:<10} {r['wall_s']:>8} {r['train_s']:>8} {r['trials_per_hour']:>9} {float(r['utilisation']):>6.0%} "  # type: ignore[arg-type]
+            f"{r['best_dev']:>9.4f} {r['best_test']:>9.4f}  " + ", ".join(f"{n} {s}" for s, n in r["trials"].items())  # type: ignore[union-attr]
         )
-    print(f"pruning saves {saved:.0%} of the wall time (goal ≥ 30%); best dev differs by {gap:+.4f} (goal within 0.01)")
-    print(f"goals: 30 trials within 20 min: {float(plain['wall_s']) / 60:.1f} min without pruning, "
-          f"{float(pruned['wall_s']) / 60:.1f} min with; best dev < 2.05: {min(float(r['best_dev']) for r in results):.4f}")
-    summary = {"n_trials": args.n_trials, "results": results, "time_saved": saved, "best_dev_gap": gap}
+    goal = 2.0 if args.slurm else 1.6
+    print(
+        f"goals: workers' utilisation {float(workers['utilisation']):.0%} (≥ 90%); trials/hour {speedup:.2f}× jobs' (≥ {goal}×); "
+        f"best dev {gap:+.4f} against jobs' (≤ +0.005)"
+    )
+    summary = {"n_trials": args.n_trials, "slurm": args.slurm, "results": results, "speedup": speedup, "best_dev_gap": gap}
     (args.workdir / "bench_sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"details: {args.workdir.resolve() / 'bench_sweep.json'}")
 

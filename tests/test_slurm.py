@@ -2,13 +2,15 @@
 
 Trials become SLURM jobs that record their job ids; a trial stopped by its time limit, or
 preempted, is requeued and resumes from its checkpoint; a sweep runs its trials on the
-cluster (that one needs the Optuna sweeper of sweeps/). Without SLURM (or root) these tests
+cluster, one job per trial or in two long-lived worker jobs, with a journal study; jobs that
+can never start end the sweep with one sentence. Without SLURM (or root) these tests
 skip on a laptop and fail under CI.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli
 from wandb_offline import run_config
 
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.sweep.storage import open_storage
 from makemore_sweep.training.metrics_file import read_metrics
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
@@ -211,7 +214,8 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
         skip_or_fail(
             f"sweeps/{SWEEP}.yaml is missing: the Optuna sweeper (issue 3) is needed for this test"
         )
-    sweep_dir, storage = tmp_path / "multirun", f"sqlite:///{tmp_path}/study.db"
+    # One job per trial (workers=0); the study is shared through a journal file, never SQLite.
+    sweep_dir, storage = tmp_path / "multirun", f"journal:{tmp_path}/study.journal"
     result = train_cli(
         [
             "-m",
@@ -219,6 +223,7 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
             *ON_LOCAL_CLUSTER,
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.workers=0",
             f"hydra.sweeper.storage={storage}",
             "hydra.sweeper.study_name=on-slurm",
             f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",  # not the checkout's conf/
@@ -234,6 +239,108 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
 
     job_ids = [read_metrics(sweep_dir / f"trial_{n}")["slurm_job_id"] for n in (0, 1)]
     assert None not in job_ids and len(set(job_ids)) == 2
-    study = optuna.load_study(study_name="on-slurm", storage=storage)
+    study = optuna.load_study(study_name="on-slurm", storage=open_storage(storage))
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_a_sweep_with_two_workers_runs_all_its_trials_in_two_slurm_jobs(
+    slurm_env: dict[str, str], names_path: Path, tmp_path: Path
+) -> None:
+    sweep_dir = tmp_path / "multirun"
+    result = train_cli(
+        [
+            f"sweep={SWEEP}",
+            *ON_LOCAL_CLUSTER,
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.workers=2",
+            "hydra.sweeper.study_name=workers-on-slurm",
+            f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",
+            f"data.path={names_path}",
+            "trainer.max_steps=100",
+            "trainer.val_every_n_steps=50",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        cwd=tmp_path,
+        env=slurm_env,
+    )
+    assert result.returncode == 0, _failure(result, sweep_dir)
+    assert "[sweep] 2 workers as SLURM jobs" in result.stdout
+
+    # No storage given: a journal file in the sweep folder, which the nodes share.
+    journal = sweep_dir / "optuna-study.journal"
+    assert f"journal:{journal}" in result.stdout
+    study = optuna.load_study(study_name="workers-on-slurm", storage=open_storage(f"journal:{journal}"))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert [t.state in finished for t in study.trials] == [True] * 3
+    # Two jobs were submitted, and every trial ran inside one of them.
+    submitted = {d.name for d in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", d.name)}
+    assert len(submitted) == 2
+    trials = [read_metrics(sweep_dir / f"trial_{t.number}") for t in study.trials]
+    ran_in = {f"{m['slurm_array_job_id']}_{m['slurm_array_task_id']}" for m in trials}
+    assert ran_in <= submitted
+    assert [m["torch_threads"] for m in trials] == [1, 1, 1]  # cpus_per_task of the worker's job
+
+
+def test_jobs_that_cannot_start_end_the_sweep_with_one_sentence(
+    slurm_env: dict[str, str], names_path: Path, tmp_path: Path
+) -> None:
+    # The default gpus_per_node=1 on a cluster whose only node has no GPU.
+    started = time.monotonic()
+    result = train_cli(
+        [
+            f"sweep={SWEEP}",
+            "hydra/launcher=slurm",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+            "hydra.sweeper.workers=2",
+            f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",
+            f"data.path={names_path}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=tmp_path,
+        env=slurm_env,
+        timeout=180,
+    )
+    assert time.monotonic() - started < 120
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: SLURM cannot start the sweep's jobs"), result.stderr[-2000:]
+    assert "hydra.launcher.gpus_per_node" in last_line and "has no GPUs" in last_line
+    assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
+
+    # More CPUs than any node has: accepted by sbatch, then pending for good (PartitionConfig).
+    started = time.monotonic()
+    pending = train_cli(
+        [
+            f"sweep={SWEEP}",
+            "hydra/launcher=slurm",
+            "hydra.launcher.gpus_per_node=0",
+            "hydra.launcher.cpus_per_task=512",
+            "hydra.launcher.mem_gb=1",
+            f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",
+            f"data.path={names_path}",
+            f"hydra.sweep.dir={tmp_path / 'pending'}",
+        ],
+        cwd=tmp_path,
+        env=slurm_env,
+        timeout=180,
+    )
+    assert time.monotonic() - started < 120
+    assert pending.returncode != 0 and "Traceback" not in pending.stderr
+    last_line = pending.stderr.strip().splitlines()[-1]
+    assert "pends with reason" in last_line and "hydra.launcher.cpus_per_task" in last_line, pending.stderr[-2000:]
+    assert pending.stderr.count("sacct error") <= 1  # submitit's warning, once at most
+    assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
+
+    # An SQLite study would be shared by the nodes: refused before any job is submitted.
+    refused = train_cli(
+        [f"sweep={SWEEP}", *ON_LOCAL_CLUSTER, f"hydra.sweeper.storage=sqlite:///{tmp_path}/x.db", f"data.path={names_path}"],
+        cwd=tmp_path,
+        env=slurm_env,
+        timeout=180,
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "is an SQLite file" in refused.stderr.strip().splitlines()[-1]

@@ -77,6 +77,8 @@ def test_more_failures_than_allowed_stop_the_sweep_with_one_sentence(
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.max_failure_rate=0",
         "hydra.sweeper.enqueue=[{model.n_hidden: -5}]",
+        # One worker: the sweep stops before a second trial starts (two would run one at once).
+        "hydra.sweeper.workers=1",
     )
     result = train_cli(args, cwd=tmp_path, env=run_env)
     assert result.returncode != 0

@@ -5,8 +5,10 @@ Fast (no training); a real SQLite Optuna storage and real processes where they m
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +22,7 @@ from makemore_sweep.cluster.local_launcher import split_threads
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
 from makemore_sweep.sweep.leases import (
-    CLAIM_WINDOW_S,
-    FAIL_REASON_ATTR,
+    HEARTBEAT_ATTR,
     HOST,
     OWNER_ATTR,
     TrialLeases,
@@ -110,64 +111,107 @@ def dead_pid() -> int:
 
 
 def test_process_liveness() -> None:
-    import os
-
     assert process_is_alive(os.getpid())
     assert not process_is_alive(dead_pid())
 
 
-def test_trials_of_a_dead_sweep_process_are_failed_and_live_ones_are_kept(tmp_path: Path) -> None:
-    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=30)
+def test_trials_of_a_dead_process_are_abandoned_and_live_ones_are_kept(tmp_path: Path) -> None:
+    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(study_name="s", storage=storage)
-    mine, killed, other_host, unclaimed = (study.ask() for _ in range(4))
+    mine, killed, other_host, unclaimed, released = (study.ask() for _ in range(5))
     leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
-    leases.claim(mine)
-    killed.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "sweep_id": "gone"})
-    other_host.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far"})
-    storage.record_heartbeat(leases.trial_id(other_host.number))  # alive over there
+    leases.claim(leases.trial_id(mine.number))
+    killed.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "sweep_id": "gone", "token": "k"})
+    other_host.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "o"})
+    released.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": os.getpid(), "token": "r", "released": True})
 
-    abandoned = leases.fail_abandoned()
+    abandoned = {a.number: a.reason for a in leases.abandoned()}
 
-    assert [a.number for a in abandoned] == [killed.number]
-    states = {t.number: t.state for t in study.get_trials()}
-    assert states[killed.number] == TrialState.FAIL
-    assert "is gone" in study.trials[killed.number].user_attrs[FAIL_REASON_ATTR]
-    # A live trial of this process, of another host, and one just asked but not yet claimed.
-    assert {states[t.number] for t in (mine, other_host, unclaimed)} == {TrialState.RUNNING}
+    assert set(abandoned) == {killed.number, released.number}
+    assert unclaimed.number not in abandoned  # just asked: still within its claim window
+    assert "is gone" in abandoned[killed.number]
+    # Abandoned trials are continued, not failed: nothing changed state.
+    assert {t.state for t in study.get_trials()} == {TrialState.RUNNING}
 
 
-def test_a_trial_asked_but_never_claimed_is_failed_after_the_claim_window(tmp_path: Path) -> None:
-    """A sweep killed between study.ask() and its claim leaves an orphan nobody will run."""
+def test_an_abandoned_trial_is_taken_over_by_one_process_only(tmp_path: Path) -> None:
+    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "token": "k"})
+    first = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    second = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    assert first.take_over(trial.number)
+    # Now owned by a live process (this one, with a beating heartbeat): not abandoned any more.
+    assert second.abandoned() == []
+    assert first.is_mine(study.trials[trial.number])
+
+
+def test_a_trial_asked_but_never_claimed_is_abandoned_after_the_claim_window(tmp_path: Path) -> None:
+    """A sweep killed between study.ask() and its claim leaves an orphan, which is then continued."""
+    storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    orphan, claimed_later = study.ask(), study.ask()
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30, claim_window_s=0.3)
+    assert {t.number for t in leases.unclaimed_running()} == {orphan.number, claimed_later.number}
+    assert leases.abandoned() == []  # first sight: the window starts now, on this process's clock
+    claimed_later.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": os.getpid(), "token": "live"})
+    time.sleep(0.5)
+
+    abandoned = leases.abandoned()
+
+    assert [a.number for a in abandoned] == [orphan.number]
+    assert "never claimed" in abandoned[0].reason
+
+
+def test_hosts_with_skewed_clocks_never_abandon_each_others_live_trials(tmp_path: Path) -> None:
+    """Issue 13 item 6: only the storage's own records and our monotonic clock are compared."""
     storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(study_name="s", storage=storage)
     study_id = storage.get_study_id_from_name("s")
-    long_ago = datetime.now() - timedelta(seconds=CLAIM_WINDOW_S + 5)
-    orphan_id = storage.create_new_trial(
-        study_id,
-        template_trial=FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, datetime_start=long_ago, datetime_complete=None,
-            params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1,
-        ),
-    )
-    just_asked = study.ask()
-    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
-    assert {t.number for t in leases.unclaimed_running()} == {0, just_asked.number}
+    # A trial asked by a host whose clock runs a day behind (or ahead) of ours.
+    skewed = [
+        storage.create_new_trial(
+            study_id,
+            template_trial=FrozenTrial(
+                number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now() + shift,
+                datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                intermediate_values={}, trial_id=-1,
+            ),
+        )
+        for shift in (timedelta(days=-1), timedelta(days=1))
+    ]
+    far_owner = {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "far"}
+    for trial_id in skewed:
+        storage.set_trial_user_attr(trial_id, OWNER_ATTR, far_owner)
+    leases = TrialLeases(study, storage, heartbeat_interval=0.1, grace_period=0.6)
+    beats = 0
+    for _ in range(8):  # 1.2 s, twice the grace period: the far host keeps beating for both
+        beats += 1
+        for trial_id in skewed:
+            storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, beats)
+        assert leases.abandoned() == []
+        time.sleep(0.15)
+    # The far host stops beating for one of them: abandoned once the grace period passed here.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not leases.abandoned():
+        storage.set_trial_user_attr(skewed[1], HEARTBEAT_ATTR, beats := beats + 1)
+        time.sleep(0.15)
+    [abandoned] = leases.abandoned()
+    assert abandoned.number == storage.get_trial_number_from_id(skewed[0])
+    assert "no heartbeat" in abandoned.reason
 
-    abandoned = leases.fail_abandoned()
 
-    assert [a.number for a in abandoned] == [storage.get_trial_number_from_id(orphan_id)]
-    assert "never claimed" in abandoned[0].reason
-    assert study.trials[just_asked.number].state == TrialState.RUNNING  # still within its window
-
-
-def test_journal_trials_whose_heartbeat_stopped_are_failed(tmp_path: Path) -> None:
+def test_journal_trials_whose_heartbeat_stopped_are_abandoned(tmp_path: Path) -> None:
     storage = open_sweep_storage(f"journal:{tmp_path}/s.log")
     study = optuna.create_study(study_name="s", storage=storage)
     trial = study.ask()
-    trial.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far"})
-    trial.set_user_attr("heartbeat_unix", 0.0)  # 1970: long stale
-    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
-    assert [a.number for a in leases.fail_abandoned()] == [trial.number]
+    trial.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "far"})
+    trial.set_user_attr(HEARTBEAT_ATTR, 7)
+    leases = TrialLeases(study, storage, heartbeat_interval=0.1, grace_period=0.3)
+    assert leases.abandoned() == []
+    time.sleep(0.5)
+    assert [a.number for a in leases.abandoned()] == [trial.number]
 
 
 # -- the best trial as an experiment -------------------------------------------------------

@@ -2,9 +2,11 @@
 
 - `hydra/sweeper=makemore_optuna`: makemore_sweep.sweep.plugin.MakemoreOptunaSweeper
 - `hydra/launcher=local` (conf/hydra/launcher/local.yaml): makemore_sweep.cluster.local_launcher
+- `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): makemore_sweep.cluster.slurm_launcher
 """
 
 from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
+from makemore_sweep.cluster.slurm_launcher import CheckedSlurmLauncher
 from makemore_sweep.sweep.plugin import MakemoreOptunaSweeper
 
-__all__ = ["MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher"]
+__all__ = ["CheckedSlurmLauncher", "MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher"]

@@ -18,6 +18,21 @@ from makemore_sweep.data.batches import (
 from makemore_sweep.data.corpus import SplitTensors, load_splits
 from makemore_sweep.data.names_file import ensure_names_file
 
+# A sweep worker runs many trials in one process: their data is read and windowed once per
+# file version and context length, not once per trial. The tensors are only ever read.
+_SPLITS: dict[tuple[object, ...], SplitTensors] = {}
+_SPLITS_KEPT = 4
+
+
+def cached_splits(path: Path, block_size: int, seed: int, fractions: tuple[float, float, float]) -> SplitTensors:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, block_size, seed, fractions)
+    if key not in _SPLITS:
+        while len(_SPLITS) >= _SPLITS_KEPT:
+            _SPLITS.pop(next(iter(_SPLITS)))
+        _SPLITS[key] = load_splits(path, block_size, seed=seed, fractions=fractions)
+    return _SPLITS[key]
+
 
 class NamesDataModule(L.LightningDataModule):
     """names.txt → vocabulary → 80/10/10 word split → (X, Y) context windows per split."""
@@ -55,7 +70,7 @@ class NamesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits is None:
             path = ensure_names_file(self.path) if self.download else Path(self.path)
-            self._splits = load_splits(path, self.block_size, seed=self.split_seed, fractions=self.fractions)
+            self._splits = cached_splits(path, self.block_size, self.split_seed, self.fractions)
 
     @property
     def splits(self) -> SplitTensors:

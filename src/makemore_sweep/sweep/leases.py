@@ -1,16 +1,21 @@
-"""Telling live trials from abandoned ones, so resumed and cooperating sweeps stay correct.
+"""Telling live trials from abandoned ones, so interrupted trials are continued and live ones left alone.
 
-Every sweep process *claims* the trials it launches (user attribute `sweep_owner`: host, pid
-and a random id of the process) and keeps a heartbeat on them while they run: Optuna's own
-heartbeat on SQL storages (timestamped by the database server, so hosts' clocks do not
-matter), a `heartbeat_unix` user attribute on journal files (which have no native one).
+Whoever runs a trial (a sweep process launching jobs, or a worker) *claims* it: user attribute
+`sweep_owner` = host, pid, the sweep's id, the worker's index and a random token. While the trial
+runs, its owner keeps a heartbeat: the user attribute `heartbeat_seq`, a counter raised every
+`heartbeat_interval` seconds.
 
-Before each batch a sweep process fails the RUNNING trials that nobody is running any more:
-- claimed by a process of this host that is gone: a killed sweep, failed at once on re-run;
-- whose heartbeat is older than `grace_period` seconds: a sweep on a crashed or lost host;
-- never claimed, and started more than `grace_period` seconds ago: the owner died between
-  asking for the trial and claiming it.
-It never fails a trial of a live process, even one on another host with a fresh heartbeat.
+A RUNNING trial is abandoned, and may be taken over and continued from its checkpoint, when:
+- its owner released it (Ctrl-C, SIGTERM: the run stopped in good order);
+- its owner is a process of this host that is gone (SIGKILL, a crash): known at once;
+- its owner's heartbeat did not move for `grace_period` seconds (a lost host, a dead SLURM job);
+- nobody claimed it for `claim_window_s` seconds (its asker died between ask and claim).
+
+No clock of another host is ever read: "did not move for N seconds" is measured on this
+process's own monotonic clock, between two looks at the storage. Hosts with skewed clocks
+therefore cannot fail or take over each other's live trials; the price is that a process needs
+`grace_period` seconds of watching before it takes over a trial from another host (same-host
+owners are checked by pid, at once).
 """
 
 from __future__ import annotations
@@ -21,27 +26,29 @@ import socket
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
 
 OWNER_ATTR = "sweep_owner"
-HEARTBEAT_ATTR = "heartbeat_unix"
+HEARTBEAT_ATTR = "heartbeat_seq"
 FAIL_REASON_ATTR = "fail_reason"
 HOST = socket.gethostname()
-# A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial without
-# an owner after this long was asked by a process killed in between, and nobody will run it.
+# A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial still
+# without an owner after this long was asked by a process killed in between.
 CLAIM_WINDOW_S = 10.0
+# Two processes may take over one abandoned trial at the same moment: each writes its token,
+# waits this long and reads it back; the one whose token is gone lets the trial go.
+TAKEOVER_SETTLE_S = 0.5
 
 
 def process_is_alive(pid: int) -> bool:
@@ -66,36 +73,79 @@ class Abandoned:
     reason: str
 
 
-class TrialLeases:
-    """Claims, heartbeats and abandonment checks for one sweep process on one study."""
+@dataclass
+class _Sighting:
+    """What a trial's lease looked like when this process first saw it in that state."""
 
-    def __init__(self, study: optuna.Study, storage: BaseStorage, heartbeat_interval: int, grace_period: int) -> None:
+    key: str
+    since: float = field(default_factory=time.monotonic)
+
+
+class TrialLeases:
+    """Claims, heartbeats and abandonment checks of one process (sweep or worker) on one study."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: BaseStorage,
+        heartbeat_interval: float,
+        grace_period: float,
+        *,
+        sweep_id: str | None = None,
+        worker: int | None = None,
+        claim_window_s: float = CLAIM_WINDOW_S,
+    ) -> None:
         self.study = study
         self.storage = storage
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
-        self.owner = {"host": HOST, "pid": os.getpid(), "sweep_id": uuid.uuid4().hex}
+        self.claim_window_s = claim_window_s
+        self.owner: dict[str, Any] = {
+            "host": HOST,
+            "pid": os.getpid(),
+            "sweep_id": sweep_id or uuid.uuid4().hex,
+            "worker": worker,
+            "token": uuid.uuid4().hex,
+        }
         self._study_id = storage.get_study_id_from_name(study.study_name)
-        self._native_heartbeat = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+        self._sightings: dict[int, _Sighting] = {}
+        self._beats = 0
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
 
     # -- this process's trials ----------------------------------------------------------
-    def claim(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr(OWNER_ATTR, self.owner)
-        self._beat(self.trial_id(trial.number))
+    def claim(self, trial_id: int) -> None:
+        self.storage.set_trial_user_attr(trial_id, OWNER_ATTR, self.owner)
+        self._beat(trial_id)
+
+    def take_over(self, number: int) -> bool:
+        """Claim an abandoned trial; False when another process took it over at the same moment."""
+        trial_id = self.trial_id(number)
+        try:
+            self.claim(trial_id)
+            time.sleep(TAKEOVER_SETTLE_S)
+            frozen = self.storage.get_trial(trial_id)
+        except UpdateFinishedTrialError:
+            return False
+        owner = frozen.user_attrs.get(OWNER_ATTR) or {}
+        return frozen.state == TrialState.RUNNING and owner.get("token") == self.owner["token"]
+
+    def release(self, trial_id: int) -> None:
+        """Say that this trial stopped in good order: the next free worker or run continues it."""
+        try:
+            self.storage.set_trial_user_attr(trial_id, OWNER_ATTR, {**self.owner, "released": True})
+        except UpdateFinishedTrialError:
+            pass
 
     def _beat(self, trial_id: int) -> None:
-        if self._native_heartbeat:
-            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-        else:
-            self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+        self._beats += 1
+        self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, self._beats)
 
     @contextmanager
-    def keep_alive(self, trials: list[optuna.Trial]) -> Iterator[None]:
-        """Beat for `trials` in a background thread while the block runs (the jobs train)."""
-        pending = {self.trial_id(t.number) for t in trials}
+    def keep_alive(self, trial_ids: list[int]) -> Iterator[None]:
+        """Beat for these trials in a background thread while the block runs (the trials train)."""
+        pending = set(trial_ids)
         stop = threading.Event()
 
         def beat_until_stopped() -> None:
@@ -104,7 +154,7 @@ class TrialLeases:
                     try:
                         self._beat(trial_id)
                     except UpdateFinishedTrialError:
-                        pending.discard(trial_id)  # the job recorded it PRUNED already
+                        pending.discard(trial_id)  # recorded PRUNED by its run already
                     except Exception as error:  # noqa: BLE001 - a busy database: the next beat will do
                         log.debug("Heartbeat of trial id %d skipped: %s", trial_id, error)
 
@@ -117,52 +167,53 @@ class TrialLeases:
             thread.join()
 
     # -- everybody's trials -------------------------------------------------------------
-    def fail_abandoned(self) -> list[Abandoned]:
-        """FAIL every RUNNING trial that no live process runs; return what was failed and why."""
-        running_before = {t.number for t in self._running()}
-        if self._native_heartbeat:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
-        running = self._running()
-        stale = running_before - {t.number for t in running}
-        abandoned = [Abandoned(n, f"no heartbeat for {self.grace_period} s") for n in sorted(stale)]
+    def running(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    def abandoned(self) -> list[Abandoned]:
+        """The RUNNING trials that nobody runs any more, oldest first, each with the reason."""
+        running = self.running()
+        seen = {t.number for t in running}
+        self._sightings = {n: s for n, s in self._sightings.items() if n in seen}
+        found = []
         for trial in running:
             reason = self._abandonment_reason(trial)
-            if reason is None:
-                continue
-            try:
-                trial_id = self.trial_id(trial.number)
-                self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, f"abandoned: {reason}")
-                if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                    abandoned.append(Abandoned(trial.number, reason))
-            except UpdateFinishedTrialError:
-                pass  # it finished, or another process failed it first
-        return abandoned
+            if reason is not None:
+                found.append(Abandoned(trial.number, reason))
+        return found
 
     def unclaimed_running(self) -> list[FrozenTrial]:
         """RUNNING trials with no owner yet: being claimed now, or orphans (see CLAIM_WINDOW_S)."""
-        return [t for t in self._running() if OWNER_ATTR not in t.user_attrs]
+        return [t for t in self.running() if OWNER_ATTR not in t.user_attrs]
 
-    def _running(self) -> list[FrozenTrial]:
-        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    def is_mine(self, trial: FrozenTrial) -> bool:
+        owner = trial.user_attrs.get(OWNER_ATTR) or {}
+        return owner.get("token") == self.owner["token"] and not owner.get("released")
+
+    def _unchanged_for(self, trial: FrozenTrial) -> float:
+        """Seconds (on our own clock) since this trial's owner or heartbeat last changed."""
+        key = repr((trial.user_attrs.get(OWNER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR)))
+        sighting = self._sightings.get(trial.number)
+        if sighting is None or sighting.key != key:
+            self._sightings[trial.number] = _Sighting(key)
+            return 0.0
+        return time.monotonic() - sighting.since
 
     def _abandonment_reason(self, trial: FrozenTrial) -> str | None:
+        unchanged_s = self._unchanged_for(trial)
         owner = trial.user_attrs.get(OWNER_ATTR)
         if owner is None:
-            started = trial.datetime_start
-            if started is not None and (datetime.now() - started).total_seconds() > CLAIM_WINDOW_S:
-                return f"never claimed by a sweep process since {started:%Y-%m-%d %H:%M:%S}"
-            return None
-        if owner.get("sweep_id") == self.owner["sweep_id"]:
+            return f"never claimed for {self.claim_window_s:g} s" if unchanged_s > self.claim_window_s else None
+        if owner.get("released"):
+            return "stopped and released by its worker"
+        if owner.get("token") == self.owner["token"]:
             return None
         if owner.get("host") == HOST:
             pid = int(owner.get("pid", -1))
-            if pid == os.getpid() or not process_is_alive(pid):
-                return f"its sweep process {pid} on {HOST} is gone"
-            return None
-        if not self._native_heartbeat:
-            last = trial.user_attrs.get(HEARTBEAT_ATTR)
-            if last is not None and time.time() - float(last) > self.grace_period:
-                return f"no heartbeat from {owner.get('host')} for {self.grace_period} s"
+            if pid != os.getpid() and not process_is_alive(pid):
+                return f"its process {pid} on {HOST} is gone"
+            if pid != os.getpid():
+                return None
+        if unchanged_s > self.grace_period:
+            return f"no heartbeat from {owner.get('host')} for {self.grace_period:g} s"
         return None

@@ -7,13 +7,14 @@ It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.stor
 - `pruner` (median | hyperband | successive_halving | percentile | none) with `pruner_options`,
   the Optuna keyword arguments of each pruner by name;
 - `enqueue`: parameter sets a new study tries first (e.g. the lecture configuration);
+- `workers`: long-lived asynchronous workers, placed by the launcher (docs/sweeps.md);
 - `heartbeat_interval` / `grace_period`: how abandoned trials are told from live ones;
 - `export_dir`: where the best trial is written as an experiment (default conf/experiment).
 
 Semantics differ from upstream where users asked for it: `n_trials` is the study's total of
-finished (COMPLETE + PRUNED) trials, so re-running a command resumes it; `max_failure_rate` is
-a share of `n_trials`. The loop itself lives in `resumable_sweep.py`; this module stays light
-because Hydra imports it on every start.
+finished (COMPLETE + PRUNED) trials, so re-running a command resumes it (interrupted trials are
+continued from their checkpoints); `max_failure_rate` is a share of `n_trials`. The sweep
+itself lives in `study_run.py`; this module stays light because Hydra imports it on every start.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig
 
 from makemore_sweep.errors import UserError, debug_enabled, report_user_error
@@ -45,15 +47,18 @@ def _default_pruner_options() -> dict[str, Any]:
 @dataclass
 class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "makemore_sweep.sweep.plugin.MakemoreOptunaSweeper"
-    # Trials launched at once; more than 1 needs a parallel launcher (hydra/launcher=local).
+    # One job per trial, this many at once (upstream's batches); used when workers is 0, or null with n_jobs > 1.
     n_jobs: int = 1
+    # Long-lived workers that each pull trial after trial, placed by the launcher; null: 2 when
+    # n_jobs is 1 (the fastest on 2 cores; see settings.py), else n_jobs-sized batches of one job per trial.
+    workers: int | None = None
     # Failed trials are replaced; the sweep stops once more than this share of n_trials failed.
     max_failure_rate: float = 0.2
     pruner: str = "median"
     pruner_options: dict[str, Any] = field(default_factory=_default_pruner_options)
     enqueue: list[Any] = field(default_factory=list)
-    heartbeat_interval: int = 10
-    grace_period: int = 60
+    heartbeat_interval: float = 10.0
+    grace_period: float = 60.0
     export_dir: str | None = None
 
 
@@ -65,8 +70,8 @@ ConfigStore.instance().store(
 )
 
 
-class MakemoreOptunaSweeper(OptunaSweeper):
-    """Hydra's plugin class: builds the sweep and turns user errors into one clean line."""
+class MakemoreOptunaSweeper(Sweeper):
+    """Hydra's plugin class: Hydra's public Sweeper interface; user errors become one clean line."""
 
     def __init__(
         self,
@@ -76,44 +81,55 @@ class MakemoreOptunaSweeper(OptunaSweeper):
         study_name: str | None,
         n_trials: int,
         n_jobs: int,
+        workers: int | None,
         max_failure_rate: float,
         custom_search_space: str | None,
         params: DictConfig | None,
         pruner: str,
         pruner_options: DictConfig,
         enqueue: list[Any],
-        heartbeat_interval: int,
-        grace_period: int,
+        heartbeat_interval: float,
+        grace_period: float,
         export_dir: str | None,
     ) -> None:
-        # Optuna is imported here, not at module level: Hydra scans plugins on every start.
-        from makemore_sweep.sweep.study_loop import ResumableOptunaSweep, SweepExtras
+        # Optuna is imported later, not here: Hydra scans plugins on every start. The sampler
+        # is instantiated once the study is open (its seed moves on when a study is resumed).
+        from makemore_sweep.sweep.settings import SweepSettings
 
-        # Not super().__init__: the upstream one instantiates the sampler now, and ours is
-        # instantiated once the study is open (its seed moves on when a study is resumed).
-        self.sweeper = ResumableOptunaSweep(
+        self.settings = SweepSettings(
             sampler=sampler,
             direction=direction,
-            storage=storage,
+            storage=None if storage is None else str(storage),
             study_name=study_name,
-            n_trials=n_trials,
-            n_jobs=n_jobs,
-            max_failure_rate=max_failure_rate,
+            n_trials=int(n_trials),
+            n_jobs=int(n_jobs),
+            workers=None if workers is None else int(workers),
+            max_failure_rate=float(max_failure_rate),
             custom_search_space=custom_search_space,
             params=params,
-            extras=SweepExtras(
-                pruner=pruner,
-                pruner_options=pruner_options,
-                enqueue=list(enqueue or []),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                export_dir=export_dir,
-            ),
+            pruner=pruner,
+            pruner_options=pruner_options,
+            enqueue=list(enqueue or []),
+            heartbeat_interval=float(heartbeat_interval),
+            grace_period=float(grace_period),
+            export_dir=export_dir,
         )
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+        self.launcher = None  # launchers are made per sweep mode (study_run.py)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
 
     def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        from makemore_sweep.sweep.study_run import run_sweep
+
         try:
-            return self.sweeper.sweep(arguments)
+            run_sweep(self.config, self.hydra_context, self.task_function, self.settings, arguments)
         except UserError as error:
             if debug_enabled():
                 raise

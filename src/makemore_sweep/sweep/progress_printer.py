@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.sweep.leases import FAIL_REASON_ATTR, Abandoned
+from makemore_sweep.sweep.leases import FAIL_REASON_ATTR
 from makemore_sweep.training.metrics_file import METRICS_FILE, read_metrics
 
 
@@ -59,8 +59,8 @@ class SweepPrinter:
         resumed = f", resuming: {done} finished, {failed} failed so far" if done + failed else ""
         self.say(f"[sweep] study {study.study_name} in {storage_label}: {n_trials} trials in total{resumed}")
 
-    def abandoned(self, trial: Abandoned) -> None:
-        self.say(f"[sweep] trial {trial.number} FAIL (abandoned: {trial.reason})")
+    def continued(self, number: int, reason: str, by: str = "") -> None:
+        self.say(f"[trial {number}] CONTINUED{by} ({reason})")
 
     def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
         best = best_completed(study)

@@ -59,7 +59,7 @@ def open_storage(
     """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked.
 
     Heartbeats let other sweep processes tell a crashed trial from a live one; Optuna supports
-    them on SQL databases only (see `trial_leases.py` for the journal case).
+    them on SQL databases only (see `leases.py`: sweeps keep their own heartbeats).
     """
     if not url:
         return None
@@ -81,6 +81,35 @@ def resolve_storage_url(storage: str | None, study_name: str, base_dir: Path) ->
     if url.startswith(JOURNAL_PREFIX):
         return f"{JOURNAL_PREFIX}{(base_dir / journal_path(url)).resolve()}"
     return url
+
+
+JOURNAL_IN_SWEEP_DIR = "optuna-study.journal"
+
+
+def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) -> str:
+    """The storage of a sweep whose jobs run on cluster nodes: never an SQLite file.
+
+    SQLite's locks do not hold across the nodes' network file system, so null means a journal
+    file in the sweep folder (which the nodes share anyway), and an SQLite URL is refused.
+    """
+    if storage is None or str(storage).strip() == "":
+        return f"{JOURNAL_PREFIX}{(base_dir / sweep_dir / JOURNAL_IN_SWEEP_DIR).resolve()}"
+    url = str(storage).strip()
+    if url.startswith("sqlite:"):
+        raise StorageError(
+            f"hydra.sweeper.storage={mask_secrets(url)} is an SQLite file, which jobs on several cluster nodes "
+            "must not share; use null (a journal file in the sweep folder), journal:PATH or a postgresql:// URL."
+        )
+    return resolve_storage_url(url, "", base_dir)
+
+
+def local_lock_path(url: str) -> Path | None:
+    """A lock file beside an SQLite study, so the workers of its one machine ask for trials one at
+    a time (and never start more than n_trials between them). None for journal files, which may
+    sit on a network file system where locks are unreliable, and for database servers."""
+    if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :] not in ("", ":memory:"):
+        return Path(url[len(SQLITE_PREFIX) :] + ".asklock")
+    return None
 
 
 def open_sweep_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:

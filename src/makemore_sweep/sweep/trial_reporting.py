@@ -2,8 +2,8 @@
 
 The sweeper (`sweep/plugin.py`) launches each trial as a Hydra job with the overrides
 `+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`. The entry
-point hands the run a `TrialReporter` (a `RunHook`): it resolves `hydra.sweeper.storage` against
-DIR as the sweeper did, opens that trial, reports the dev loss at every validation, stops the
+point hands the run a `TrialReporter` (a `RunHook`): it resolves the study's storage against
+DIR as the sweeper did (study_location.py), opens that trial, reports the dev loss at every validation, stops the
 run when the pruner says so, and then records the trial as PRUNED itself (after metrics.json is
 written). COMPLETE and FAIL are recorded by the sweeper from the job's return.
 """
@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweep.pruners import build_pruner
-from makemore_sweep.sweep.storage import open_sweep_storage, resolve_storage_url
+from makemore_sweep.sweep.storage import open_sweep_storage
+from makemore_sweep.sweep.study_location import study_storage_url
 from makemore_sweep.training.run_hooks import RunHook
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 TRIAL_CONFIG_KEY = "optuna_trial"
 # Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
 OUTCOME_ATTRS = ("val_loss", "test_loss", "train_loss", "n_params", "steps", "train_time_s", "state", "pruned_at_step")
+
+
+_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    """One storage per URL and process: a sweep worker runs many trials, each would open its own."""
+    if url not in _STORAGES:
+        _STORAGES[url] = open_sweep_storage(url)
+    return _STORAGES[url]
 
 
 class TrialReporter(RunHook):
@@ -68,9 +79,9 @@ class TrialReporter(RunHook):
         if "pruner" not in sweeper:
             raise ConfigError(f"{TRIAL_CONFIG_KEY} is set but hydra/sweeper is not makemore_optuna; run sweeps with sweep=NAME.")
         name, number = str(identity.study_name), int(identity.number)
-        url = resolve_storage_url(sweeper.storage, name, Path(identity.base_dir))
+        url = study_storage_url(HydraConfig.get(), name, Path(identity.base_dir))
         pruner = build_pruner(sweeper.pruner, sweeper.pruner_options)
-        storage = open_sweep_storage(url)
+        storage = _storage(url)
         try:
             # The trial never samples, so a RandomSampler keeps opening it cheap.
             study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner)

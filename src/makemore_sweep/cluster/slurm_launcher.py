@@ -1,0 +1,175 @@
+"""`hydra/launcher=slurm`: hydra-submitit-launcher's SLURM jobs, and jobs that can never start reported.
+
+A job may pend for a reason that will not go away by itself: a partition that cannot run it
+(PartitionConfig), a node feature or GRES no node has (BadConstraints, or sbatch refusing the
+job outright), an account or QOS that does not exist (InvalidAccount, InvalidQOS), a request
+above the QOS or association limits. Waiting would last forever, so the launch looks at its
+pending jobs every few seconds (`squeue`), cancels them and ends with one sentence that names
+the reason and the `hydra.launcher.*` keys to change. Jobs pending for Resources, Priority or
+a per-user job limit are left to wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.utils import JobReturn
+
+from makemore_sweep.cluster.submitit_jobs import PatientSubmititLauncher
+from makemore_sweep.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 5.0
+# Reasons a pending job keeps for good, with the launcher keys that could fix each.
+FATAL_REASONS: dict[str, tuple[str, ...]] = {
+    "PartitionConfig": ("partition", "gpus_per_node", "cpus_per_task", "mem_gb"),
+    "PartitionNodeLimit": ("partition", "nodes"),
+    "PartitionTimeLimit": ("timeout_min", "partition"),
+    "BadConstraints": ("constraint", "gpus_per_node", "cpus_per_task", "mem_gb", "partition"),
+    "InvalidAccount": ("account",),
+    "InvalidQOS": ("qos",),
+}
+# QOSMaxCpuPerJobLimit, AssocMaxGRESPerJob, QOSMaxWallDurationPerJobLimit, ...: above a per-job limit.
+PER_JOB_LIMIT = re.compile(r"^(QOS|Assoc)(Max|Min)\w*PerJob\w*$")
+LIMIT_KEYS = {"Cpu": "cpus_per_task", "GRES": "gpus_per_node", "Gres": "gpus_per_node", "Mem": "mem_gb", "Wall": "timeout_min", "Node": "nodes"}
+
+
+class JobsCannotStart(UserError):
+    """SLURM refused the jobs, or they pend for a reason that will not go away."""
+
+
+class CheckedSlurmLauncher(PatientSubmititLauncher):
+    cluster = "slurm"
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        show_sacct_warning_once()
+        self._next_check = 0.0
+        return super().launch(job_overrides, initial_job_idx)
+
+    def submission_failed(self, error: Exception) -> Exception:
+        text = " ".join(str(error).split())
+        said = re.search(r"Batch job submission failed:\s*(.+?)(?:\s*$|\.)", text)
+        reason = said.group(1) if said else text[:300]
+        lowered = reason.lower()
+        named = [key for key in ("partition", "account", "qos") if key in lowered]
+        keys = tuple(named) if named else FATAL_REASONS["BadConstraints"]
+        return cannot_start(f"sbatch refused them ({reason})", self.params, keys)
+
+    def check_jobs(self, jobs: Sequence[Any]) -> None:
+        if time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + CHECK_EVERY_S
+        for job_id, reason in pending_reasons(sorted({str(job.job_id).split("_")[0] for job in jobs})):
+            job_id = job_id.split("_[")[0]  # a pending array shows as 8_[0-1%2]
+            keys = FATAL_REASONS.get(reason)
+            if keys is None and PER_JOB_LIMIT.match(reason):
+                account_or_qos = "account" if reason.startswith("Assoc") else "qos"
+                keys = (*(k for part, k in LIMIT_KEYS.items() if part in reason), account_or_qos)
+            if keys is not None:
+                raise cannot_start(f"job {job_id} pends with reason {reason}", self.params, keys)
+
+    def stop_jobs(self, jobs: Sequence[Any]) -> None:
+        for job in jobs:  # scancel: SIGTERM, so the trials record and release themselves
+            if not job.done():
+                job.cancel(check=False)
+
+
+def pending_reasons(job_ids: list[str]) -> list[tuple[str, str]]:
+    """(job id, reason) of each pending job among `job_ids` (array tasks included)."""
+    if not job_ids:
+        return []
+    try:
+        listed = subprocess.run(
+            ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(job_ids)],
+            check=False, capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.debug("squeue failed: %s", error)
+        return []
+    pairs = [line.split("|", 1) for line in listed.stdout.splitlines() if "|" in line]
+    return [(job_id.strip(), reason.strip()) for job_id, reason in pairs]
+
+
+@dataclass(frozen=True)
+class PartitionNodes:
+    """The most a node of the partition offers (from sinfo)."""
+
+    cpus: int
+    mem_mb: int
+    has_gpus: bool
+
+
+def partition_nodes(partition: str | None) -> PartitionNodes | None:
+    command = ["sinfo", "-h", "-o", "%G|%c|%m", *(["-p", partition] if partition else [])]
+    try:
+        listed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rows = [line.split("|") for line in listed.stdout.splitlines() if line.count("|") == 2]
+    if not rows:
+        return None
+
+    def number(text: str) -> int:
+        digits = re.match(r"\d+", text.strip())
+        return int(digits.group(0)) if digits else 0
+
+    return PartitionNodes(
+        cpus=max(number(c) for _, c, _ in rows),
+        mem_mb=max(number(m) for _, _, m in rows),
+        has_gpus=any("gpu" in g for g, _, _ in rows),
+    )
+
+
+def cannot_start(what: str, params: dict[str, Any], keys: Sequence[str]) -> JobsCannotStart:
+    """One sentence: what SLURM said, what in the request the partition cannot give, what to change."""
+    nodes = partition_nodes(params.get("partition"))
+    partition = params.get("partition") or "the default partition"
+    found: list[tuple[str, str]] = []
+    if nodes is not None:
+        gpus = params.get("gpus_per_node") or params.get("gpus_per_task") or 0
+        if gpus and not nodes.has_gpus:
+            found.append(("gpus_per_node", f"{partition} has no GPUs but each job asks for {gpus}"))
+        if (params.get("cpus_per_task") or 0) > nodes.cpus:
+            found.append(("cpus_per_task", f"its nodes have {nodes.cpus} CPUs, each job asks for {params['cpus_per_task']}"))
+        if (params.get("mem_gb") or 0) * 1024 > nodes.mem_mb > 0:
+            found.append(("mem_gb", f"its nodes have {nodes.mem_mb // 1024} GB, each job asks for {params['mem_gb']}"))
+    if found:
+        why = "; ".join(reason for _, reason in found)
+        change = [key for key, _ in found] + (["partition"] if "partition" in keys else [])
+        return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}, as {why}; change {_keys(change)}.")
+    return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}; change {_keys(keys)}.")
+
+
+def _keys(keys: Sequence[str]) -> str:
+    hints = {"gpus_per_node": " (0 on CPU-only partitions)"}
+    named = [f"hydra.launcher.{key}{hints.get(key, '')}" for key in dict.fromkeys(keys)]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + f" or {named[-1]}"
+
+
+class _FirstSacctWarningOnly(logging.Filter):
+    """submitit warns at every poll when `sacct` fails (no accounting database): once is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "sacct error" not in record.getMessage():
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def show_sacct_warning_once() -> None:
+    submitit_log = logging.getLogger("submitit")  # submitit's own logger name (submitit.core.logger)
+    if not any(isinstance(f, _FirstSacctWarningOnly) for f in submitit_log.filters):
+        submitit_log.addFilter(_FirstSacctWarningOnly())

@@ -1,0 +1,144 @@
+"""One sweep of a study, start to end.
+
+    open (or create) the study in persistent storage (a journal file for cluster jobs)
+    run it until it holds n_trials finished (COMPLETE + PRUNED) trials, either
+        with long-lived workers that each pull trial after trial   (worker_pool.py, worker_loop.py)
+        or with one job per trial, in batches of n_jobs            (batch_loop.py)
+    print the best trial, write optimization_results.yaml and the best trial as an experiment
+
+Counting from the storage is what makes a re-run resume and several sweep processes on one
+storage share the total; RUNNING trials that nobody runs any more are continued, not redone.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from makemore_sweep.errors import ConfigError, StorageError, UserError
+from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweep.leases import FAIL_REASON_ATTR
+from makemore_sweep.sweep.progress_printer import SweepPrinter, count_states
+from makemore_sweep.sweep.pruners import build_pruner
+from makemore_sweep.sweep.search_space import SearchSpace, build_search_space
+from makemore_sweep.sweep.settings import (
+    SweepSettings,
+    build_sampler,
+    directions,
+    is_grid,
+    study_name,
+)
+from makemore_sweep.sweep.storage import (
+    open_sweep_storage,
+)
+from makemore_sweep.sweep.study_location import study_storage_url
+from makemore_sweep.sweep.sweep_results import export_best, save_results
+from makemore_sweep.sweep.trial_outcome import failures_of_sweep
+
+
+class TooManyFailures(UserError):
+    """More trials failed than `hydra.sweeper.max_failure_rate` allows."""
+
+
+@dataclass
+class SweepRun:
+    """Everything the parts of one sweep share."""
+
+    config: DictConfig  # the sweep's own configuration (Hydra's master config)
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    settings: SweepSettings
+    space: SearchSpace
+    study: optuna.Study
+    storage: BaseStorage
+    storage_url: str
+    n_earlier: int  # trials in the study before this sweep started
+    printer: SweepPrinter = field(default_factory=SweepPrinter)
+    sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def base_dir(self) -> str:
+        return str(self.config.hydra.runtime.cwd)
+
+    def failures_of_this_sweep(self) -> list[FrozenTrial]:
+        return failures_of_sweep(self.study, self.sweep_id)
+
+    def check_failure_budget(self, failed: list[FrozenTrial]) -> None:
+        if not failed or len(failed) <= self.settings.allowed_failures():
+            return
+        last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or 0)  # type: ignore[arg-type,return-value]
+        raise TooManyFailures(
+            f"Too many failed trials: {len(failed)}, more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate} "
+            f"of n_trials={self.settings.n_trials} allows; the last, trial {last.number}, failed with: "
+            f"{last.user_attrs.get(FAIL_REASON_ATTR, 'an unknown error')}"
+        )
+
+
+def run_sweep(
+    config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction, settings: SweepSettings, arguments: list[str]
+) -> None:
+    settings.check()
+    space = build_search_space(settings.params, arguments, settings.custom_search_space)
+    name = study_name(settings, config)
+    base_dir = Path(str(config.hydra.runtime.cwd))
+    url = study_storage_url(config.hydra, name, base_dir)
+    storage = open_sweep_storage(url)
+    n_earlier = count_trials(storage, name)
+    workers = settings.worker_count()
+    sampler = build_sampler(settings.sampler, seed_offset=n_earlier, parallel=max(workers, settings.n_jobs) > 1)
+    if is_grid(settings.sampler):
+        grid = space.grid()
+        sampler = sampler(grid)
+        settings = settings.with_n_trials(min(settings.n_trials, math.prod(len(v) for v in grid.values())))
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=build_pruner(settings.pruner, settings.pruner_options),
+            direction=directions(settings.direction)[0],  # type: ignore[arg-type]
+            load_if_exists=True,
+        )
+    except ValueError as error:  # e.g. the study exists with the other direction
+        raise ConfigError(f"hydra.sweeper.direction does not fit study {name!r}: {error}.") from error
+    if n_earlier == 0:
+        for params in settings.enqueue:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+
+    run = SweepRun(config, hydra_context, task_function, settings, space, study, storage, url, n_earlier)
+    run.printer.plan(study, mask_secrets(url), settings.n_trials, count_states(study))
+    if workers > 0:
+        from makemore_sweep.sweep.worker_pool import run_workers
+
+        run_workers(run, workers)
+    else:
+        from makemore_sweep.sweep.batch_loop import run_batches
+
+        run_batches(run)
+    finish(run)
+
+
+def finish(run: SweepRun) -> None:
+    best = run.printer.best(run.study, count_states(run.study))
+    save_results(run.config, run.study, best, run.storage_url)
+    if best is not None:
+        path, name = export_best(run.config, run.hydra_context, run.study, best, run.space, run.settings.export_dir)
+        run.printer.say(f"[sweep]   written as {path}; reproduce it with: makemore-train experiment={name}")
+
+
+def count_trials(storage: BaseStorage, name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    except Exception as error:
+        raise StorageError(f"Cannot read study {name!r} from the Optuna storage: {error}.") from error
+    return len(storage.get_all_trials(study_id, deepcopy=False))

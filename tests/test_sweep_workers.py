@@ -1,0 +1,69 @@
+"""Long-lived sweep workers (`hydra.sweeper.workers`): trials pulled one after another, in-process.
+
+One of two workers is killed with SIGKILL mid-trial: the other continues that very trial from
+its checkpoint, and the study still ends with exactly n_trials finished trials and no FAIL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from sweep_helpers import FINISHED, STUDY, load_study, sweep_args, trials_in
+from sweep_watch import wait_for_running_trial_with_checkpoint
+
+from makemore_sweep.cluster.local_launcher import available_cores
+from makemore_sweep.sweep.leases import OWNER_ATTR
+from makemore_sweep.training.metrics_file import read_metrics
+
+pytestmark = pytest.mark.slow
+N_TRIALS = 3
+
+
+def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    args = sweep_args(
+        names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.workers=2", "hydra.sweeper.pruner=none", steps=300
+    )
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
+        cwd=tmp_path,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        number, owner = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
+        assert owner["pid"] != sweep.pid  # a worker process of its own, not the sweep
+        os.kill(int(owner["pid"]), signal.SIGKILL)
+        stdout, stderr = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 0, stderr[-3000:]
+
+    study = load_study(tmp_path)
+    assert len(trials_in(study, *FINISHED)) == len(study.trials) == N_TRIALS  # no FAIL, none left over
+    killed = study.trials[number]
+    metrics = read_metrics(tmp_path / "multirun" / STUDY / f"trial_{number}")
+    assert killed.state == TrialState.COMPLETE and metrics["state"] == "completed"
+    assert metrics["resumed_from_step"] > 0 and metrics["steps"] == 300
+    assert killed.user_attrs[OWNER_ATTR]["worker"] != owner["worker"]  # the other worker finished it
+    assert f"[trial {number}] CONTINUED" in stdout
+    assert "[sweep] worker" in stdout and "stopped" in stdout
+
+    # Every trial printed as it ended, in its own folder, with cores // workers threads.
+    for trial in study.trials:
+        assert f"[trial {trial.number}] COMPLETE" in stdout
+        assert read_metrics(Path(trial.user_attrs["run_dir"]))["torch_threads"] == max(1, available_cores() // 2)
+    assert sorted(p.name for p in (tmp_path / "multirun" / STUDY / ".workers").iterdir()) == ["worker_0", "worker_1"]
+    assert f"[sweep] best trial {study.best_trial.number}" in stdout
+    assert (tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
