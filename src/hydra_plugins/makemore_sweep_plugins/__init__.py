@@ -2,8 +2,11 @@
 
 - `hydra/sweeper=makemore_optuna`: makemore_sweep.sweep.plugin.MakemoreOptunaSweeper
 - `hydra/launcher=local` (conf/hydra/launcher/local.yaml): makemore_sweep.cluster.local_launcher
+- the configuration schema `makemore_schema` that conf/train.yaml starts from (config/store.py),
+  so that any composition of conf/ finds it, the compose API's included
 """
 
+import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
 from makemore_sweep.sweep.plugin import MakemoreOptunaSweeper
 

@@ -46,7 +46,9 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
                 values[f.name] = cfg.get(f.name)
             elif f.name in ANY_TYPED:
                 node = cfg.get(f.name)
-                values[f.name] = None if node is None else from_dict(_schema_of(f.name, node), node)
+                # Resolved where it stands (its interpolations may point anywhere), then typed.
+                plain = None if node is None else OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+                values[f.name] = None if plain is None else from_dict(_schema_of(f.name, plain), plain)
             elif _is_section(_field_types()[f.name]):
                 values[f.name] = OmegaConf.to_object(cfg[f.name])
             else:
