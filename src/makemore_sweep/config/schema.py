@@ -75,7 +75,7 @@ class DataConfig(Section):
     batch_size: int = checked(512, Integer(1))
     eval_batch_size: int = checked(32768, Integer(1))
     split_seed: int = checked(42, Integer(0, MAX_SEED))  # the lectures' shuffle: keep it to compare
-    fractions: list[float] = checked([0.8, 0.1, 0.1], Fractions(3))  # train/val/test shares of the words
+    fractions: list[float] = checked([0.8, 0.1, 0.1], Fractions(3))  # noqa: RUF009  (a default_factory) train/val/test shares
     download: bool = checked(True, Flag())
 
 
