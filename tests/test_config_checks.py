@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.conversion import config_error, from_dict, load_run_config
 from makemore_sweep.config.locations import CONF_DIR
 from makemore_sweep.config.rules import RULE
@@ -294,3 +296,18 @@ def test_group_files_carry_only_what_differs_from_the_schema(group: str) -> None
             field = defaults[key]
             default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
             assert value != default, f"{path.name}: {key}: {value} restates the schema's default"
+
+
+def test_the_command_line_is_checked_before_hydra_composes(tmp_path: Path) -> None:
+    """Keys in experiment files and sweeps too; what only Hydra can name is left to Hydra."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nmodel:\n  n_hiden: 3\n")
+    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?$"):
+        check_command_line([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key"):
+        check_command_line(["-m", "+model.n_hiden=100,200"])
+    with pytest.raises(ConfigError, match=r"^model.n_hidden=abc is invalid: it must be an integer ≥ 1\.$"):
+        check_command_line(["model.n_hidden=abc"])
+    check_command_line(["-m", "model.n_hidden=100,200", "optim.lr=tag(log, interval(0.001, 0.1))", "sweep=beat_2p2"])
+    check_command_line(["optim=nosuch"])  # Hydra names the missing option itself
+    check_command_line(["--cfg", "job", "model.n_hidden=abc"])  # Hydra only prints the config

@@ -6,7 +6,7 @@ with the same overrides first, through Hydra's public compose API, and turns a r
 one sentence of a `ConfigError`: `model.n_hidden=abc is invalid: it must be an integer ≥ 1.`,
 `model.n_hiden is not a configuration key; did you mean model.n_hidden?` (with or without `+`).
 A sweep (`model.n_hidden=100,200`) is checked with its first value, an interval sweep and
-`hydra.*` settings not at all (each job of a multirun checks its own values when it starts); anything else Hydra refuses (an unknown
+`hydra.*` settings (but `hydra.searchpath`) not at all (each job of a multirun checks its own values when it starts); anything else Hydra refuses (an unknown
 group option, bad override syntax) is left to Hydra, which names it well enough.
 """
 
@@ -41,8 +41,9 @@ def check_command_line(args: list[str]) -> None:
         with initialize_config_dir(config_dir=str(CONF_DIR), job_name="train"):
             cfg = compose(config_name="train", overrides=overrides)
     except ConfigCompositionException as error:
-        if isinstance(error.__cause__, OmegaConfBaseException):
-            raise config_error(error.__cause__) from None
+        refusal = omegaconf_refusal(error)
+        if refusal is not None:
+            raise config_error(refusal) from None
         return
     except (HydraException, OmegaConfBaseException):
         return  # Hydra reports these itself when it composes again
@@ -58,7 +59,11 @@ def plain_overrides(overrides: list[str]) -> list[str] | None:
         return None
     plain = []
     for override in parsed:
-        if override.input_line is None or override.key_or_group.split("/")[0].split(".")[0] == "hydra":
+        if override.input_line is None:
+            continue
+        if override.key_or_group.split("/")[0].split(".")[0] == "hydra":
+            if override.key_or_group == "hydra.searchpath":  # where experiment files may be
+                plain.append(override.input_line)
             continue
         if not override.is_sweep_override():
             plain.append(override.input_line)
@@ -69,3 +74,14 @@ def plain_overrides(overrides: list[str]) -> list[str] | None:
             continue
         plain.append(f"{override.get_key_element()}={first}")
     return plain
+
+
+def omegaconf_refusal(error: BaseException) -> OmegaConfBaseException | None:
+    """What OmegaConf refused under Hydra's composition error: an override (its cause) or a
+    config file merged into a typed node (the error being handled when Hydra raised)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OmegaConfBaseException):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -137,8 +137,8 @@ def _refuse_unknown_keys(node: DictConfig, schema: type[Section], path: str) -> 
         if key not in allowed:
             raise unknown_key(_dotted(path, str(key)))
     for name, kind in _field_types(schema).items():
-        child = node._get_node(name) if name in node else None
-        if _is_section(kind) and isinstance(child, DictConfig) and not child._is_none():
+        child = node.get(name) if _is_section(kind) and name in node else None
+        if isinstance(child, DictConfig):
             _refuse_unknown_keys(child, kind, _dotted(path, name))
 
 
