@@ -36,8 +36,7 @@ class LanguageModelTask(L.LightningModule):
         divergence_loss: float,
     ) -> None:
         super().__init__()
-        # Checkpoints keep the hyperparameters as plain dicts (weights-only loading reads them);
-        # loggers get the flat run config instead (loggers.py).
+        # Checkpoints keep the hyperparameters; loggers get the flat run config instead (tracking.py).
         self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
         self.block_size = block_size
