@@ -183,7 +183,7 @@ def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
 
 def test_the_default_configuration_is_valid(base: DictConfig) -> None:
     run = load_run_config(compose_with())
-    wiring = {"module": ModuleConfig(), "logger": None, "callbacks": None}  # resolved and untyped
+    wiring = {"module": ModuleConfig(), "logger": None, "callbacks": None}  # resolved; untyped
     assert dataclasses.replace(run, **wiring) == RunConfig(data=DataConfig(path="names.txt"), task=TrainTask())
     load_run_config(base, n_train=182625)
 

@@ -24,7 +24,7 @@ from omegaconf.errors import (
 )
 
 from makemore_sweep.config.rules import RULE, Rule, show
-from makemore_sweep.config.schema import ANY_TYPED, RunConfig, Section
+from makemore_sweep.config.schema import ANY_TYPED, UNTYPED, RunConfig, Section
 from makemore_sweep.errors import ConfigError
 
 S = TypeVar("S", bound=Section)
@@ -36,13 +36,13 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
     Called before any work with `n_train=None`, and again once the data is read with the
     number of training examples, to check that a batch fits in the training split.
     `logger` and `callbacks` are kept as they are (unresolved): their `_target_` constructors
-    check them when they are built.
+    check them when they are built; `notes` is free-form.
     """
     try:
         _refuse_unknown_keys(cfg, RunConfig, "")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(RunConfig):
-            if f.name in ("logger", "callbacks"):
+            if f.name in UNTYPED:
                 values[f.name] = cfg.get(f.name)
             elif f.name in ANY_TYPED:
                 node = cfg.get(f.name)

@@ -212,6 +212,9 @@ class RunConfig(Section):
     module: ModuleConfig = field(default_factory=ModuleConfig)
     logger: Any = None  # the `logger` group: `_target_` nodes, checked by their constructors
     callbacks: Any = None  # the `callbacks` group, likewise
+    # Free-form notes kept with the run (its saved config, the W&B config) and read by nothing:
+    # `+notes.purpose=baseline`. The one node where any key may be added.
+    notes: Any = None
 
     def batch_fits(self, n_train: int) -> None:
         """A batch must fit in the training split (known once the data is read)."""
@@ -219,5 +222,7 @@ class RunConfig(Section):
             refuse("data.batch_size", self.data.batch_size, f"at most the {n_train} training examples")
 
 
+# Nodes typed `Any` above and kept as they are (unresolved, unchecked).
+UNTYPED = ("logger", "callbacks", "notes")
 # Nodes typed `Any` above whose schema is known: by the value of their `name`, or always.
 ANY_TYPED: dict[str, dict[str, type[Section]] | type[Section]] = {"task": TASKS, "optuna_trial": OptunaTrial}
