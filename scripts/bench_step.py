@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -25,18 +26,18 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.schema import DataConfig, ModelConfig, RunConfig, TrainerConfig
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.model.language_model import LanguageModelTask
-from makemore_sweep.model.networks import MLPLanguageModel, NetworkSpec
+from makemore_sweep.model.networks import MLPLanguageModel
 from makemore_sweep.training.run_monitor import RunMonitor
 from makemore_sweep.training.trainer_factory import build_trainer
 
 BATCH = 32
 WARMUP = 200
-SPEC = NetworkSpec(name="mlp_bn", n_embd=10, n_hidden=200, n_layers=1, batchnorm=True)
+SPEC = ModelConfig(name="mlp_bn", n_embd=10, n_hidden=200, n_layers=1, batchnorm=True)
 
 
 def hand_written(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
@@ -106,14 +107,16 @@ def plain_lightning(x: torch.Tensor, y: torch.Tensor, steps: int, root: Path) ->
 def framework(names: Path, steps: int, root: Path) -> float:
     """The real components of a makemore-train run: datamodule, module, trainer factory, monitor, CSV logger."""
     total = WARMUP + steps
-    trainer_cfg = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
+    trainer_cfg = OmegaConf.structured(TrainerConfig)
     plan = StepPlan(max_steps=total, val_every_n_steps=total, steps_per_execution=int(trainer_cfg.steps_per_execution))
-    datamodule = NamesDataModule(path=str(names), block_size=3, batch_size=BATCH)
+    data = asdict(DataConfig(path=str(names), block_size=3, batch_size=BATCH))
+    datamodule = NamesDataModule(**{k: v for k, v in data.items() if k != "_target_"})
     datamodule.setup()
     datamodule.step_plan = plan
     module = LanguageModelTask(
-        vocab=list(datamodule.splits.vocab.chars), block_size=3, network=SPEC.to_dict(),
+        vocab=list(datamodule.splits.vocab.chars), block_size=3, network=asdict(SPEC),
         optim={"name": "sgd", "lr": 0.1, "schedule": "step"}, max_steps=total,
+        divergence_loss=RunConfig().divergence_loss,
     )
     timer = StepTimer()
     trainer_cfg.accelerator = "cpu"

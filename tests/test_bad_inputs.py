@@ -39,6 +39,17 @@ def test_bad_config_value_names_the_key_and_range(
     assert no_metrics_written(tmp_path)
 
 
+@pytest.mark.parametrize("override", ["+model.n_hiden=300", "model.n_hiden=300"])
+def test_misspelt_key_is_refused_with_a_suggestion(
+    override: str, names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    """`+` adds a key OmegaConf would otherwise keep silently (and training would ignore)."""
+    result = train_cli([f"data.path={names_path}", override], cwd=tmp_path, env=run_env)
+    message = assert_clean_failure(result, "model.n_hiden")
+    assert "did you mean model.n_hidden?" in message
+    assert no_metrics_written(tmp_path) and not (tmp_path / "outputs").exists()
+
+
 def test_batch_larger_than_the_training_split_is_refused(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
     result = train_cli([f"data.path={names_path}", "data.batch_size=10000000", "logger=none"], cwd=tmp_path, env=run_env)
     assert "182625 training examples" in assert_clean_failure(result, "data.batch_size")

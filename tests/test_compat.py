@@ -10,6 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 
+from makemore_sweep.compat.hydra import parse_hydra_command_line
 from makemore_sweep.compat.lightning import AFTER_STEP_HOOK, BEFORE_STEP_HOOK, counted_raw_step
 
 # -- Lightning ---------------------------------------------------------------------------------
@@ -54,3 +55,19 @@ def test_raw_steps_between_the_hooks_count_as_optimiser_steps() -> None:
     assert trainer.global_step == 6
     assert module.batches == 2  # stopped by max_steps after 6 counted steps, not by the end of the data
     assert float(module.weight) == pytest.approx(1.0 - 6 * 0.1)  # every counted step was a real step
+
+
+# -- Hydra ---------------------------------------------------------------------------------------
+
+
+def test_hydra_command_line_parser_splits_flags_from_overrides() -> None:
+    parsed = parse_hydra_command_line(["-m", "model.n_hidden=100,200", "--cfg", "job", "+model.x=1"])
+    assert parsed is not None
+    assert parsed.overrides == ["model.n_hidden=100,200", "+model.x=1"]
+    assert parsed.multirun and parsed.cfg == "job"
+    assert parsed.config_name is None and parsed.config_dir is None and not parsed.help
+
+
+def test_hydra_command_line_parser_leaves_refusals_and_exits_to_hydra() -> None:
+    assert parse_hydra_command_line(["--cfg", "nosuch"]) is None
+    assert parse_hydra_command_line(["--version"]) is None

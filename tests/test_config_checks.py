@@ -1,14 +1,20 @@
-"""validate_config on the real composed configuration: it rejects exactly the out-of-range values.
+"""The schema (config/schema.py) on the real composed configuration: it refuses exactly the out-of-range values.
 
-The allowed ranges are written out again here, independently of config_checks.py, and
-hypothesis throws ints, floats (NaN and infinities too), booleans, strings and nulls at every
-key: validation must raise ConfigError naming the key exactly when the value is outside its
-range, and never anything else.
+The allowed ranges are written out again here, independently of the schema, and hypothesis throws
+ints, floats (NaN and infinities too), booleans, strings and nulls at every key. A value is set
+into the typed composed config as a YAML file or the command line sets it: OmegaConf first
+converts what the field's type can take and refuses the rest on the spot (the conversions are
+written out again below, in `as_typed`); `load_run_config` then checks the range. Either way the
+outcome must be a ConfigError naming the key exactly when the converted value is out of range
+or could not be converted, and nothing else.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +22,26 @@ from hydra import compose, initialize_config_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from makemore_sweep.config.checks import validate_config
+from makemore_sweep.config.command_line import check_command_line
+from makemore_sweep.config.conversion import config_error, from_dict, load_run_config
 from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.rules import RULE
+from makemore_sweep.config.schema import (
+    DataConfig,
+    LrFindTask,
+    ModelConfig,
+    ModuleConfig,
+    OptimConfig,
+    RunConfig,
+    Section,
+    TrainerConfig,
+    TrainTask,
+)
 from makemore_sweep.errors import ConfigError
+
+REFUSED = object()  # what OmegaConf cannot convert to the field's type
 
 
 def is_int(v: Any) -> bool:
@@ -30,8 +52,8 @@ def is_real(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def integer_at_least(minimum: int, maximum: float = math.inf):
-    return lambda v: is_int(v) and minimum <= v <= maximum
+def integer_at_least(minimum: int, maximum: float = math.inf, nullable: bool = False):
+    return lambda v: (nullable and v is None) or (is_int(v) and minimum <= v <= maximum)
 
 
 def real_in(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
@@ -42,78 +64,157 @@ def one_of(*choices: str):
     return lambda v: v in choices
 
 
+def text(nullable: bool = False):
+    return lambda v: (nullable and v is None) or (isinstance(v, str) and v.strip() != "")
+
+
+def flag(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+# key: (type as OmegaConf converts to it, allowed range of the converted value)
 ALLOWED = {
-    "seed": integer_at_least(0, 2**32 - 1),
-    "target_loss": real_in(0, low_open=True),
-    "divergence_loss": real_in(0, low_open=True),
-    "threads": lambda v: v is None or (is_int(v) and v >= 1),
-    "data.block_size": integer_at_least(1),
-    "data.batch_size": integer_at_least(1),
-    "data.eval_batch_size": integer_at_least(1),
-    "data.split_seed": integer_at_least(0, 2**32 - 1),
-    "data.download": lambda v: isinstance(v, bool),
-    "model.name": one_of("mlp_bn", "mlp", "bigram"),
-    "model.n_embd": integer_at_least(1),
-    "model.n_hidden": integer_at_least(1),
-    "model.n_layers": integer_at_least(1),
-    "model.dropout": real_in(0, 1, high_open=True),
-    "model.bn_momentum": real_in(0, 1),
-    "optim.name": one_of("sgd", "adamw"),
-    "optim.lr": real_in(0, low_open=True),
-    "optim.weight_decay": real_in(0),
-    "optim.momentum": real_in(0, 1, high_open=True),
-    "optim.beta1": real_in(0, 1, high_open=True),
-    "optim.beta2": real_in(0, 1, high_open=True),
-    "optim.schedule": one_of("constant", "step", "onecycle", "cosine"),
-    "optim.warmup_frac": real_in(0, 1, high_open=True),
-    "optim.final_lr_frac": real_in(0, 1),
-    "optim.decay_at_frac": real_in(0, 1),
-    "optim.decay_factor": real_in(0, low_open=True),
-    "optim.grad_clip": real_in(0),
-    "trainer.max_steps": integer_at_least(1),
-    "trainer.val_every_n_steps": integer_at_least(1),
-    "trainer.steps_per_execution": integer_at_least(1),
-    "trainer.log_every_n_steps": integer_at_least(1),
+    "seed": ("int", integer_at_least(0, 2**32 - 1)),
+    "target_loss": ("float", real_in(0, low_open=True)),
+    "divergence_loss": ("float", real_in(0, low_open=True)),
+    "threads": ("int?", integer_at_least(1, nullable=True)),
+    "ckpt_path": ("str?", text(nullable=True)),
+    "data.path": ("str", text()),
+    "data.block_size": ("int", integer_at_least(1)),
+    "data.batch_size": ("int", integer_at_least(1)),
+    "data.eval_batch_size": ("int", integer_at_least(1)),
+    "data.split_seed": ("int", integer_at_least(0, 2**32 - 1)),
+    "data.download": ("bool", flag),
+    "model.name": ("str", one_of("mlp_bn", "mlp", "bigram")),
+    "model.n_embd": ("int", integer_at_least(1)),
+    "model.n_hidden": ("int", integer_at_least(1)),
+    "model.n_layers": ("int", integer_at_least(1)),
+    "model.batchnorm": ("bool", flag),
+    "model.dropout": ("float", real_in(0, 1, high_open=True)),
+    "model.direct": ("bool", flag),
+    "model.bn_momentum": ("float", real_in(0, 1)),
+    "optim.name": ("str", one_of("sgd", "adamw")),
+    "optim.lr": ("float", real_in(0, low_open=True)),
+    "optim.weight_decay": ("float", real_in(0)),
+    "optim.momentum": ("float", real_in(0, 1, high_open=True)),
+    "optim.beta1": ("float", real_in(0, 1, high_open=True)),
+    "optim.beta2": ("float", real_in(0, 1, high_open=True)),
+    "optim.schedule": ("str", one_of("constant", "step", "onecycle", "cosine")),
+    "optim.warmup_frac": ("float", real_in(0, 1, high_open=True)),
+    "optim.final_lr_frac": ("float", real_in(0, 1)),
+    "optim.decay_at_frac": ("float", real_in(0, 1)),
+    "optim.decay_factor": ("float", real_in(0, low_open=True)),
+    "optim.grad_clip": ("float", real_in(0)),
+    "trainer.max_steps": ("int?", integer_at_least(1)),  # null only with max_epochs (tested below)
+    "trainer.max_epochs": ("int?", integer_at_least(1, nullable=True)),
+    "trainer.val_every_n_steps": ("int", integer_at_least(1)),
+    "trainer.steps_per_execution": ("int", integer_at_least(1)),
+    "trainer.log_every_n_steps": ("int", integer_at_least(1)),
+    # task=lr_find; the default max_lr is 10 and min_lr 1e-4, and min_lr < max_lr
+    "task.min_lr": ("float", lambda v: real_in(0, low_open=True)(v) and v < 10.0),
+    "task.max_lr": ("float", lambda v: real_in(0, low_open=True)(v) and v > 1e-4),
+    "task.num_steps": ("int", integer_at_least(10)),
+    "task.smoothing_window": ("float", real_in(0, 1, low_open=True, high_open=True)),
+    "task.stop_factor": ("float", real_in(1, low_open=True)),
 }
+
+
+def as_typed(key: str, kind: str, v: Any) -> Any:
+    """OmegaConf's conversion of `v` for the field `key` of type `kind` (`?`: Optional), or REFUSED."""
+    if v == "${seed}" and key != "seed":
+        v = 1337  # an interpolation is resolved, then converted (seed=${seed} would be a loop)
+    if v is None:
+        return None if kind.endswith("?") else REFUSED
+    if isinstance(v, str) and ("${" in v or v == "???"):
+        return REFUSED  # an interpolation that cannot be resolved, or a missing value
+    kind = kind.rstrip("?")
+    try:
+        if kind == "int":
+            return int(v) if type(v) in (int, str) else REFUSED  # "3" → 3; 3.0 and true refused
+        if kind == "float":
+            return float(v) if type(v) in (int, float, str) else REFUSED  # 1 → 1.0, "nan" → nan; true refused
+        if kind == "bool":
+            if isinstance(v, bool | int):
+                return bool(v)  # 0 → false, any other integer → true
+            if isinstance(v, str):
+                try:
+                    return int(v) != 0
+                except ValueError:
+                    words = {"yes": True, "y": True, "on": True, "true": True, "no": False, "n": False, "off": False, "false": False}
+                    return words.get(v.lower(), REFUSED)
+            return REFUSED
+    except ValueError:
+        return REFUSED
+    assert kind == "str"
+    return str(v)  # any scalar becomes its text: 5 → "5", true → "True"
+
 
 ANY_VALUE = st.one_of(
     st.integers(-(2**33), 2**33),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0, 1, -1, 0.0, 0.5, 1.0, 1.5, True, False, None, "", "abc", "sgd", "adamw", "mlp", "bigram", "cosine"]),
+    st.sampled_from(
+        [0, 1, -1, 0.0, 0.5, 1.0, 1.5, True, False, None, "", " ", "abc", "3", "0.5", "nan", "-inf", "yes", "off",
+         "sgd", "adamw", "mlp", "bigram", "cosine", "???", "${seed}", "${nosuch}"]
+    ),
     st.text(max_size=8),
-)
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def base() -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR)):
-        return compose(config_name="train", overrides=["data.path=names.txt"])
+        return compose(config_name="train", overrides=["data.path=names.txt", "task=lr_find"])
+
+
+def compose_with(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        return compose(config_name="train", overrides=["data.path=names.txt", *overrides])
 
 
 def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
-    changed = cfg.copy()
-    OmegaConf.update(changed, key, value, force_add=True)
+    """`cfg` with `key` set as a YAML file would set it; OmegaConf's refusal as the CLI reports it."""
+    changed = copy.deepcopy(cfg)
+    try:
+        OmegaConf.update(changed, key, value, force_add=True)
+    except OmegaConfBaseException as error:
+        raise config_error(error) from None
     return changed
 
 
 def test_the_default_configuration_is_valid(base: DictConfig) -> None:
-    validate_config(base)
-    validate_config(base, n_train=182625)
+    run = load_run_config(compose_with())
+    wiring = {"module": ModuleConfig(), "logger": None, "callbacks": None}  # resolved; untyped
+    assert dataclasses.replace(run, **wiring) == RunConfig(data=DataConfig(path="names.txt"), task=TrainTask())
+    load_run_config(base, n_train=182625)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(key=st.sampled_from(sorted(ALLOWED)), value=ANY_VALUE)
 def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, value: Any) -> None:
-    cfg = with_value(base, key, value)
-    if key == "model.name" and value == "bigram":
-        cfg = with_value(cfg, "model.n_hidden", -1)  # sizes do not apply to the count model
+    kind, allowed = ALLOWED[key]
+    typed = as_typed(key, kind, value)
+    accepted = typed is not REFUSED and allowed(typed)
     try:
-        validate_config(cfg)
+        cfg = with_value(base, key, value)
+        if key == "model.name" and typed == "bigram":
+            cfg = with_value(cfg, "model.n_hidden", -1)  # sizes do not apply to the count model
+        run = load_run_config(cfg)
     except ConfigError as error:
-        assert not ALLOWED[key](value), f"{key}={value!r} is allowed but was refused: {error}"
-        assert str(error).startswith(f"{key}=") and "\n" not in str(error)
+        assert not accepted, f"{key}={value!r} is allowed but was refused: {error}"
+        assert key in str(error) and "\n" not in str(error), str(error)
     else:
-        assert ALLOWED[key](value), f"{key}={value!r} is out of range but was accepted"
+        assert accepted, f"{key}={value!r} is out of range but was accepted"
+        section, _, name = key.rpartition(".")
+        got = getattr(getattr(run, section) if section else run, name)
+        assert got == typed or (isinstance(got, float) and math.isnan(got) and math.isnan(typed))
+
+
+def test_every_ranged_key_of_the_schema_is_tested_here() -> None:
+    def ranged(schema: type[Section]) -> set[str]:
+        return {schema.PATH + "." * bool(schema.PATH) + f.name for f in dataclasses.fields(schema) if RULE in f.metadata}
+
+    in_schema = set().union(*(ranged(s) for s in (RunConfig, DataConfig, ModelConfig, OptimConfig, TrainerConfig, LrFindTask)))
+    assert in_schema - {"data.fractions", "task.name"} == set(ALLOWED)  # fractions: below; task.name: the group
 
 
 @settings(max_examples=300, deadline=None)
@@ -121,7 +222,7 @@ def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, val
 def test_split_fractions_must_be_three_shares_summing_to_one(base: DictConfig, fractions: list[float]) -> None:
     valid = len(fractions) == 3 and all(is_real(f) and 0 < f < 1 for f in fractions) and abs(math.fsum(fractions) - 1) <= 1e-6
     try:
-        validate_config(with_value(base, "data.fractions", fractions))
+        load_run_config(with_value(base, "data.fractions", fractions))
     except ConfigError as error:
         assert not valid and "data.fractions" in str(error)
     else:
@@ -129,33 +230,84 @@ def test_split_fractions_must_be_three_shares_summing_to_one(base: DictConfig, f
 
 
 def test_max_epochs_replaces_max_steps(base: DictConfig) -> None:
-    validate_config(with_value(with_value(base, "trainer.max_epochs", 2), "trainer.max_steps", None))
+    load_run_config(with_value(with_value(base, "trainer.max_epochs", 2), "trainer.max_steps", None))
+    with pytest.raises(ConfigError, match="trainer.max_steps=None is invalid"):
+        load_run_config(with_value(base, "trainer.max_steps", None))
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
-        validate_config(with_value(base, "trainer.max_epochs", 0))
+        load_run_config(with_value(base, "trainer.max_epochs", 0))
 
 
 def test_batch_larger_than_the_training_split(base: DictConfig) -> None:
     with pytest.raises(ConfigError, match="at most the 100 training examples"):
-        validate_config(with_value(base, "data.batch_size", 101), n_train=100)
-
-
-def test_a_missing_key_is_named(base: DictConfig) -> None:
-    cfg = base.copy()
-    OmegaConf.set_struct(cfg, False)
-    del cfg.model["n_hidden"]
-    with pytest.raises(ConfigError, match=r"model.n_hidden is missing"):
-        validate_config(cfg)
+        load_run_config(with_value(base, "data.batch_size", 101), n_train=100)
 
 
 def test_a_mandatory_value_left_unset_is_named(base: DictConfig) -> None:
     with pytest.raises(ConfigError, match="optim.lr cannot be read"):
-        validate_config(with_value(base, "optim.lr", "???"))
+        load_run_config(with_value(base, "optim.lr", "???"))
 
 
-def test_keys_with_defaults_may_be_left_out(base: DictConfig) -> None:
-    """A data or optim group written elsewhere need not spell out every optional key."""
-    cfg = base.copy()
-    OmegaConf.set_struct(cfg, False)
-    for group, key in [("data", "fractions"), ("data", "eval_batch_size"), ("optim", "beta2"), ("model", "dropout")]:
-        del cfg[group][key]
-    validate_config(cfg)
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+model.n_hiden=300", "model.n_hiden is not a configuration key; did you mean model.n_hidden?"),
+        ("+optim.learning_rate=0.1", "optim.learning_rate is not a configuration key"),
+        ("+sed=3", "sed is not a configuration key; did you mean seed?"),
+        ("+trainer.foo=1", "trainer.foo is not a configuration key"),
+        ("+task.min_l=0.1", "task.min_l is not a configuration key; did you mean task.min_lr?"),
+        ("+optuna_trial.numbr=3", "optuna_trial.numbr is not a configuration key; did you mean optuna_trial.number?"),
+    ],
+)
+def test_unknown_keys_are_refused_even_when_added(override: str, message: str) -> None:
+    cfg = compose_with("task=lr_find", override)
+    with pytest.raises(ConfigError) as error:
+        load_run_config(cfg)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_sweep_trial_identity_is_typed() -> None:
+    cfg = compose_with("+optuna_trial.number=3", "+optuna_trial.study_name=s", "+optuna_trial.base_dir=/tmp")
+    assert (load_run_config(cfg).optuna_trial.number, load_run_config(compose_with()).optuna_trial) == (3, None)
+    with pytest.raises(ConfigError, match="optuna_trial.study_name cannot be read"):
+        load_run_config(compose_with("+optuna_trial.number=3", "+optuna_trial.base_dir=/tmp"))
+
+
+def test_plain_dicts_convert_strictly() -> None:
+    """Checkpoints keep `model`/`optim` as plain dicts: left-out keys take the schema's defaults
+    (checkpoints older than a key), unknown keys and wrong types are refused."""
+    assert from_dict(ModelConfig, {"name": "mlp", "batchnorm": False}) == ModelConfig(name="mlp", batchnorm=False)
+    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?"):
+        from_dict(ModelConfig, {"n_hiden": 300})
+    with pytest.raises(ConfigError, match=r"^optim.lr=abc is invalid: it must be a number > 0\.$"):
+        from_dict(OptimConfig, {"lr": "abc"})
+
+
+SECTIONS: dict[str, type[Section]] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+
+
+@pytest.mark.parametrize("group", sorted(SECTIONS))
+def test_group_files_carry_only_what_differs_from_the_schema(group: str) -> None:
+    defaults = {f.name: f for f in dataclasses.fields(SECTIONS[group])}
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        values = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        for key, value in values.items():
+            if key in ("defaults", "name"):  # `name` says which option the file is
+                continue
+            field = defaults[key]
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            assert value != default, f"{path.name}: {key}: {value} restates the schema's default"
+
+
+def test_the_command_line_is_checked_before_hydra_composes(tmp_path: Path) -> None:
+    """Keys in experiment files and sweeps too; what only Hydra can name is left to Hydra."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nmodel:\n  n_hiden: 3\n")
+    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?$"):
+        check_command_line([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key"):
+        check_command_line(["-m", "+model.n_hiden=100,200"])
+    with pytest.raises(ConfigError, match=r"^model.n_hidden=abc is invalid: it must be an integer ≥ 1\.$"):
+        check_command_line(["model.n_hidden=abc"])
+    check_command_line(["-m", "model.n_hidden=100,200", "optim.lr=tag(log, interval(0.001, 0.1))", "sweep=beat_2p2"])
+    check_command_line(["optim=nosuch"])  # Hydra names the missing option itself
+    check_command_line(["--cfg", "job", "model.n_hidden=abc"])  # Hydra only prints the config

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from scalar_autograd import Value, total
 from torch import nn
 
-from makemore_sweep.model.networks import MLPLanguageModel, NetworkSpec
+from makemore_sweep.config.schema import ModelConfig
+from makemore_sweep.model.networks import MLPLanguageModel
 
 TOLERANCE = 1e-6
 
@@ -29,7 +30,7 @@ def make_model(
 ) -> MLPLanguageModel:
     """The real model in float64, every parameter randomised so no gradient hides behind a 0 or 1."""
     torch.manual_seed(seed)
-    spec = NetworkSpec(n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers, batchnorm=batchnorm, direct=direct)
+    spec = ModelConfig(n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers, batchnorm=batchnorm, direct=direct)
     model = MLPLanguageModel(vocab_size, block_size, spec).double().train()
     with torch.no_grad():
         for param in model.parameters():

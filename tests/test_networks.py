@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.model.lr_schedules import learning_rate
 from makemore_sweep.model.networks import (
     BigramModel,
     MLPLanguageModel,
-    NetworkSpec,
     build_network,
     mean_loss,
 )
@@ -21,7 +21,7 @@ from makemore_sweep.model.networks import (
 
 def trained_bn_model() -> MLPLanguageModel:
     torch.manual_seed(0)
-    model = MLPLanguageModel(27, 3, NetworkSpec(n_embd=4, n_hidden=16))
+    model = MLPLanguageModel(27, 3, ModelConfig(n_embd=4, n_hidden=16))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(20):  # move the running statistics away from their initial 0/1
         x = torch.randint(0, 27, (32, 3))
@@ -51,8 +51,8 @@ def test_training_mode_normalises_with_batch_statistics() -> None:
 
 
 def test_batchnorm_model_has_no_hidden_bias_and_mlp_has() -> None:
-    bn = build_network(NetworkSpec(name="mlp_bn"), 27, 3)
-    plain = build_network(NetworkSpec(name="mlp", batchnorm=False), 27, 3)
+    bn = build_network(ModelConfig(name="mlp_bn"), 27, 3)
+    plain = build_network(ModelConfig(name="mlp", batchnorm=False), 27, 3)
     assert bn.hidden[0].bias is None and isinstance(bn.hidden[1], torch.nn.BatchNorm1d)
     assert plain.hidden[0].bias is not None
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
@@ -62,7 +62,7 @@ def test_initial_loss_is_close_to_uniform(names_path: Path) -> None:
     splits = load_splits(names_path, block_size=3)
     for seed in range(3):
         torch.manual_seed(seed)
-        model = MLPLanguageModel(27, 3, NetworkSpec()).train()
+        model = MLPLanguageModel(27, 3, ModelConfig()).train()
         x, y = splits.train
         loss = F.cross_entropy(model(x[:4096]), y[:4096]).item()
         assert abs(loss - math.log(27)) < 0.05, loss

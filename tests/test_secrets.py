@@ -28,8 +28,8 @@ def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_pa
             "trainer.max_steps=50",
             "trainer.val_every_n_steps=50",
             f"hydra.run.dir={run_dir}",
-            f"+study.storage=postgresql://optuna:{STORAGE_PASSWORD}@db.example/optuna",
-            f"+study.api_token={TOKEN}",
+            f"+notes.storage=postgresql://optuna:{STORAGE_PASSWORD}@db.example/optuna",  # free-form keys
+            f"+notes.api_token={TOKEN}",
         ],
         cwd=tmp_path,
         env={**run_env, "WANDB_API_KEY": API_KEY},

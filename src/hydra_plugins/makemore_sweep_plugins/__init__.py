@@ -3,8 +3,11 @@
 - `hydra/sweeper=makemore_optuna`: makemore_sweep.sweep.plugin.MakemoreOptunaSweeper
 - `hydra/launcher=local` (conf/hydra/launcher/local.yaml): makemore_sweep.cluster.local_launcher
 - `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): makemore_sweep.cluster.slurm_launcher
+- the configuration schema `makemore_schema` that conf/train.yaml starts from (config/store.py),
+  so that any composition of conf/ finds it, the compose API's included
 """
 
+import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
 from makemore_sweep.cluster.slurm_launcher import CheckedSlurmLauncher
 from makemore_sweep.sweep.plugin import MakemoreOptunaSweeper

@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import makemore_sweep
+from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.locations import CONF_DIR
 from makemore_sweep.errors import (
     UserError,
@@ -107,6 +108,9 @@ def main() -> None:
     # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
     if selects_sweep(sys.argv[1:]):
         sys.argv.append("hydra.mode=MULTIRUN")
+    # Hydra reports a value or key it refuses while composing in several lines of its own;
+    # composing once here first turns that into one sentence naming the key.
+    check_command_line(sys.argv[1:])
     train()
 
 

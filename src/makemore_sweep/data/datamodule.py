@@ -35,17 +35,20 @@ def cached_splits(path: Path, block_size: int, seed: int, fractions: tuple[float
 
 
 class NamesDataModule(L.LightningDataModule):
-    """names.txt → vocabulary → 80/10/10 word split → (X, Y) context windows per split."""
+    """names.txt → vocabulary → 80/10/10 word split → (X, Y) context windows per split.
+
+    Built from `data.*` (DataConfig in config/schema.py, where the defaults are).
+    """
 
     def __init__(
         self,
-        path: str = "data/names.txt",
-        block_size: int = 3,
-        batch_size: int = 32,
-        eval_batch_size: int = 32768,
-        split_seed: int = 42,
-        download: bool = True,
-        fractions: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+        path: str,
+        block_size: int,
+        batch_size: int,
+        eval_batch_size: int,
+        split_seed: int,
+        download: bool,
+        fractions: tuple[float, float, float] | list[float],
     ) -> None:
         super().__init__()
         self.path = path

@@ -10,8 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from makemore_sweep.config.conversion import from_dict
+from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.errors import UserError
-from makemore_sweep.model.networks import NetworkSpec, build_network
+from makemore_sweep.model.networks import build_network
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -23,7 +25,7 @@ class TrainedModel:
     network: nn.Module
     vocab: list[str]
     block_size: int
-    spec: NetworkSpec
+    spec: ModelConfig
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def network_from_checkpoint(path: Path) -> TrainedModel:
     checkpoint = load_checkpoint(path)
     try:
         hparams = checkpoint["hyper_parameters"]
-        spec = NetworkSpec.from_dict(hparams["network"])
+        spec = from_dict(ModelConfig, hparams["network"])
         vocab = list(hparams["vocab"])
         block_size = int(hparams["block_size"])
         state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -14,40 +14,14 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from makemore_sweep.compat.lightning import counted_raw_step
+from makemore_sweep.config.conversion import from_dict
+from makemore_sweep.config.schema import OPTIMIZER_NAMES, ModelConfig, OptimConfig
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.lr_schedules import learning_rate
-from makemore_sweep.model.networks import NetworkSpec, build_network
+from makemore_sweep.model.networks import build_network
 
-OPTIMIZER_NAMES = ("sgd", "adamw")
-# A mean cross-entropy above this many nats means the model gives the right character a
-# probability below e^-100: the run has blown up even if the number is still finite
-# (SGD at lr=1e9 gives losses of ~1e9 that never become NaN). Uniform guessing costs ln(V) ≈ 3.3.
-DEFAULT_DIVERGENCE_LOSS = 100.0
 # The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
 SCHEDULE_STEPS_KEY = "lr_schedule_steps"
-
-
-@dataclass(frozen=True)
-class OptimSpec:
-    """What `optim.*` in the config describes; see conf/optim/*.yaml."""
-
-    name: str = "adamw"
-    lr: float = 0.01
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.99
-    schedule: str = "onecycle"
-    warmup_frac: float = 0.1
-    final_lr_frac: float = 0.0
-    decay_at_frac: float = 0.5
-    decay_factor: float = 0.1
-    grad_clip: float = 0.0
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> OptimSpec:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class LanguageModelTask(L.LightningModule):
@@ -66,15 +40,15 @@ class LanguageModelTask(L.LightningModule):
         network: dict[str, Any],
         optim: dict[str, Any],
         max_steps: int,
-        divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
+        divergence_loss: float,
     ) -> None:
         super().__init__()
         # Checkpoints keep the hyperparameters; loggers get the flat run config instead (tracking.py).
         self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
         self.block_size = block_size
-        self.network_spec = NetworkSpec.from_dict(network)
-        self.optim_spec = OptimSpec.from_dict(optim)
+        self.network_spec: ModelConfig = from_dict(ModelConfig, network)
+        self.optim_spec: OptimConfig = from_dict(OptimConfig, optim)
         self.max_steps = max_steps
         self.divergence_loss = divergence_loss
         self.net = build_network(self.network_spec, len(self.vocab), block_size)
@@ -211,4 +185,4 @@ class LanguageModelTask(L.LightningModule):
         self.max_steps = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"]))
 
     def describe(self) -> dict[str, Any]:
-        return {"network": self.network_spec.to_dict(), "optim": asdict(self.optim_spec)}
+        return {"network": asdict(self.network_spec), "optim": asdict(self.optim_spec)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULE_NAMES = ("constant", "step", "onecycle", "cosine")
+from makemore_sweep.config.schema import SCHEDULE_NAMES
 
 
 def learning_rate(

@@ -1,43 +1,20 @@
 """The networks: the lectures' embedding MLP (with or without BatchNorm) and the count bigram.
 
-Plain torch modules; training logic lives in `module.py`.
+Plain torch modules built from `model.*` (ModelConfig); training logic lives in `language_model.py`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-NETWORK_NAMES = ("mlp_bn", "mlp", "bigram")
+from makemore_sweep.config.schema import NETWORK_NAMES, ModelConfig
+
 TANH_GAIN = 5.0 / 3.0  # the lectures' Kaiming gain for tanh
 OUTPUT_SCALE = 0.1  # small last layer: near-uniform predictions, loss ≈ ln(vocab) at step 0
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What `model.*` in the config describes; see conf/model/*.yaml."""
-
-    name: str = "mlp_bn"
-    n_embd: int = 10
-    n_hidden: int = 200
-    n_layers: int = 1
-    batchnorm: bool = True
-    dropout: float = 0.0
-    direct: bool = False  # Bengio et al.'s direct embedding-to-output connections
-    bn_momentum: float = 0.1
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> NetworkSpec:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class MLPLanguageModel(nn.Module):
@@ -47,7 +24,7 @@ class MLPLanguageModel(nn.Module):
     training normalises with batch statistics, `eval()` with the running statistics.
     """
 
-    def __init__(self, vocab_size: int, block_size: int, spec: NetworkSpec) -> None:
+    def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig) -> None:
         super().__init__()
         self.block_size = block_size
         self.embedding = nn.Embedding(vocab_size, spec.n_embd)
@@ -92,7 +69,7 @@ class BigramModel(nn.Module):
 
     trainable = False
 
-    def __init__(self, vocab_size: int, block_size: int, spec: NetworkSpec | None = None) -> None:
+    def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig | None = None) -> None:
         super().__init__()
         self.register_buffer("log_probs", torch.full((vocab_size, vocab_size), -math.log(vocab_size)))
 
@@ -108,7 +85,7 @@ class BigramModel(nn.Module):
         return self.log_probs[context[:, -1]]
 
 
-def build_network(spec: NetworkSpec, vocab_size: int, block_size: int) -> nn.Module:
+def build_network(spec: ModelConfig, vocab_size: int, block_size: int) -> nn.Module:
     if spec.name == "bigram":
         return BigramModel(vocab_size, block_size, spec)
     if spec.name in ("mlp_bn", "mlp"):

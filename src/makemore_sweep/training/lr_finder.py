@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from rich.progress import track
 
-from makemore_sweep.config.checks import validate_config
+from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.instantiation import build as instantiate
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.errors import ConfigError
@@ -77,25 +77,6 @@ def suggest_rate(rates: list[float], smoothed: list[float]) -> float:
     minimum" rules from other finders came out 5-10x too low for these models.
     """
     return rates[int(np.argmin(smoothed))]
-
-
-def check_task_config(task: DictConfig) -> None:
-    if not 0 < task.min_lr < task.max_lr:
-        raise ConfigError(
-            f"task.min_lr={task.min_lr} and task.max_lr={task.max_lr} are invalid: they must satisfy 0 < min_lr < max_lr."
-        )
-    if task.num_steps < 10:
-        raise ConfigError(
-            f"task.num_steps={task.num_steps} is invalid: it must be an integer ≥ 10."
-        )
-    if not 0 < task.smoothing_window < 1:
-        raise ConfigError(
-            f"task.smoothing_window={task.smoothing_window} is invalid: it must be in (0, 1)."
-        )
-    if task.stop_factor <= 1:
-        raise ConfigError(
-            f"task.stop_factor={task.stop_factor} is invalid: it must be a number > 1."
-        )
 
 
 def sweep_rates(
@@ -178,15 +159,14 @@ def write_lr_find_files(result: LRFinderResult, run_dir: Path, extra: dict[str, 
 
 def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
     """Run the finder as configured; write lr_find.png/.csv/.json in `run_dir` and log them."""
-    validate_config(cfg)
+    load_run_config(cfg)  # task.* ranges: LrFindTask in config/schema.py
     task = cfg.task
-    check_task_config(task)
     configure_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, verbose=False)
     datamodule: NamesDataModule = instantiate(cfg.data)
     splits = datamodule.splits
     print(splits.summary.line(), flush=True)
-    validate_config(cfg, n_train=len(splits.train[0]))
+    load_run_config(cfg, n_train=len(splits.train[0]))
     module: LanguageModelTask = instantiate(
         cfg.module,
         vocab=list(splits.vocab.chars),

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from makemore_sweep.config.checks import validate_config
+from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.instantiation import build as instantiate
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.errors import TrainingDiverged
@@ -57,7 +57,7 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
 
     `hooks` are what the caller adds (a sweep trial's pruning and reporting, figures for W&B).
     """
-    validate_config(cfg)
+    load_run_config(cfg)
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
     started = time.perf_counter()
     job = SlurmJob.from_environment()
@@ -74,7 +74,7 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
     datamodule.setup()
     splits = datamodule.splits
     print(splits.summary.line(), flush=True)
-    validate_config(cfg, n_train=len(splits.train[0]))
+    load_run_config(cfg, n_train=len(splits.train[0]))
 
     plan = plan_steps(cfg.trainer, n_train=len(splits.train[0]), batch_size=cfg.data.batch_size)
     datamodule.step_plan = plan
