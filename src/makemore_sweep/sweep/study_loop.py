@@ -35,7 +35,7 @@ from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import ConfigError, StorageError, UserError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
@@ -273,7 +273,7 @@ class ResumableOptunaSweep(OptunaSweeperImpl):
             config_name=self.config.hydra.job.config_name, overrides=[], run_mode=RunMode.RUN
         )
         name = experiment_name(study.study_name)
-        directory = Path(self.extras.export_dir) if self.extras.export_dir else CONF_DIR / "experiment"
+        directory = Path(self.extras.export_dir) if self.extras.export_dir else experiment_export_dir()
         header = [
             (
                 f"Best trial {best.number} of Optuna study {study.study_name}: dev {best.value:.4f}, "
