@@ -24,9 +24,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from makemore_sweep.data.names_file import checkout_names_file
+
 STUDY = "beat_2p2"
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_NAMES = next((p for p in (REPO / "data" / "names.txt", REPO.parent / "shared" / "data" / "names.txt") if p.is_file()), None)
+DEFAULT_NAMES = checkout_names_file(REPO)
 
 
 def run_sweep(workdir: Path, pruner: str, args: argparse.Namespace) -> dict[str, object]:
@@ -72,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
-    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: data/ or ../shared/data/)")
+    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S"))
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     args = parser.parse_args()
