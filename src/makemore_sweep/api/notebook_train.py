@@ -12,6 +12,7 @@ logging is left as the notebook has it, and the working directory never changes.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -47,10 +48,16 @@ def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | No
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.run.dir = str(run_dir)
         config.hydra.runtime.output_dir = str(run_dir)
-    silence_known_noise()
+    quiet_once()
     with hydra_job(config) as task_config:
         run_task(task_config)
     return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+@functools.cache
+def quiet_once() -> None:
+    """makemore-train's filters for third-party chatter, added once per process (they pile up)."""
+    silence_known_noise()
 
 
 @contextmanager
