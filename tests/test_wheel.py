@@ -1,8 +1,8 @@
 """The wheel, installed (not editable) in a fresh venv, works from an empty folder anywhere.
 
 Built from a copy of the checkout's packaging inputs; installed with pip into a new venv that
-borrows only the dependencies from the running interpreter's site-packages (a .pth line: the
-test's own venv, in CI the one `make test` made), never the checkout's sources. From an empty
+borrows only the dependencies from the running interpreter's import path (.pth lines: the test's
+own venv, in CI the one `make test` made), never the checkout's sources. From an empty
 temporary folder it trains, sweeps, reruns the sweep's exported best and builds the report.
 """
 
@@ -62,11 +62,29 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Installed before the dependencies are visible, so pip sees no makemore-sweep to replace.
     run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", wheel], cwd=base)
     site_packages = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=base).strip())
-    ours = sysconfig.get_paths()
-    # A plain path line: .pth files inside that folder (an editable makemore_sweep) are not run.
-    borrowed = dict.fromkeys([ours["purelib"], ours["platlib"]])
-    (site_packages / "zz_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in borrowed))
+    (site_packages / "zz_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in dependency_paths()))
     return target
+
+
+def dependency_paths() -> list[str]:
+    """Where the running interpreter imports third-party packages from, as plain folders.
+
+    Its site-packages and whatever its .pth files added, but never a folder holding a
+    makemore_sweep (the checkout's src/ of an editable install, PYTHONPATH=src), nor the
+    checkout itself or the standard library (the new venv has its own). Listed as plain path
+    lines, .pth files inside those folders are not run, so an editable install stays out.
+    """
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    paths = []
+    for entry in dict.fromkeys(sys.path):
+        folder = Path(entry).resolve() if entry else None
+        if folder is None or not folder.is_dir() or (folder / "makemore_sweep").exists():
+            continue
+        in_stdlib = folder.is_relative_to(stdlib) and not {"site-packages", "dist-packages"} & set(folder.parts)
+        if in_stdlib or folder.is_relative_to(REPO_ROOT.resolve()):
+            continue
+        paths.append(str(folder))
+    return paths
 
 
 def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_folder(
