@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,11 @@ def test_sweep_stays_callable_once_the_sweep_subpackage_is_imported() -> None:
     from makemore_sweep import sweep
 
     assert sweep is makemore_sweep.sweep and callable(sweep)
+    # Still pickled by name like any module: the launchers pickle state that refers to it.
+    import cloudpickle
+
+    assert pickle.loads(pickle.dumps(sweep)) is sweep
+    assert pickle.loads(cloudpickle.dumps(sweep)) is sweep
 
 
 def test_user_configs_come_first_and_exports_go_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

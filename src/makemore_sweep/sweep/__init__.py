@@ -6,6 +6,7 @@ modules is imported, so `from makemore_sweep import sweep` gives this package an
 runs a sweep.
 """
 
+import importlib
 import sys
 import types
 from typing import Any
@@ -17,6 +18,10 @@ class _CallablePackage(types.ModuleType):
         from makemore_sweep.api.notebook_sweep import sweep
 
         return sweep(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Pickled by name, as plain modules are: submitit pickles launcher state that refers to it.
+        return importlib.import_module, (self.__name__,)
 
 
 sys.modules[__name__].__class__ = _CallablePackage
