@@ -5,7 +5,7 @@ Same model (lecture BN-MLP: embedding 10, hidden 200, context 3), same batch (32
 Start-up and validation are excluded; each contender runs `--rounds` times, interleaved, and
 the median µs/step is reported with the ratio to the hand-written loop.
 
-    python scripts/bench_step.py [--steps 3000] [--rounds 3] [--names ../shared/data/names.txt]
+    python scripts/bench_step.py [--steps 3000] [--rounds 3] [--names FILE (default: $MAKEMORE_NAMES, data/ or ../shared/data/)]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from makemore_sweep.config.schema import DataConfig, ModelConfig, RunConfig, Tra
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.datamodule import NamesDataModule
+from makemore_sweep.data.names_file import checkout_names_file
 from makemore_sweep.model.language_model import LanguageModelTask
 from makemore_sweep.model.networks import MLPLanguageModel
 from makemore_sweep.training.run_monitor import RunMonitor
@@ -130,8 +131,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--names", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/names.txt")
+    parser.add_argument("--names", type=Path, default=checkout_names_file(Path(__file__).resolve().parents[1]))
     args = parser.parse_args()
+    if args.names is None:
+        parser.error("no names.txt in $MAKEMORE_NAMES, data/ or ../shared/data/; pass --names FILE")
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     if args.threads:

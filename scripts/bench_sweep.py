@@ -33,10 +33,11 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from makemore_sweep.data.names_file import checkout_names_file
+
 STUDY = "beat_2p2"
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-DEFAULT_NAMES = next((p for p in (REPO / "data" / "names.txt", REPO.parent / "shared" / "data" / "names.txt") if p.is_file()), None)
+DEFAULT_NAMES = checkout_names_file(REPO)
 ON_LOCAL_CLUSTER = [
     "hydra/launcher=slurm",
     "hydra.launcher.partition=debug",
@@ -114,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
-    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: data/ or ../shared/data/)")
+    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)")
     parser.add_argument("--slurm", action="store_true", help="run both ways on the local SLURM cluster")
     parser.add_argument("--also-workers", type=int, action="append", default=[], help="add a run with N workers (repeatable)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S"))

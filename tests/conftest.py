@@ -1,4 +1,4 @@
-"""Shared fixtures: the real names.txt from ../shared/data, and a way to run makemore-train."""
+"""Shared fixtures: the real names.txt (see checkout_names_file), and a way to run makemore-train."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from makemore_sweep.data.names_file import NAMES_ENV, checkout_names_file
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_NAMES = REPO_ROOT.parent / "shared" / "data" / "names.txt"
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -43,9 +44,12 @@ def local_service(script: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def names_path() -> Path:
-    path = Path(os.environ.get("MAKEMORE_NAMES", SHARED_NAMES))
-    if not path.is_file():
-        skip_or_fail(f"names.txt not found at {path}; set MAKEMORE_NAMES")
+    """$MAKEMORE_NAMES, else data/names.txt, else ../shared/data/names.txt; skips without one (fails in CI)."""
+    path = checkout_names_file(REPO_ROOT)
+    if path is None:
+        where = os.environ.get(NAMES_ENV) or f"{REPO_ROOT / 'data' / 'names.txt'} or {REPO_ROOT.parent / 'shared' / 'data' / 'names.txt'}"
+        skip_or_fail(f"names.txt not found at {where}; put it there or set {NAMES_ENV}")
+    assert path is not None
     return path
 
 

@@ -5,11 +5,13 @@
 - `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): makemore_sweep.cluster.slurm_launcher
 - the configuration schema `makemore_schema` that conf/train.yaml starts from (config/store.py),
   so that any composition of conf/ finds it, the compose API's included
+- the user config folder ./configs on the search path: makemore_sweep.config.search_path
 """
 
 import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
 from makemore_sweep.cluster.slurm_launcher import CheckedSlurmLauncher
+from makemore_sweep.config.search_path import UserConfigSearchPath
 from makemore_sweep.sweep.plugin import MakemoreOptunaSweeper
 
-__all__ = ["CheckedSlurmLauncher", "MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher"]
+__all__ = ["CheckedSlurmLauncher", "MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher", "UserConfigSearchPath"]

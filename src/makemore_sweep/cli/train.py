@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 import makemore_sweep
 from makemore_sweep.config.command_line import check_command_line
-from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.locations import CONFIG_SOURCE, PRIMARY_CONFIG
 from makemore_sweep.errors import (
     UserError,
     debug_enabled,
@@ -62,11 +62,25 @@ def run_hooks(cfg: DictConfig) -> list[RunHook]:
     return [EmbeddingFigure(), *([trial] if trial is not None else [])]
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train")
+@hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG)
 def train(cfg: DictConfig) -> float:
     """Train one configuration and return its best dev loss (what sweepers minimise).
 
     With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
+    """
+    try:
+        return run_task(cfg)
+    except UserError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN or debug_enabled():
+            raise  # the sweeper records the trial as failed, with this message
+        report_user_error(error)
+        sys.exit(error.exit_code)
+
+
+def run_task(cfg: DictConfig) -> float:
+    """The job of makemore-train and of makemore_sweep.train(): Hydra's config must be set.
+
+    Returns the best dev loss, or the suggested rate for `task=lr_find`; user errors are raised.
     """
     global _runs_in_this_process
     if _runs_in_this_process:  # a later job of an in-process multirun: its imports are done
@@ -80,15 +94,9 @@ def train(cfg: DictConfig) -> float:
         run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
         Path(hydra_cfg.sweep.dir) if multirun else None,
     )
-    try:
-        if cfg.get("task") and cfg.task.name == "lr_find":
-            return run_lr_find(cfg, run_dir).suggested_lr
-        metrics = run_training(cfg, run_dir, run_hooks(cfg))
-    except UserError as error:
-        if multirun or debug_enabled():
-            raise  # the sweeper records the trial as failed, with this message
-        report_user_error(error)
-        sys.exit(error.exit_code)
+    if cfg.get("task") and cfg.task.name == "lr_find":
+        return run_lr_find(cfg, run_dir).suggested_lr
+    metrics = run_training(cfg, run_dir, run_hooks(cfg))
     return float(metrics["val_loss"])
 
 
@@ -102,16 +110,22 @@ def selects_sweep(args: list[str]) -> bool:
 @exit_cleanly_on_user_error
 def main() -> None:
     silence_known_noise()
-    # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
-    sys.argv[1:] = expand_resume_argument(sys.argv[1:])
-    # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
-    # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
-    if selects_sweep(sys.argv[1:]):
-        sys.argv.append("hydra.mode=MULTIRUN")
+    sys.argv[1:] = prepare_overrides(sys.argv[1:])
     # Hydra reports a value or key it refuses while composing in several lines of its own;
     # composing once here first turns that into one sentence naming the key.
     check_command_line(sys.argv[1:])
     train()
+
+
+def prepare_overrides(args: list[str]) -> list[str]:
+    """The command line as Hydra should see it; makemore_sweep.train() and sweep() share it."""
+    # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
+    args = expand_resume_argument(args)
+    # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
+    # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
+    if selects_sweep(args):
+        args = [*args, "hydra.mode=MULTIRUN"]
+    return args
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ group option, bad override syntax) is left to Hydra, which names it well enough.
 
 from __future__ import annotations
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import OmegaConfBaseException
@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.compat.hydra import parse_hydra_command_line
 from makemore_sweep.config.conversion import config_error, load_run_config
-from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.locations import CONFIG_PACKAGE, PRIMARY_CONFIG
 
 # Flags after which Hydra does not run the task (help, --cfg, --info...) or reads another config.
 NOT_A_PLAIN_RUN = (
@@ -38,8 +38,9 @@ def check_command_line(args: list[str]) -> None:
     if overrides is None:
         return
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), job_name="train"):
-            cfg = compose(config_name="train", overrides=overrides)
+        # The same config module and search path (the user's ./configs first) as makemore-train.
+        with initialize_config_module(config_module=CONFIG_PACKAGE, job_name="train"):
+            cfg = compose(config_name=PRIMARY_CONFIG, overrides=overrides)
     except ConfigCompositionException as error:
         refusal = omegaconf_refusal(error)
         if refusal is not None:

@@ -1,4 +1,5 @@
-"""Locating names.txt: use the given path, or download it once with a sha256 check."""
+"""Locating names.txt: use the given path, or download it once with a sha256 check; and a
+developer's copy for a checkout's tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ from makemore_sweep.errors import DataError
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 DOWNLOAD_TIMEOUT_S = 30
+NAMES_ENV = "MAKEMORE_NAMES"
+
+
+def checkout_names_file(checkout: Path) -> Path | None:
+    """names.txt for the tests and benchmarks of `checkout`, or None when there is none.
+
+    $MAKEMORE_NAMES when set (and then only it); else the checkout's own data/names.txt (what
+    `make train` uses too); else the shared copy ../shared/data/names.txt beside the checkout.
+    """
+    if os.environ.get(NAMES_ENV):
+        candidates = [Path(os.environ[NAMES_ENV]).expanduser()]
+    else:
+        candidates = [checkout / "data" / "names.txt", checkout.parent / "shared" / "data" / "names.txt"]
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def sha256_of(path: Path) -> str:

@@ -9,7 +9,7 @@ It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.stor
 - `enqueue`: parameter sets a new study tries first (e.g. the lecture configuration);
 - `workers`: long-lived asynchronous workers, placed by the launcher (docs/sweeps.md);
 - `heartbeat_interval` / `grace_period`: how abandoned trials are told from live ones;
-- `export_dir`: where the best trial is written as an experiment (default conf/experiment).
+- `export_dir`: where the best trial is written as an experiment (default ./configs/experiment under the folder the sweep runs in).
 
 Semantics differ from upstream where users asked for it: `n_trials` is the study's total of
 finished (COMPLETE + PRUNED) trials, so re-running a command resumes it (interrupted trials are

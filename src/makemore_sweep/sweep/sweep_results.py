@@ -10,7 +10,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
-from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
 from makemore_sweep.sweep.search_space import SearchSpace
@@ -42,7 +42,7 @@ def export_best(
     trial_config = loader.load_sweep_config(config, space.trial_overrides(best.params))
     default_config = loader.load_configuration(config_name=config.hydra.job.config_name, overrides=[], run_mode=RunMode.RUN)
     name = experiment_name(study.study_name)
-    directory = Path(export_dir) if export_dir else CONF_DIR / "experiment"
+    directory = Path(export_dir) if export_dir else experiment_export_dir()
     header = [
         (
             f"Best trial {best.number} of Optuna study {study.study_name}: dev {best.value:.4f}, "

@@ -1,0 +1,45 @@
+"""Compose a run's configuration in-process exactly as `makemore-train` does (notebook API).
+
+Same primary config (`pkg://makemore_sweep.conf`, train.yaml), same search path (the user's
+./configs first, added by the same search-path plugin), same override preparation
+(`resume=RUN_DIR`, `sweep=NAME`), through Hydra's public compose API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from makemore_sweep.cli.train import prepare_overrides
+from makemore_sweep.config.command_line import check_command_line
+from makemore_sweep.config.locations import CONFIG_PACKAGE, PRIMARY_CONFIG
+
+JOB_NAME = "train"  # hydra.job.name of makemore-train (its module is cli/train.py)
+
+
+def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, list[str]]:
+    """The configuration with its `hydra` node, and the overrides as Hydra saw them.
+
+    Hydra allows one initialisation per process at a time: an earlier one (a previous call, or
+    the user's own hydra.initialize()) is cleared first, and ours is undone once composed.
+    """
+    args = prepare_overrides(list(overrides))
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    check_command_line(args)  # the CLI's one-sentence refusals of bad keys and values
+    with initialize_config_module(config_module=CONFIG_PACKAGE, job_name=JOB_NAME):
+        config = compose(config_name=PRIMARY_CONFIG, overrides=args, return_hydra_config=True)
+    return config, args
+
+
+def path_override(key: str, path: Path) -> str:
+    """`key=PATH` as a Hydra override, quoted when the path has characters the grammar reserves."""
+    text = str(path)
+    if not re.fullmatch(r"[\w./:@+-]+", text):
+        text = "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}={text}"

@@ -1,0 +1,111 @@
+"""The notebook API: `from makemore_sweep import train, sweep`, composed like makemore-train."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sweep_helpers import STUDY, load_study
+
+from makemore_sweep.api.composition import compose_config
+from makemore_sweep.config.locations import CONF_DIR, experiment_export_dir
+from makemore_sweep.errors import ConfigError
+
+FAST = ["trainer.max_steps=300", "logger=none"]
+
+
+def test_importing_the_package_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, makemore_sweep\n"
+        "from makemore_sweep import sweep\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'hydra', 'optuna', 'wandb'})\n"
+        "print(heavy, callable(makemore_sweep.train), callable(sweep))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["[]", "True", "True"]
+
+
+def test_sweep_stays_callable_once_the_sweep_subpackage_is_imported() -> None:
+    import makemore_sweep
+    import makemore_sweep.sweep.export  # binds makemore_sweep.sweep to the subpackage
+    from makemore_sweep import sweep
+
+    assert sweep is makemore_sweep.sweep and callable(sweep)
+    # Still pickled by name like any module: the launchers pickle state that refers to it.
+    import cloudpickle
+
+    assert pickle.loads(pickle.dumps(sweep)) is sweep
+    assert pickle.loads(cloudpickle.dumps(sweep)) is sweep
+
+
+def test_user_configs_come_first_and_exports_go_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment").mkdir()
+    shipped = (CONF_DIR / "model" / "mlp_bn.yaml").read_text()
+    (tmp_path / "configs" / "model" / "mlp_bn.yaml").write_text(shipped.replace("n_hidden: 200", "n_hidden: 123"))
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 7\n")
+
+    config, _ = compose_config(["experiment=mine"])
+    assert (config.seed, config.model.n_hidden) == (7, 123)
+    sources = [(s.provider, s.path) for s in config.hydra.runtime.config_sources]
+    assert sources.index(("makemore-sweep user configs", str(tmp_path / "configs"))) < sources.index(
+        ("main", "makemore_sweep.conf")
+    )
+    assert experiment_export_dir() == tmp_path / "configs" / "experiment"
+
+
+def test_train_refuses_a_sweep() -> None:
+    from makemore_sweep import train
+
+    with pytest.raises(ConfigError, match=r"train\(\) runs one configuration"):
+        train(["sweep=beat_2p2"])
+
+
+@pytest.mark.slow
+def test_train_twice_in_one_process_returns_each_runs_metrics(
+    names_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from makemore_sweep import train
+
+    monkeypatch.chdir(tmp_path)
+    first = train([f"data.path={names_path}", *FAST])
+    second = train([f"data.path={names_path}", *FAST, "model.n_hidden=100"], output_dir=tmp_path / "second run")
+
+    [first_dir] = (tmp_path / "outputs").glob("*/*")
+    assert first == json.loads((first_dir / "metrics.json").read_text())
+    assert second == json.loads((tmp_path / "second run" / "metrics.json").read_text())
+    assert first["steps"] == second["steps"] == 300
+    assert first["state"] == second["state"] == "completed"
+    assert second["n_params"] < first["n_params"]  # the second run's override took effect
+    assert 1.5 < second["val_loss"] < first["init_loss"]
+    # As from the command line: the run's config and overrides are saved (what resume= replays).
+    saved = (tmp_path / "second run" / ".hydra" / "overrides.yaml").read_text()
+    assert "model.n_hidden=100" in saved
+
+
+@pytest.mark.slow
+def test_sweep_returns_the_study_and_train_reruns_its_exported_best(
+    names_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from makemore_sweep import sweep, train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [f"data.path={names_path}", "hydra.sweeper.n_trials=2", "trainer.max_steps=100", "logger=none"]
+    summary = sweep(STUDY, args)
+
+    study = load_study(tmp_path)
+    assert [t["number"] for t in summary["trials"]] == [0, 1]
+    assert summary["best"]["value"] == pytest.approx(study.best_value)
+    assert summary["best"]["params"] == study.best_params
+    assert summary["sweep_dir"] == str(tmp_path / "multirun" / STUDY)
+    assert summary["experiment"] == f"{STUDY}_best"
+    assert Path(summary["experiment_file"]) == tmp_path / "configs" / "experiment" / f"{STUDY}_best.yaml"
+
+    rerun = train([f"experiment={STUDY}_best"], output_dir=tmp_path / "rerun")
+    assert rerun["val_loss"] == pytest.approx(study.best_value, abs=1e-4)
