@@ -23,4 +23,6 @@ class UserConfigSearchPath(SearchPathPlugin):
         # Hydra runs every installed search-path plugin for every app: touch only ours.
         if not any(element.path == CONFIG_SOURCE for element in search_path.get_path()):
             return
+        if not user_config_dir().is_dir():
+            return  # Hydra would warn about a missing search-path folder on every run
         search_path.prepend(PROVIDER, f"file://{user_config_dir()}", anchor=SearchPathQuery(path=CONFIG_SOURCE))
