@@ -27,6 +27,9 @@ from makemore_sweep.errors import UserError
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 5.0
+# A job gone from squeue without a result file is taken for dead after this long (its result
+# may still be on its way through a network file system).
+LEFT_QUEUE_GRACE_S = 30.0
 # Reasons a pending job keeps for good, with the launcher keys that could fix each.
 FATAL_REASONS: dict[str, tuple[str, ...]] = {
     "PartitionConfig": ("partition", "gpus_per_node", "cpus_per_task", "mem_gb"),
@@ -51,6 +54,8 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         show_sacct_warning_once()
         self._next_check = 0.0
+        self._queued: set[str] = set()
+        self._missing_since: dict[str, float] = {}
         return super().launch(job_overrides, initial_job_idx)
 
     def submission_failed(self, error: Exception) -> Exception:
@@ -62,12 +67,33 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         keys = tuple(named) if named else FATAL_REASONS["BadConstraints"]
         return cannot_start(f"sbatch refused them ({reason})", self.params, keys)
 
+    def job_done(self, job: Any) -> bool:
+        """Its result is written, or it left the queue without one (killed, node lost).
+
+        submitit would ask `sacct` at every look, which fails (and says so on stderr) where the
+        cluster keeps no accounting; `squeue` (check_jobs) and the result file are enough.
+        """
+        if job.paths.result_pickle.exists():
+            return True
+        since = self._missing_since.get(str(job.job_id))
+        return since is not None and time.monotonic() - since > LEFT_QUEUE_GRACE_S
+
     def check_jobs(self, jobs: Sequence[Any]) -> None:
         if time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + CHECK_EVERY_S
-        for job_id, reason in pending_reasons(sorted({str(job.job_id).split("_")[0] for job in jobs})):
-            job_id = job_id.split("_[")[0]  # a pending array shows as 8_[0-1%2]
+        listed = queue(sorted({str(job.job_id).split("_")[0] for job in jobs}))
+        if listed is None:
+            return  # squeue failed this time: look again later
+        for job in jobs:
+            job_id = str(job.job_id)
+            if job_id in listed:
+                self._missing_since.pop(job_id, None)
+            else:
+                self._missing_since.setdefault(job_id, time.monotonic())
+        for job_id, (state, reason) in listed.items():
+            if state != "PENDING":
+                continue
             keys = FATAL_REASONS.get(reason)
             if keys is None and PER_JOB_LIMIT.match(reason):
                 account_or_qos = "account" if reason.startswith("Assoc") else "qos"
@@ -77,24 +103,26 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
 
     def stop_jobs(self, jobs: Sequence[Any]) -> None:
         for job in jobs:  # scancel: SIGTERM, so the trials record and release themselves
-            if not job.done():
+            if not job.paths.result_pickle.exists():
                 job.cancel(check=False)
 
 
-def pending_reasons(job_ids: list[str]) -> list[tuple[str, str]]:
-    """(job id, reason) of each pending job among `job_ids` (array tasks included)."""
+def queue(job_ids: list[str]) -> dict[str, tuple[str, str]] | None:
+    """{job id: (state, reason)} of the queued jobs among `job_ids`, one per array task; None if squeue failed."""
     if not job_ids:
-        return []
+        return {}
     try:
         listed = subprocess.run(
-            ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(job_ids)],
+            ["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(job_ids)],
             check=False, capture_output=True, text=True, timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         log.debug("squeue failed: %s", error)
-        return []
-    pairs = [line.split("|", 1) for line in listed.stdout.splitlines() if "|" in line]
-    return [(job_id.strip(), reason.strip()) for job_id, reason in pairs]
+        return None
+    if listed.returncode != 0 and "Invalid job id" not in listed.stderr:
+        return None
+    rows = [line.split("|", 2) for line in listed.stdout.splitlines() if line.count("|") == 2]
+    return {job_id.strip(): (state.strip(), reason.strip()) for job_id, state, reason in rows}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
         except Exception as error:  # noqa: BLE001 - sbatch and submitit errors vary; subclasses explain them
             raise self.submission_failed(error) from None
         try:
-            while not all(job.done() for job in jobs):
+            while not all(self.job_done(job) for job in jobs):
                 self.check_jobs(jobs)
                 time.sleep(POLL_S)
         except BaseException:
@@ -67,6 +67,9 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
     def submission_failed(self, error: Exception) -> Exception:
         """The error to raise when the jobs could not be submitted at all."""
         return error
+
+    def job_done(self, job: Any) -> bool:
+        return bool(job.done())
 
     def check_jobs(self, jobs: Sequence[Any]) -> None:
         """Called about every second while jobs run; raise to end the launch (the jobs are stopped)."""

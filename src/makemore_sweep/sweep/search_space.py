@@ -107,7 +107,10 @@ def build_search_space(
             fixed_params[name] = value
     extender = None
     if custom_search_space:
-        extender = instantiate({"_target_": custom_search_space, "_partial_": True})
+        # The user named this function in hydra.sweeper.custom_search_space: that one may run.
+        extender = instantiate(
+            {"_target_": custom_search_space, "_partial_": True}, _execution_whitelist_=(custom_search_space,)
+        )
     return SearchSpace(distributions, fixed_params, fixed_overrides, extender)
 
 
