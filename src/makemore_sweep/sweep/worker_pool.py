@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
-from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
-from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweep.study_run import SweepRun
 from makemore_sweep.sweep.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 
 WORKERS_DIR = ".workers"  # worker_K/ under the sweep folder: each worker's Hydra files and log
 WATCH_S = 1.0
-LOCAL_WORKER_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills jobs past their limit
 
 
 class SweepInterrupted(UserError):
@@ -77,22 +75,30 @@ def run_workers(run: SweepRun, workers: int) -> None:
     _report_workers(run, returns)
 
 
+def _local_processes(run: SweepRun, task: WorkerLoop) -> Launcher:
+    """The `hydra/launcher=local` launcher, composed from its config and set up for this sweep.
+
+    Only the launcher node is taken from that composition: the jobs are still composed from the
+    sweep's own config, whose launcher choice Hydra does not let a job change.
+    """
+    given = [*run.config.hydra.overrides.hydra, *run.config.hydra.overrides.task]  # as the sweep was composed
+    local = run.hydra_context.config_loader.load_configuration(
+        config_name=str(run.config.hydra.job.config_name),
+        overrides=[*map(str, given), "hydra/launcher=local"],
+        run_mode=RunMode.MULTIRUN,
+    )
+    OmegaConf.copy_cache(from_config=run.config, to_config=local)  # the same ${now:...} as the sweep
+    launcher: Launcher = build(OmegaConf.create(OmegaConf.to_container(local.hydra.launcher, resolve=True)))
+    launcher.setup(hydra_context=run.hydra_context, task_function=task, config=run.config)
+    return launcher
+
+
 def _launcher(run: SweepRun, task: WorkerLoop, workers: int) -> tuple[Launcher, str]:
     choice = run.config.hydra.runtime.choices.get("hydra/launcher")
     if choice == "basic" and workers > 1:
-        # Hydra's basic launcher runs jobs one after the other: workers need processes of their own.
-        from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
-
-        params: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(LocalQueueConf), resolve=False)  # type: ignore[assignment]
-        params.pop("_target_", None)
-        params.update(
-            submitit_folder=str(Path(str(run.config.hydra.sweep.dir)) / ".submitit" / "%j"),
-            name=str(run.config.hydra.job.name),
-            timeout_min=LOCAL_WORKER_TIMEOUT_MIN,
-        )
-        launcher: Launcher = ThreadSplittingLocalLauncher(**params)
-        launcher.setup(hydra_context=run.hydra_context, task_function=task, config=run.config)
-        return launcher, "as processes on this machine"
+        # Hydra's basic launcher runs jobs one after the other: workers need processes of their
+        # own, placed as the shipped `hydra/launcher=local` config places them.
+        return _local_processes(run, task), "as processes on this machine"
     launcher = Plugins.instance().instantiate_launcher(config=run.config, hydra_context=run.hydra_context, task_function=task)
     where = {"basic": "in this process", "local": "as processes on this machine", "slurm": "as SLURM jobs"}
     return launcher, where.get(str(choice), f"through hydra/launcher={choice}")
