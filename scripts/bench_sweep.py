@@ -89,7 +89,7 @@ def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args:
         raise SystemExit(f"the {label} sweep failed (exit {finished.returncode}); see {workdir / 'sweep.log'}")
 
     results = OmegaConf.load(workdir / "multirun" / STUDY / "optimization_results.yaml")
-    from makemore_sweep.sweep.storage import open_storage
+    from makemore_sweep.sweeper.storage import open_storage
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(results.storage)))
     states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}

@@ -2,7 +2,7 @@
 stay in compat/, modules stay small, and makemore-report never loads Lightning.
 
 The flow (docs/architecture.md): the leaves (errors, redaction, config, compat) → data → model →
-training → sweep → report → cluster → cli. A module may import its own stage, the leaves and the
+training → sweeper → report → cluster → cli. A module may import its own stage, the leaves and the
 stages before it, never one after it.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "makemore_sweep"
-STAGES = ("data", "model", "training", "sweep", "report", "cluster", "cli")
+STAGES = ("data", "model", "training", "sweeper", "report", "cluster", "cli")
 LEAVES = ("errors", "redaction", "config", "compat")
 THIRD_PARTY = ("lightning", "hydra", "hydra_plugins", "omegaconf", "optuna", "submitit", "wandb", "torch")
 MAX_LINES = 300
@@ -27,7 +27,7 @@ def modules() -> list[Path]:
 
 
 def stage_of(module: str) -> str:
-    """`makemore_sweep.sweep.storage` → `sweep`; the package root and api count as the entry points."""
+    """`makemore_sweep.sweeper.storage` → `sweep`; the package root and api count as the entry points."""
     parts = module.split(".")
     if len(parts) == 1:
         return "cli"  # `import makemore_sweep`: the root only holds the version and lazy API names

@@ -20,7 +20,7 @@ import optuna
 import pytest
 from conftest import REPO_ROOT, local_service, skip_or_fail
 
-from makemore_sweep.sweep.storage import open_storage
+from makemore_sweep.sweeper.storage import open_storage
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
 
@@ -63,7 +63,7 @@ WORKER = """
 import sys, time
 from pathlib import Path
 import optuna
-from makemore_sweep.sweep.storage import open_storage
+from makemore_sweep.sweeper.storage import open_storage
 
 url, name, n_trials, me, ready_dir = sys.argv[1:6]
 n_trials, ready_dir = int(n_trials), Path(ready_dir)

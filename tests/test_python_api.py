@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -29,25 +28,22 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
     assert result.stdout.split() == ["[]", "True", "True"]
 
 
-def test_sweep_stays_callable_once_the_sweep_subpackage_is_imported() -> None:
+def test_sweep_is_the_api_function_even_once_the_sweeper_package_is_loaded() -> None:
+    """The sweep engine lives in makemore_sweep.sweeper, so nothing rebinds makemore_sweep.sweep."""
     import makemore_sweep
-    import makemore_sweep.sweep.export  # binds makemore_sweep.sweep to the subpackage
+    import makemore_sweep.sweeper.export
     from makemore_sweep import sweep
 
-    assert sweep is makemore_sweep.sweep and callable(sweep)
-    # Still pickled by name like any module: the launchers pickle state that refers to it.
-    import cloudpickle
-
-    assert pickle.loads(pickle.dumps(sweep)) is sweep
-    assert pickle.loads(cloudpickle.dumps(sweep)) is sweep
+    assert makemore_sweep.sweep is sweep and callable(sweep) and sweep.__module__ == "makemore_sweep"
 
 
 def test_user_configs_come_first_and_exports_go_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs" / "model").mkdir(parents=True)
     (tmp_path / "configs" / "experiment").mkdir()
-    shipped = (CONF_DIR / "model" / "mlp_bn.yaml").read_text()
-    (tmp_path / "configs" / "model" / "mlp_bn.yaml").write_text(shipped.replace("n_hidden: 200", "n_hidden: 123"))
+    # The user's mlp_bn replaces the shipped one (which sets nothing but the name over the schema).
+    assert "n_hidden" not in (CONF_DIR / "model" / "mlp_bn.yaml").read_text()
+    (tmp_path / "configs" / "model" / "mlp_bn.yaml").write_text("name: mlp_bn\nn_hidden: 123\n")
     (tmp_path / "configs" / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 7\n")
 
     config, _ = compose_config(["experiment=mine"])

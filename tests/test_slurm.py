@@ -24,7 +24,7 @@ from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli
 from wandb_offline import run_config
 
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
-from makemore_sweep.sweep.storage import open_storage
+from makemore_sweep.sweeper.storage import open_storage
 from makemore_sweep.training.metrics_file import read_metrics
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]

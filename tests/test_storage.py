@@ -12,7 +12,7 @@ from wandb_offline import run_config
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep.storage import (
+from makemore_sweep.sweeper.storage import (
     check_storage_url,
     describe_storage,
     journal_path,

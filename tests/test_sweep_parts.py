@@ -20,16 +20,16 @@ from optuna.trial import FrozenTrial, TrialState
 from makemore_sweep.cli.train import selects_sweep
 from makemore_sweep.cluster.local_launcher import split_threads
 from makemore_sweep.errors import ConfigError, StorageError
-from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
-from makemore_sweep.sweep.leases import (
+from makemore_sweep.sweeper.export import config_changes, experiment_name, write_experiment
+from makemore_sweep.sweeper.leases import (
     HEARTBEAT_ATTR,
     HOST,
     OWNER_ATTR,
     TrialLeases,
     process_is_alive,
 )
-from makemore_sweep.sweep.pruners import build_pruner
-from makemore_sweep.sweep.storage import (
+from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.storage import (
     open_sweep_storage,
     resolve_storage_url,
     with_installed_postgres_driver,

@@ -1,6 +1,6 @@
 """Registers makemore-sweep's Hydra plugins: Hydra finds plugins by scanning `hydra_plugins.*`.
 
-- `hydra/sweeper=makemore_optuna`: makemore_sweep.sweep.plugin.MakemoreOptunaSweeper
+- `hydra/sweeper=makemore_optuna`: makemore_sweep.sweeper.plugin.MakemoreOptunaSweeper
 - `hydra/launcher=local` (conf/hydra/launcher/local.yaml): makemore_sweep.cluster.local_launcher
 - `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): makemore_sweep.cluster.slurm_launcher
 - the configuration schema `makemore_schema` that conf/train.yaml starts from (config/store.py),
@@ -12,6 +12,6 @@ import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.cluster.local_launcher import ThreadSplittingLocalLauncher
 from makemore_sweep.cluster.slurm_launcher import CheckedSlurmLauncher
 from makemore_sweep.config.search_path import UserConfigSearchPath
-from makemore_sweep.sweep.plugin import MakemoreOptunaSweeper
+from makemore_sweep.sweeper.plugin import MakemoreOptunaSweeper
 
 __all__ = ["CheckedSlurmLauncher", "MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher", "UserConfigSearchPath"]

@@ -28,8 +28,8 @@ from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import ConfigError, UserError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.report.sources import load_study_source
-from makemore_sweep.sweep.export import experiment_name
-from makemore_sweep.sweep.storage import resolve_storage_url
+from makemore_sweep.sweeper.export import experiment_name
+from makemore_sweep.sweeper.storage import resolve_storage_url
 
 
 def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:

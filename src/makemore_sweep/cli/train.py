@@ -25,7 +25,7 @@ from makemore_sweep.errors import (
 )
 from makemore_sweep.redaction import hide_secrets_in_command_line, redact_run_records
 from makemore_sweep.report.embeddings import plot_run_embeddings
-from makemore_sweep.sweep.trial_reporting import TrialReporter
+from makemore_sweep.sweeper.trial_reporting import TrialReporter
 from makemore_sweep.training.lr_finder import run_lr_find
 from makemore_sweep.training.resume import expand_resume_argument
 from makemore_sweep.training.run import run_training

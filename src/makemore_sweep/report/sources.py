@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep import storage as studies_storage
-from makemore_sweep.sweep.storage import JOURNAL_PREFIX
+from makemore_sweep.sweeper import storage as studies_storage
+from makemore_sweep.sweeper.storage import JOURNAL_PREFIX
 from makemore_sweep.training.metrics_file import METRICS_FILE
 
 DEV_LOSS = "val_loss"  # the metrics.json key of the dev loss, as an objective name

@@ -12,8 +12,8 @@ from optuna.trial import FrozenTrial
 
 from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep.export import config_changes, experiment_name, write_experiment
-from makemore_sweep.sweep.search_space import SearchSpace
+from makemore_sweep.sweeper.export import config_changes, experiment_name, write_experiment
+from makemore_sweep.sweeper.search_space import SearchSpace
 
 RESULTS_FILE = "optimization_results.yaml"
 

@@ -19,16 +19,16 @@ from hydra.plugins.launcher import Launcher
 from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.errors import UserError
-from makemore_sweep.sweep.leases import TrialLeases
-from makemore_sweep.sweep.study_run import SweepRun
-from makemore_sweep.sweep.trial_claims import (
+from makemore_sweep.sweeper.leases import TrialLeases
+from makemore_sweep.sweeper.study_run import SweepRun
+from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
     TrialSource,
     identity_overrides,
     resume_overrides,
     trial_run_dir,
 )
-from makemore_sweep.sweep.trial_outcome import record_outcome
+from makemore_sweep.sweeper.trial_outcome import record_outcome
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def _default_pruner_options() -> dict[str, Any]:
 
 @dataclass
 class MakemoreOptunaSweeperConf(OptunaSweeperConf):
-    _target_: str = "makemore_sweep.sweep.plugin.MakemoreOptunaSweeper"
+    _target_: str = "makemore_sweep.sweeper.plugin.MakemoreOptunaSweeper"
     # One job per trial, this many at once (upstream's batches); used when workers is 0, or null with n_jobs > 1.
     n_jobs: int = 1
     # Long-lived workers that each pull trial after trial, placed by the launcher; null: 2 when
@@ -94,7 +94,7 @@ class MakemoreOptunaSweeper(Sweeper):
     ) -> None:
         # Optuna is imported later, not here: Hydra scans plugins on every start. The sampler
         # is instantiated once the study is open (its seed moves on when a study is resumed).
-        from makemore_sweep.sweep.settings import SweepSettings
+        from makemore_sweep.sweeper.settings import SweepSettings
 
         self.settings = SweepSettings(
             sampler=sampler,
@@ -126,7 +126,7 @@ class MakemoreOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
-        from makemore_sweep.sweep.study_run import run_sweep
+        from makemore_sweep.sweeper.study_run import run_sweep
 
         try:
             run_sweep(self.config, self.hydra_context, self.task_function, self.settings, arguments)

@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.utils import get_class
 
-from makemore_sweep.sweep.storage import cluster_storage_url, resolve_storage_url
+from makemore_sweep.sweeper.storage import cluster_storage_url, resolve_storage_url
 
 
 def launcher_runs_on_cluster(launcher_config: Any) -> bool:

@@ -25,23 +25,23 @@ from optuna.trial import FrozenTrial
 
 from makemore_sweep.errors import ConfigError, StorageError, UserError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep.leases import FAIL_REASON_ATTR
-from makemore_sweep.sweep.progress_printer import SweepPrinter, count_states
-from makemore_sweep.sweep.pruners import build_pruner
-from makemore_sweep.sweep.search_space import SearchSpace, build_search_space
-from makemore_sweep.sweep.settings import (
+from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR
+from makemore_sweep.sweeper.progress_printer import SweepPrinter, count_states
+from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.search_space import SearchSpace, build_search_space
+from makemore_sweep.sweeper.settings import (
     SweepSettings,
     build_sampler,
     directions,
     is_grid,
     study_name,
 )
-from makemore_sweep.sweep.storage import (
+from makemore_sweep.sweeper.storage import (
     open_sweep_storage,
 )
-from makemore_sweep.sweep.study_location import study_storage_url
-from makemore_sweep.sweep.sweep_results import export_best, save_results
-from makemore_sweep.sweep.trial_outcome import failures_of_sweep
+from makemore_sweep.sweeper.study_location import study_storage_url
+from makemore_sweep.sweeper.sweep_results import export_best, save_results
+from makemore_sweep.sweeper.trial_outcome import failures_of_sweep
 
 
 class TooManyFailures(UserError):
@@ -116,11 +116,11 @@ def run_sweep(
     run = SweepRun(config, hydra_context, task_function, settings, space, study, storage, url, n_earlier)
     run.printer.plan(study, mask_secrets(url), settings.n_trials, count_states(study))
     if workers > 0:
-        from makemore_sweep.sweep.worker_pool import run_workers
+        from makemore_sweep.sweeper.worker_pool import run_workers
 
         run_workers(run, workers)
     else:
-        from makemore_sweep.sweep.batch_loop import run_batches
+        from makemore_sweep.sweeper.batch_loop import run_batches
 
         run_batches(run)
     finish(run)

@@ -24,10 +24,10 @@ from optuna.trial import TrialState
 
 from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
-from makemore_sweep.sweep.study_run import SweepRun
-from makemore_sweep.sweep.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
-from makemore_sweep.sweep.trial_outcome import job_result
-from makemore_sweep.sweep.worker_loop import WorkerLoop
+from makemore_sweep.sweeper.study_run import SweepRun
+from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
+from makemore_sweep.sweeper.trial_outcome import job_result
+from makemore_sweep.sweeper.worker_loop import WorkerLoop
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A training run's side of an Optuna sweep: its trial, pruning, and what it tells the study.
 
-The sweeper (`sweep/plugin.py`) launches each trial as a Hydra job with the overrides
+The sweeper (`sweeper/plugin.py`) launches each trial as a Hydra job with the overrides
 `+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`. The entry
 point hands the run a `TrialReporter` (a `RunHook`): it resolves the study's storage against
 DIR as the sweeper did (study_location.py), opens that trial, reports the dev loss at every validation, stops the
@@ -23,9 +23,9 @@ from optuna.trial import TrialState
 
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep.pruners import build_pruner
-from makemore_sweep.sweep.storage import open_sweep_storage
-from makemore_sweep.sweep.study_location import study_storage_url
+from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.storage import open_sweep_storage
+from makemore_sweep.sweeper.study_location import study_storage_url
 from makemore_sweep.training.run_hooks import RunHook
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.sweep.leases import FAIL_REASON_ATTR
+from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR
 from makemore_sweep.training.metrics_file import METRICS_FILE, read_metrics
 
 

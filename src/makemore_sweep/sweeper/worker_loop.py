@@ -31,19 +31,24 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from makemore_sweep.redaction import redact_run_records
-from makemore_sweep.sweep.leases import TrialLeases
-from makemore_sweep.sweep.pruners import build_pruner
-from makemore_sweep.sweep.search_space import SearchSpace
-from makemore_sweep.sweep.settings import WORKER_SEED_STRIDE, SweepSettings, build_sampler, is_grid
-from makemore_sweep.sweep.storage import local_lock_path, open_sweep_storage
-from makemore_sweep.sweep.trial_claims import (
+from makemore_sweep.sweeper.leases import TrialLeases
+from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.search_space import SearchSpace
+from makemore_sweep.sweeper.settings import (
+    WORKER_SEED_STRIDE,
+    SweepSettings,
+    build_sampler,
+    is_grid,
+)
+from makemore_sweep.sweeper.storage import local_lock_path, open_sweep_storage
+from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
     TrialSource,
     identity_overrides,
     resume_overrides,
     trial_run_dir,
 )
-from makemore_sweep.sweep.trial_outcome import failures_of_sweep, record_outcome
+from makemore_sweep.sweeper.trial_outcome import failures_of_sweep, record_outcome
 
 log = logging.getLogger(__name__)
 

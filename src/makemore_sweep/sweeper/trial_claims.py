@@ -27,10 +27,10 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
-from makemore_sweep.sweep.leases import TrialLeases
-from makemore_sweep.sweep.progress_printer import count_states, finished
-from makemore_sweep.sweep.search_space import SearchSpace
-from makemore_sweep.sweep.trial_reporting import TRIAL_CONFIG_KEY
+from makemore_sweep.sweeper.leases import TrialLeases
+from makemore_sweep.sweeper.progress_printer import count_states, finished
+from makemore_sweep.sweeper.search_space import SearchSpace
+from makemore_sweep.sweeper.trial_reporting import TRIAL_CONFIG_KEY
 
 CONTINUED_ATTR = "continued"  # how many times the trial was taken over and continued
 CONTINUED_REASON_ATTR = "continued_reason"

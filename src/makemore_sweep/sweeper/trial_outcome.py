@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.errors import UserError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweep.leases import FAIL_REASON_ATTR, OWNER_ATTR
+from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR, OWNER_ATTR
 
 
 def job_result(job_return: JobReturn | BaseException) -> tuple[float, str | None]:
