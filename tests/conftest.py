@@ -53,12 +53,20 @@ def names_path() -> Path:
     return path
 
 
-@pytest.fixture
-def run_env(tmp_path: Path) -> dict[str, str]:
+def user_shell_env() -> dict[str, str]:
+    """This process's environment as a user's shell would have it: W&B offline, no key, no service."""
     env = dict(os.environ)
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
     env.pop("WANDB_API_KEY", None)
+    # A shell has no W&B service of another process: once a test has run W&B in this pytest
+    # process (the notebook API's train()), its WANDB_SERVICE would be inherited.
+    env.pop("WANDB_SERVICE", None)
     return env
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> dict[str, str]:
+    return user_shell_env()
 
 
 def train_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:

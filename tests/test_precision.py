@@ -8,6 +8,7 @@ fp16 autocast and a real GradScaler, as on a GPU.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +18,7 @@ from conftest import train_cli
 from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.plugins.precision import Precision
 
+from makemore_sweep.config.schema import DataConfig, RunConfig
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.model.language_model import LanguageModelTask
@@ -32,7 +34,8 @@ class PlainPrecisionThroughThePlugin(Precision):
 def fit(names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_args: object) -> tuple[LanguageModelTask, L.Trainer]:
     """SGD for `steps` optimiser steps (10 per Lightning call) with the run's own module and data."""
     L.seed_everything(0, verbose=False)
-    datamodule = NamesDataModule(path=str(names_path), block_size=3, batch_size=32, download=False)
+    data = asdict(DataConfig(path=str(names_path), block_size=3, batch_size=32, download=False))
+    datamodule = NamesDataModule(**{k: v for k, v in data.items() if k != "_target_"})
     datamodule.setup()
     datamodule.step_plan = StepPlan(max_steps=steps, val_every_n_steps=steps, steps_per_execution=min(10, steps))
     module = LanguageModelTask(
@@ -41,6 +44,7 @@ def fit(names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_
         network=NETWORK,
         optim={"name": "sgd", "lr": 0.1, "schedule": "constant", "grad_clip": grad_clip},
         max_steps=steps,
+        divergence_loss=RunConfig().divergence_loss,
     )
     trainer = L.Trainer(
         max_steps=steps,
@@ -61,7 +65,10 @@ def fit(names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_
 
 def initial_parameters() -> dict[str, torch.Tensor]:
     L.seed_everything(0, verbose=False)
-    module = LanguageModelTask(vocab=list(".abcdefghijklmnopqrstuvwxyz"), block_size=3, network=NETWORK, optim={}, max_steps=1)
+    module = LanguageModelTask(
+        vocab=list(".abcdefghijklmnopqrstuvwxyz"), block_size=3, network=NETWORK, optim={}, max_steps=1,
+        divergence_loss=RunConfig().divergence_loss,
+    )
     return {name: p.detach().clone() for name, p in module.named_parameters()}
 
 

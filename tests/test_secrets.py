@@ -49,13 +49,13 @@ def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_pa
 @pytest.mark.slow
 def test_resume_never_replays_a_masked_secret(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
     run_dir = tmp_path / "run"
-    token = f"+study.api_token={TOKEN}"
+    token = f"+notes.api_token={TOKEN}"
     args = [f"data.path={names_path}", "trainer.max_steps=50", "trainer.val_every_n_steps=50", "logger=csv",
             f"hydra.run.dir={run_dir}", token]
     assert train_cli(args, cwd=tmp_path, env=run_env).returncode == 0
 
     replayed = train_cli([f"resume={run_dir}"], cwd=tmp_path, env=run_env)
-    assert "+study.api_token=***" in assert_clean_failure(replayed, "+study.api_token")
+    assert "+notes.api_token=***" in assert_clean_failure(replayed, "+notes.api_token")
 
     given_again = train_cli([f"resume={run_dir}", token], cwd=tmp_path, env=run_env)
     assert given_again.returncode == 0, given_again.stdout + given_again.stderr

@@ -81,7 +81,9 @@ def dependency_paths() -> list[str]:
         if folder is None or not folder.is_dir() or (folder / "makemore_sweep").exists():
             continue
         in_stdlib = folder.is_relative_to(stdlib) and not {"site-packages", "dist-packages"} & set(folder.parts)
-        if in_stdlib or folder.is_relative_to(REPO_ROOT.resolve()):
+        # The checkout's own folders (its root, tests/) stay out; a venv inside it (make test's .venv) does not.
+        in_checkout = folder.is_relative_to(REPO_ROOT.resolve()) and not {"site-packages", "dist-packages"} & set(folder.parts)
+        if in_stdlib or in_checkout:
             continue
         paths.append(str(folder))
     return paths
@@ -92,7 +94,7 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
 ) -> None:
     bin_dir, work = venv / "bin", tmp_path / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEMORE_ROOT", "WANDB_API_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEMORE_ROOT", "WANDB_API_KEY", "WANDB_SERVICE")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
 
     where = run([bin_dir / "python", "-c", "import makemore_sweep, makemore_sweep.conf as c; print(makemore_sweep.__file__); print(c.__file__)"], work, env)

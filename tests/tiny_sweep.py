@@ -8,12 +8,11 @@ attribute `run_dir`, the convention the Optuna sweeper follows. Built once per t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from conftest import train_cli
+from conftest import train_cli, user_shell_env
 
 STUDY_NAME = "tiny-report"
 HIDDEN_SIZES = (16, 32, 64)
@@ -43,10 +42,7 @@ _built: dict[Path, TinySweep] = {}
 
 
 def sweep_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
-    env.pop("WANDB_API_KEY", None)
-    return env
+    return user_shell_env()
 
 
 def build_tiny_sweep(base: Path, names_path: Path) -> TinySweep:

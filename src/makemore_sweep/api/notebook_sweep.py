@@ -91,7 +91,9 @@ def run_sweep_process(args: list[str]) -> None:
     then stops as on the command line: finished trials are kept and a rerun resumes the study.
     """
     command = [sys.executable, "-m", "makemore_sweep.cli.train", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # WANDB_SERVICE points at this kernel's W&B service once train() has logged to W&B here; the
+    # sweep's processes start their own, as a sweep started from a shell does.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"} | {"PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
     ) as child:
