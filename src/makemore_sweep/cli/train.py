@@ -46,6 +46,8 @@ def silence_known_noise() -> None:
 
 
 _runs_in_this_process = 0
+# A run returns its dev loss; a trial of a multi-objective sweep, each objective (None if missing).
+Objective = float | list[float | None]
 
 
 class EmbeddingFigure(RunHook):
@@ -63,8 +65,9 @@ def run_hooks(cfg: DictConfig) -> list[RunHook]:
 
 
 @hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG)
-def train(cfg: DictConfig) -> float:
-    """Train one configuration and return its best dev loss (what sweepers minimise).
+def train(cfg: DictConfig) -> Objective:
+    """Train one configuration and return its best dev loss (what sweepers minimise), or the
+    values of `hydra.sweeper.objectives` when it is a trial of a multi-objective sweep.
 
     With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
     """
@@ -77,10 +80,11 @@ def train(cfg: DictConfig) -> float:
         sys.exit(error.exit_code)
 
 
-def run_task(cfg: DictConfig) -> float:
+def run_task(cfg: DictConfig) -> Objective:
     """The job of makemore-train and of makemore_sweep.train(): Hydra's config must be set.
 
-    Returns the best dev loss, or the suggested rate for `task=lr_find`; user errors are raised.
+    Returns the best dev loss (or a sweep trial's objectives), or the suggested rate for
+    `task=lr_find`; user errors are raised.
     """
     global _runs_in_this_process
     if _runs_in_this_process:  # a later job of an in-process multirun: its imports are done
@@ -96,8 +100,10 @@ def run_task(cfg: DictConfig) -> float:
     )
     if cfg.get("task") and cfg.task.name == "lr_find":
         return run_lr_find(cfg, run_dir).suggested_lr
-    metrics = run_training(cfg, run_dir, run_hooks(cfg))
-    return float(metrics["val_loss"])
+    hooks = run_hooks(cfg)
+    metrics = run_training(cfg, run_dir, hooks)
+    trial = next((hook for hook in hooks if isinstance(hook, TrialReporter)), None)
+    return float(metrics["val_loss"]) if trial is None else trial.objective_values(metrics)
 
 
 def selects_sweep(args: list[str]) -> bool:

@@ -130,11 +130,8 @@ def _dev_loss_target(source: ReportSource) -> dict[str, Any]:
 
 def parallel_coordinates_figure(source: ReportSource) -> Figure:
     _require_search(source, 1)
-    figure = _optuna_figure(
-        lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
-            source.study, **_dev_loss_target(source)
-        )
-    )
+    plot = optuna.visualization.matplotlib.plot_parallel_coordinate
+    figure = _optuna_figure(lambda: plot(source.study, **_dev_loss_target(source)))
     figure.set_size_inches(max(6, 2.2 * (len(source.param_names) + 1)), 4.8)
     return figure
 
@@ -145,11 +142,11 @@ def importances_figure(source: ReportSource) -> Figure:
     if len(values) < 2:
         raise FigureSkipped("all completed trials have the same dev loss")
     try:
-        figure = _optuna_figure(
-            lambda: optuna.visualization.matplotlib.plot_param_importances(
-                source.study, **_dev_loss_target(source)
-            )
-        )
+        with warnings.catch_warnings():
+            # Optuna warns that a `target` is taken as lower-is-better: the dev loss is.
+            warnings.filterwarnings("ignore", message=r".*computes the importances of params to achieve low")
+            plot = optuna.visualization.matplotlib.plot_param_importances
+            figure = _optuna_figure(lambda: plot(source.study, **_dev_loss_target(source)))
     except (ValueError, RuntimeError) as error:
         raise FigureSkipped(f"Optuna cannot rank the parameters yet ({error})") from error
     figure.set_size_inches(7, max(3, 0.6 * len(source.param_names) + 2))

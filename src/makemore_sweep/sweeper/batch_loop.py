@@ -59,7 +59,7 @@ def run_batches(run: SweepRun) -> None:
         returns = _launch(run, launcher, leases, batch, job_idx)
         job_idx += len(batch)
         for claimed, job_return in zip(batch, returns):
-            outcome = record_outcome(run.study, run.storage, claimed.trial_id, job_return)
+            outcome = record_outcome(run.study, run.storage, claimed.trial_id, job_return, settings.objectives)
             run.printer.trial_finished(outcome, run.study)
             if outcome.state == TrialState.FAIL:
                 failed.append(outcome)

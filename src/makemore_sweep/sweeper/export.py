@@ -1,4 +1,5 @@
-"""The best trial of a sweep as an experiment config: `makemore-train experiment=<study>_best`.
+"""A sweep's chosen trials as experiment configs: `makemore-train experiment=<study>_best`
+(or `<study>_pareto_<trial>` for each trial on a multi-objective study's Pareto front).
 
 The experiment holds every value in which the best trial's configuration differs from the
 default one (conf/train.yaml alone): the searched parameters, the sweep file's settings such as
@@ -21,7 +22,16 @@ _MISSING = object()
 
 
 def experiment_name(study_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{study_name}_best")
+    return _safe(f"{study_name}_best")
+
+
+def pareto_experiment_name(study_name: str, trial_number: int) -> str:
+    """The experiment of one trial on a multi-objective study's Pareto front."""
+    return _safe(f"{study_name}_pareto_{trial_number}")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def config_changes(config: DictConfig, baseline: DictConfig, always: Sequence[str] = ()) -> dict[str, Any]:

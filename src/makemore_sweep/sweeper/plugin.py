@@ -6,6 +6,8 @@ It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.stor
 
 - `pruner` (median | hyperband | successive_halving | percentile | none) with `pruner_options`,
   the Optuna keyword arguments of each pruner by name;
+- `objectives`: the metrics.json keys a trial returns, one `direction` each; several make a
+  multi-objective study whose Pareto front is printed, saved and exported (no pruning then);
 - `enqueue`: parameter sets a new study tries first (e.g. the lecture configuration);
 - `workers`: long-lived asynchronous workers, placed by the launcher (docs/sweeps.md);
 - `heartbeat_interval` / `grace_period`: how abandoned trials are told from live ones;
@@ -47,6 +49,8 @@ def _default_pruner_options() -> dict[str, Any]:
 @dataclass
 class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "makemore_sweep.sweeper.plugin.MakemoreOptunaSweeper"
+    # metrics.json keys the trials return, in the order of `direction`; e.g. [val_loss,n_params].
+    objectives: list[str] = field(default_factory=lambda: ["val_loss"])
     # One job per trial, this many at once (upstream's batches); used when workers is 0, or null with n_jobs > 1.
     n_jobs: int = 1
     # Long-lived workers that each pull trial after trial, placed by the launcher; null: 2 when
@@ -77,6 +81,7 @@ class MakemoreOptunaSweeper(Sweeper):
         self,
         sampler: Any,
         direction: Any,
+        objectives: Any,
         storage: Any | None,
         study_name: str | None,
         n_trials: int,
@@ -94,11 +99,12 @@ class MakemoreOptunaSweeper(Sweeper):
     ) -> None:
         # Optuna is imported later, not here: Hydra scans plugins on every start. The sampler
         # is instantiated once the study is open (its seed moves on when a study is resumed).
-        from makemore_sweep.sweeper.settings import SweepSettings
+        from makemore_sweep.sweeper.settings import SweepSettings, objective_list
 
         self.settings = SweepSettings(
             sampler=sampler,
             direction=direction,
+            objectives=objective_list(objectives),
             storage=None if storage is None else str(storage),
             study_name=study_name,
             n_trials=int(n_trials),

@@ -63,6 +63,9 @@ class SweepPrinter:
         self.say(f"[trial {number}] CONTINUED{by} ({reason})")
 
     def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
+        if len(study.directions) > 1:
+            self._trial_on_front(trial, study)
+            return
         best = best_completed(study)
         best_text = "best —" if best is None else f"best {_loss(best.value)} (trial {best.number})"
         if trial.state == TrialState.COMPLETE:
@@ -87,6 +90,41 @@ class SweepPrinter:
         if best.user_attrs.get("run_dir"):
             self.say(f"[sweep]   run: {best.user_attrs['run_dir']}")
         return best
+
+
+    def _trial_on_front(self, trial: FrozenTrial, study: optuna.Study) -> None:
+        front = {t.number for t in study.best_trials}
+        if trial.state == TrialState.COMPLETE:
+            place = "on the front" if trial.number in front else "behind the front"
+            outcome = f"COMPLETE {objective_text(study, trial)} ({place})"
+        else:
+            outcome = f"{trial.state.name:<8} {trial.user_attrs.get(FAIL_REASON_ATTR, '')}"
+        self.say(f"[trial {trial.number}] {outcome} | front: {len(front)} trials | {format_params(trial.params)}")
+
+    def pareto_front(self, study: optuna.Study, counts: Mapping[TrialState, int]) -> list[FrozenTrial]:
+        """Print the Pareto front of a multi-objective study (by its first objective); return it."""
+        states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+        self.say(f"[sweep] study {study.study_name}: {states}")
+        front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
+        names = objective_names(study)
+        directions = ", ".join(f"{name} ({d.name.lower()})" for name, d in zip(names, study.directions))
+        self.say(f"[sweep] Pareto front over {directions}: {len(front)} trials")
+        for trial in front:
+            test = "" if "test_loss" in names else f", test {_loss(trial.user_attrs.get('test_loss'))}"
+            self.say(f"[sweep]   trial {trial.number}: {objective_text(study, trial)}{test} | {format_params(trial.params)}")
+        return front
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    return list(study.metric_names or [f"objective {i}" for i in range(len(study.directions))])
+
+
+def objective_text(study: optuna.Study, trial: FrozenTrial) -> str:
+    return ", ".join(f"{name} {_figure(value)}" for name, value in zip(objective_names(study), trial.values))
+
+
+def _figure(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.4f}"
 
 
 def best_run_metrics(trial: FrozenTrial) -> dict[str, Any]:

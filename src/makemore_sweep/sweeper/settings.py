@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_sweep.errors import ConfigError
+from makemore_sweep.training.metrics_file import OBJECTIVE_KEYS
 
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 TPE_TARGET = "optuna.samplers.TPESampler"
@@ -22,12 +24,14 @@ GRID_TARGET = "optuna.samplers.GridSampler"
 DEFAULT_WORKERS = 2
 # Seeds of the workers' samplers are this far apart, so no two workers draw the same proposals.
 WORKER_SEED_STRIDE = 100_003
+DEV_LOSS = "val_loss"  # the objective of a sweep that names none
 
 
 @dataclass(frozen=True)
 class SweepSettings:
     sampler: Any
     direction: Any
+    objectives: tuple[str, ...]
     storage: str | None
     study_name: str | None
     n_trials: int
@@ -43,9 +47,12 @@ class SweepSettings:
     grace_period: float
     export_dir: str | None
 
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
     def check(self) -> None:
-        if len(directions(self.direction)) != 1:
-            raise ConfigError("hydra.sweeper.direction must be one direction: makemore sweeps optimise the dev loss.")
+        self.check_objectives()
         if self.n_trials < 1:
             raise ConfigError(f"hydra.sweeper.n_trials={self.n_trials} is invalid: it must be an integer ≥ 1.")
         if self.n_jobs < 1:
@@ -60,6 +67,29 @@ class SweepSettings:
                 "they must satisfy 0 < heartbeat_interval < grace_period."
             )
 
+    def check_objectives(self) -> None:
+        shown = f"[{','.join(self.objectives)}]"
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"hydra.sweeper.objectives={shown} is invalid: list one or more distinct metrics.json keys.")
+        for key in self.objectives:
+            if key not in OBJECTIVE_KEYS:
+                close = difflib.get_close_matches(key, OBJECTIVE_KEYS, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"choose among {', '.join(OBJECTIVE_KEYS)}."
+                raise ConfigError(f"hydra.sweeper.objectives names {key}, which is not a numeric metrics.json key; {hint}")
+        n_directions = len(directions(self.direction))
+        if n_directions != len(self.objectives):
+            raise ConfigError(
+                f"hydra.sweeper.direction gives {n_directions} direction(s) for the {len(self.objectives)} objective(s) "
+                f"{shown}: give one each, e.g. hydra.sweeper.direction=[{','.join(['minimize'] * len(self.objectives))}]."
+            )
+        # Trials report the dev loss as they train, so only a dev-loss study can be pruned; Optuna
+        # cannot prune a multi-objective study at all.
+        if str(self.pruner).lower() != "none" and self.objectives != (DEV_LOSS,):
+            raise ConfigError(
+                f"hydra.sweeper.pruner={self.pruner} cannot prune a sweep over hydra.sweeper.objectives={shown} "
+                "(Optuna prunes single-objective studies on the dev loss only); set hydra.sweeper.pruner=none."
+            )
+
     def worker_count(self) -> int:
         """Long-lived workers to run; 0 means one job per trial, in batches of n_jobs (upstream's way)."""
         if self.workers is not None:
@@ -71,6 +101,14 @@ class SweepSettings:
 
     def with_n_trials(self, n_trials: int) -> SweepSettings:
         return replace(self, n_trials=n_trials)
+
+
+def objective_list(objectives: Any) -> tuple[str, ...]:
+    """`hydra.sweeper.objectives` as a tuple of names; null means the dev loss alone."""
+    if objectives is None:
+        return (DEV_LOSS,)
+    values = list(objectives) if isinstance(objectives, (list, tuple)) or OmegaConf.is_list(objectives) else [objectives]
+    return tuple(str(v) for v in values)
 
 
 def directions(direction: Any) -> list[str]:

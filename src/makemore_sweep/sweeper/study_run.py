@@ -5,6 +5,7 @@
         with long-lived workers that each pull trial after trial   (worker_pool.py, worker_loop.py)
         or with one job per trial, in batches of n_jobs            (batch_loop.py)
     print the best trial, write optimization_results.yaml and the best trial as an experiment
+    (several objectives: the Pareto front, each of its trials as an experiment)
 
 Counting from the storage is what makes a re-run resume and several sweep processes on one
 storage share the total; RUNNING trials that nobody runs any more are continued, not redone.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from optuna.trial import FrozenTrial
 
 from makemore_sweep.errors import ConfigError, StorageError, UserError
 from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweeper.export import experiment_name, pareto_experiment_name
 from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR
 from makemore_sweep.sweeper.progress_printer import SweepPrinter, count_states
 from makemore_sweep.sweeper.pruners import build_pruner
@@ -40,7 +43,11 @@ from makemore_sweep.sweeper.storage import (
     open_sweep_storage,
 )
 from makemore_sweep.sweeper.study_location import study_storage_url
-from makemore_sweep.sweeper.sweep_results import export_best, save_results
+from makemore_sweep.sweeper.sweep_results import (
+    export_experiment,
+    save_pareto_results,
+    save_results,
+)
 from makemore_sweep.sweeper.trial_outcome import failures_of_sweep
 
 
@@ -98,17 +105,7 @@ def run_sweep(
         grid = space.grid()
         sampler = sampler(grid)
         settings = settings.with_n_trials(min(settings.n_trials, math.prod(len(v) for v in grid.values())))
-    try:
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            sampler=sampler,
-            pruner=build_pruner(settings.pruner, settings.pruner_options),
-            direction=directions(settings.direction)[0],  # type: ignore[arg-type]
-            load_if_exists=True,
-        )
-    except ValueError as error:  # e.g. the study exists with the other direction
-        raise ConfigError(f"hydra.sweeper.direction does not fit study {name!r}: {error}.") from error
+    study = open_study(name, storage, sampler, settings)
     if n_earlier == 0:
         for params in settings.enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
@@ -126,12 +123,56 @@ def run_sweep(
     finish(run)
 
 
+def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSampler, settings: SweepSettings) -> optuna.Study:
+    """Create the study, or load it when it exists with the same objectives and directions."""
+    wanted = directions(settings.direction)
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=build_pruner(settings.pruner, settings.pruner_options),
+            directions=wanted,  # type: ignore[arg-type]
+            load_if_exists=True,
+        )
+    except ValueError as error:
+        raise ConfigError(f"hydra.sweeper.direction does not fit study {name!r}: {error}.") from error
+    if [d.name.lower() for d in study.directions] != [d.lower() for d in wanted]:
+        raise ConfigError(
+            f"hydra.sweeper.direction=[{','.join(wanted)}] does not fit study {name!r}, which was created with "
+            f"[{','.join(d.name.lower() for d in study.directions)}]; keep its directions or choose another study_name."
+        )
+    known = study.metric_names
+    if known is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental; the report reads the names
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(settings.objectives))
+    elif tuple(known) != settings.objectives:
+        raise ConfigError(
+            f"hydra.sweeper.objectives=[{','.join(settings.objectives)}] does not fit study {name!r}, which optimises "
+            f"[{','.join(known)}]; keep its objectives or choose another study_name."
+        )
+    return study
+
+
 def finish(run: SweepRun) -> None:
-    best = run.printer.best(run.study, count_states(run.study))
+    counts = count_states(run.study)
+    if run.settings.multi_objective:
+        front = run.printer.pareto_front(run.study, counts)
+        save_pareto_results(run.config, run.study, front, run.storage_url)
+        for trial in front:
+            path, name = export_trial(run, trial, pareto_experiment_name(run.study.study_name, trial.number))
+            run.printer.say(f"[sweep]   trial {trial.number} written as {path}: makemore-train experiment={name}")
+        return
+    best = run.printer.best(run.study, counts)
     save_results(run.config, run.study, best, run.storage_url)
     if best is not None:
-        path, name = export_best(run.config, run.hydra_context, run.study, best, run.space, run.settings.export_dir)
+        path, name = export_trial(run, best, experiment_name(run.study.study_name))
         run.printer.say(f"[sweep]   written as {path}; reproduce it with: makemore-train experiment={name}")
+
+
+def export_trial(run: SweepRun, trial: FrozenTrial, name: str) -> tuple[Path, str]:
+    return export_experiment(run.config, run.hydra_context, run.study, trial, run.space, run.settings.export_dir, name)
 
 
 def count_trials(storage: BaseStorage, name: str) -> int:

@@ -1,4 +1,4 @@
-"""Recording what a trial's job ended with: COMPLETE with its dev loss, or FAIL with one line of reason.
+"""Recording what a trial's job ended with: COMPLETE with its objectives, or FAIL with one line of reason.
 
 PRUNED is recorded by the run itself (`trial_reporting.py`), after its metrics.json is written.
 """
@@ -6,6 +6,7 @@ PRUNED is recorded by the run itself (`trial_reporting.py`), after its metrics.j
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -19,21 +20,45 @@ from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR, OWNER_ATTR
 
 
-def job_result(job_return: JobReturn | BaseException) -> tuple[float, str | None]:
-    """(dev loss, None) for a job that returned one, (nan, reason) for one that failed."""
+def job_result(job_return: JobReturn | BaseException, objectives: Sequence[str]) -> tuple[list[float] | None, str | None]:
+    """(the objectives' values, None) for a job that returned them, (None, reason) for one that failed.
+
+    A trial's job returns its dev loss, or the list of the sweep's objectives (cli/train.py).
+    """
+    reason = failure_reason(job_return)
+    if reason is not None:
+        return None, reason
+    assert isinstance(job_return, JobReturn)
+    return objective_values(job_return.return_value, objectives)
+
+
+def failure_reason(job_return: JobReturn | BaseException) -> str | None:
+    """One line on why a job failed; None for a job that completed."""
     if isinstance(job_return, BaseException):
-        return math.nan, one_line(job_return)
+        return one_line(job_return)
     if job_return.status == JobStatus.COMPLETED:
-        try:
-            value = float(job_return.return_value)
-        except (TypeError, ValueError):
-            return math.nan, f"the job returned {job_return.return_value!r}, not a dev loss"
-        return (value, None) if math.isfinite(value) else (math.nan, f"the job returned a dev loss of {value}")
+        return None
     try:
         _ = job_return.return_value  # re-raises the exception the job failed with
     except BaseException as error:  # noqa: BLE001 - the job's own error, whatever it is, is the reason
-        return math.nan, one_line(error)
-    return math.nan, f"the job ended with status {job_return.status.name}"
+        return one_line(error)
+    return f"the job ended with status {job_return.status.name}"
+
+
+def objective_values(returned: Any, objectives: Sequence[str]) -> tuple[list[float] | None, str | None]:
+    raw = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    if len(raw) != len(objectives):
+        return None, f"the job returned {returned!r}, not values of {', '.join(objectives)}"
+    values: list[float] = []
+    for name, value in zip(objectives, raw):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            return None, f"the job returned {name} = {value}, which an objective cannot be"
+        values.append(number)
+    return values, None
 
 
 def one_line(error: Any) -> str:
@@ -48,16 +73,20 @@ def one_line(error: Any) -> str:
 
 
 def record_outcome(
-    study: optuna.Study, storage: BaseStorage, trial_id: int, job_return: JobReturn | BaseException
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial_id: int,
+    job_return: JobReturn | BaseException,
+    objectives: Sequence[str] = ("val_loss",),
 ) -> FrozenTrial:
-    """COMPLETE with the returned dev loss, or FAIL with the reason; a trial already finished is kept."""
+    """COMPLETE with the returned objectives, or FAIL with the reason; a trial already finished is kept."""
     frozen = storage.get_trial(trial_id)
     if frozen.state.is_finished():
         return frozen
-    value, reason = job_result(job_return)
+    values, reason = job_result(job_return, objectives)
     try:
-        if reason is None:
-            study.tell(frozen.number, values=[value])
+        if values is not None:
+            study.tell(frozen.number, values=values)
         else:
             fail_trial(study, storage, trial_id, reason)
     except UpdateFinishedTrialError:

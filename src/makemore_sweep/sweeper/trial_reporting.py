@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.settings import DEV_LOSS, objective_list
 from makemore_sweep.sweeper.storage import open_sweep_storage
 from makemore_sweep.sweeper.study_location import study_storage_url
 from makemore_sweep.training.run_hooks import RunHook
@@ -53,10 +54,13 @@ class TrialReporter(RunHook):
     finished its budget is kept as COMPLETE rather than pruned.
     """
 
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, monitor: str = "val_loss") -> None:
+    def __init__(
+        self, study: optuna.Study, trial: optuna.Trial, monitor: str = "val_loss", objectives: tuple[str, ...] = (DEV_LOSS,)
+    ) -> None:
         self.study = study
         self.trial = trial
         self.monitor = monitor
+        self.objectives = objectives
         self.pruned_at_step: int | None = None
         self.last_value: float | None = None
         self._detached = False
@@ -88,7 +92,8 @@ class TrialReporter(RunHook):
             trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), number)
         except KeyError as error:
             raise StorageError(f"Optuna study {name!r} has no trial {number} in {mask_secrets(url)}.") from error
-        return cls(study=study, trial=optuna.trial.Trial(study, trial_id))
+        objectives = objective_list(sweeper.get("objectives"))
+        return cls(study=study, trial=optuna.trial.Trial(study, trial_id), objectives=objectives)
 
     # -- during the run -----------------------------------------------------------------
     def configure(self, cfg: DictConfig) -> None:
@@ -107,6 +112,8 @@ class TrialReporter(RunHook):
         value = float(trainer.callback_metrics[self.monitor])
         step = trainer.global_step
         self.last_value = value
+        if len(self.study.directions) > 1:
+            return  # Optuna takes no intermediate values from a multi-objective trial
         try:
             self.trial.report(value, step)
         except UpdateFinishedTrialError:
@@ -120,6 +127,12 @@ class TrialReporter(RunHook):
             log.info("Trial %d pruned at step %d (dev loss %.4f).", self.trial.number, step, value)
 
     # -- after the run ------------------------------------------------------------------
+    def objective_values(self, metrics: dict[str, Any]) -> float | list[float | None]:
+        """What the trial's job returns to the sweeper: the dev loss, or each objective's value."""
+        if self.objectives == (DEV_LOSS,):
+            return float(metrics[DEV_LOSS])
+        return [None if metrics.get(key) is None else float(metrics[key]) for key in self.objectives]
+
     def metrics_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
         if self.stopped_early:

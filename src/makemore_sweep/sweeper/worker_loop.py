@@ -125,7 +125,7 @@ class WorkerLoop:
                 trial_config.hydra.job.id = f"{job_id}_{claimed.number}"
                 trial_config.hydra.job.num = claimed.number
         except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
-            return record_outcome(study, leases.storage, claimed.trial_id, error).state.name
+            return record_outcome(study, leases.storage, claimed.trial_id, error, self.settings.objectives).state.name
         try:
             with leases.keep_alive([claimed.trial_id]):
                 job_return = run_job(
@@ -141,7 +141,7 @@ class WorkerLoop:
             raise
         finally:
             _finish_leftover_wandb_run()
-        return record_outcome(study, leases.storage, claimed.trial_id, job_return).state.name
+        return record_outcome(study, leases.storage, claimed.trial_id, job_return, self.settings.objectives).state.name
 
 
 def _finish_leftover_wandb_run() -> None:

@@ -26,7 +26,7 @@ from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweeper.study_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
-from makemore_sweep.sweeper.trial_outcome import job_result
+from makemore_sweep.sweeper.trial_outcome import failure_reason
 from makemore_sweep.sweeper.worker_loop import WorkerLoop
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _launcher(run: SweepRun, task: WorkerLoop, workers: int) -> tuple[Launcher, 
 def _report_workers(run: SweepRun, returns: list[JobReturn]) -> None:
     reasons = []
     for index, job_return in enumerate(returns):
-        _, reason = job_result(job_return) if not _returned_summary(job_return) else (None, None)
+        reason = failure_reason(job_return) if not _returned_summary(job_return) else None
         if reason is not None:
             reasons.append(reason)
             run.printer.say(f"[sweep] worker {index} stopped: {reason}")
@@ -125,7 +125,7 @@ def _report_workers(run: SweepRun, returns: list[JobReturn]) -> None:
 def _returned_summary(job_return: JobReturn) -> bool:
     try:
         return isinstance(job_return.return_value, dict)
-    except BaseException:  # noqa: BLE001 - the worker's own error: job_result says it
+    except BaseException:  # noqa: BLE001 - the worker's own error: failure_reason says it
         return False
 
 
