@@ -16,6 +16,9 @@ issue 11. Record what it prints in BENCHMARKS.md.
     python scripts/bench_sweep.py                               # the full comparison (about 25-35 min on 2 cores)
     python scripts/bench_sweep.py --slurm                       # on the local SLURM cluster (as root)
     python scripts/bench_sweep.py --n-trials 4 --steps 300      # a quick check of the script
+
+`--pruners none,median,...` (or `--from-json FILE`) compares pruners instead: see
+scripts/bench_pruners.py (`python scripts/bench_pruners.py --help`).
 """
 
 from __future__ import annotations
@@ -64,22 +67,32 @@ def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
     return chosen
 
 
-def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args: argparse.Namespace) -> dict[str, object]:
-    workdir.mkdir(parents=True, exist_ok=False)
-    command = [
+def sweep_command(workdir: Path, n_trials: int, overrides: list[str], args: argparse.Namespace) -> list[str]:
+    """`makemore-train sweep=beat_2p2` in `workdir`, with `args.names`, `.steps` and `.override`."""
+    return [
         sys.executable,
         "-m",
         "makemore_sweep.cli.train",
         f"sweep={STUDY}",
-        f"hydra.sweeper.n_trials={args.n_trials}",
+        f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.export_dir={workdir / 'experiments'}",
         *([f"data.path={args.names}"] if args.names else []),
         *([f"trainer.max_steps={args.steps}"] if args.steps else []),
         *overrides,
         *args.override,
     ]
+
+
+def sweep_env() -> dict[str, str]:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args: argparse.Namespace) -> dict[str, object]:
+    workdir.mkdir(parents=True, exist_ok=False)
+    command = sweep_command(workdir, args.n_trials, overrides, args)
+    env = sweep_env()
     print(f"[bench] {label}: {' '.join(command[2:])}", flush=True)
     started = time.perf_counter()
     with open(workdir / "sweep.log", "w") as log:
@@ -112,6 +125,13 @@ def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args:
 
 
 def main() -> None:
+    if any(arg.split("=")[0] in ("--pruners", "--from-json") for arg in sys.argv[1:]):
+        # The pruner comparison (issue 12) has options and a module of its own; scripts/ is on
+        # sys.path when this file runs as a script.
+        import bench_pruners
+
+        bench_pruners.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")

@@ -89,6 +89,23 @@ def test_unknown_pruners_and_options_name_the_key() -> None:
         build_pruner("median", {"median": {"no_such_option": 1}})
 
 
+def test_the_patient_pruner_wraps_a_median_pruner_with_the_rest_of_its_options() -> None:
+    options = {"patience": 3, "min_delta": 0.01, "n_startup_trials": 8, "n_warmup_steps": 1500}
+    pruner = build_pruner("patient", {"patient": options})
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+    assert (pruner._patience, pruner._min_delta) == (3, 0.01)
+    median = pruner._wrapped_pruner
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (8, 1500)
+    assert options["patience"] == 3, "the caller's options are left as they were"
+
+
+@pytest.mark.parametrize("options", [{"min_delta": 0.0}, {"patience": -1}, {"patience": 2, "no_such_option": 1}])
+def test_bad_patient_options_name_the_key(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.pruner_options\.patient=.* is invalid: "):
+        build_pruner("patient", {"patient": options})
+
+
 # -- launching ------------------------------------------------------------------------------
 def test_parallel_jobs_share_the_cores_without_overriding_an_explicit_setting() -> None:
     jobs = split_threads([["a=1"], ["a=2", "threads=3"], ["a=3"]], cores=8)

@@ -4,7 +4,7 @@ It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.stor
 `.study_name`, `.sampler`, `.params`, `.direction`, `.max_failure_rate`,
 `.custom_search_space`) and adds:
 
-- `pruner` (median | hyperband | successive_halving | percentile | none) with `pruner_options`,
+- `pruner` (median | hyperband | successive_halving | percentile | patient | none) with `pruner_options`,
   the Optuna keyword arguments of each pruner by name;
 - `objectives`: the metrics.json keys a trial returns, one `direction` each; several make a
   multi-objective study whose Pareto front is printed, saved and exported (no pruning then);
@@ -42,6 +42,9 @@ def _default_pruner_options() -> dict[str, Any]:
         "hyperband": {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3},
         "successive_halving": {"min_resource": "auto", "reduction_factor": 4},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 0},
+        # The median's rule, applied only once a trial's dev loss has not improved for 2
+        # validations: patience and min_delta are PatientPruner's, the rest the MedianPruner's.
+        "patient": {"patience": 2, "min_delta": 0.0, "n_startup_trials": 5, "n_warmup_steps": 0},
         "none": {},
     }
 
