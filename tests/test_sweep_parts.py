@@ -6,6 +6,7 @@ Fast (no training); a real SQLite Optuna storage and real processes where they m
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from makemore_sweep.sweeper.leases import (
     process_is_alive,
 )
 from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import (
     open_sweep_storage,
     resolve_storage_url,
@@ -250,3 +252,22 @@ def test_the_best_config_keeps_what_differs_and_the_searched_parameters(tmp_path
     assert path.name == "my_study_best.yaml"
     assert path.read_text().startswith("# @package _global_\n# a header\n")
     assert OmegaConf.to_container(OmegaConf.load(path)) == changes
+
+
+def test_sigterm_stops_a_waiting_worker_at_once_and_a_busy_one_after_its_trial() -> None:
+    """The handler of sweeper/stop_request.py, driven by a real SIGTERM to this process."""
+    before = signal.getsignal(signal.SIGTERM)
+    idle = StopRequest()
+    with idle.installed(), pytest.raises(SystemExit) as exited, idle.waiting():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # cut short by the signal
+    assert exited.value.code == 128 + signal.SIGTERM
+
+    busy = StopRequest()
+    with busy.installed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert busy.requested  # noted, the work at hand goes on
+        with pytest.raises(SystemExit):
+            busy.stop_if_requested()  # ...and the worker stops before its next trial
+    assert signal.getsignal(signal.SIGTERM) is before

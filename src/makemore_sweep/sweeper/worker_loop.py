@@ -40,6 +40,7 @@ from makemore_sweep.sweeper.settings import (
     build_sampler,
     is_grid,
 )
+from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import local_lock_path, open_sweep_storage
 from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
@@ -84,15 +85,18 @@ class WorkerLoop:
             study, storage, leases, self.space, self.master_config, self.settings.n_trials, local_lock_path(self.storage_url)
         )
         ran: list[dict[str, Any]] = []
-        while not source.done():
-            if len(failures_of_sweep(study, self.sweep_id)) > self.settings.allowed_failures():
-                break  # the sweep process reports it
-            claimed = source.next()
-            if claimed is None:
-                time.sleep(IDLE_POLL_S)  # the last trials run elsewhere; one may yet be abandoned
-                continue
-            outcome = self._run_trial(study, leases, claimed, job_id, threads)
-            ran.append({"number": claimed.number, "state": outcome, "continued": claimed.continued is not None})
+        with StopRequest().installed() as stop:
+            while not source.done():
+                stop.stop_if_requested()  # SIGTERM during the last trial's evaluation or logging
+                if len(failures_of_sweep(study, self.sweep_id)) > self.settings.allowed_failures():
+                    break  # the sweep process reports it
+                claimed = source.next()
+                if claimed is None:
+                    with stop.waiting():
+                        time.sleep(IDLE_POLL_S)  # the last trials run elsewhere; one may yet be abandoned
+                    continue
+                outcome = self._run_trial(study, leases, claimed, job_id, threads)
+                ran.append({"number": claimed.number, "state": outcome, "continued": claimed.continued is not None})
         return {"worker": index, "trials": ran}
 
     def _open_study(self, index: int) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
