@@ -105,3 +105,20 @@ def test_sweep_returns_the_study_and_train_reruns_its_exported_best(
 
     rerun = train([f"experiment={STUDY}_best"], output_dir=tmp_path / "rerun")
     assert rerun["val_loss"] == pytest.approx(study.best_value, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_multi_objective_sweep_returns_its_pareto_front_with_the_experiments(
+    names_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from makemore_sweep import sweep
+
+    monkeypatch.chdir(tmp_path)
+    summary = sweep("pareto", [f"data.path={names_path}", "hydra.sweeper.n_trials=3", "trainer.max_steps=60", "logger=none"])
+
+    study = load_study(tmp_path, "dev_vs_size")
+    front = sorted(study.best_trials, key=lambda t: t.values[0])
+    assert summary["objectives"] == ["val_loss", "n_params"]
+    assert [(f["number"], f["values"]) for f in summary["pareto_front"]] == [(t.number, t.values) for t in front]
+    for entry in summary["pareto_front"]:
+        assert (tmp_path / "configs" / "experiment" / f"{entry['experiment']}.yaml").is_file()

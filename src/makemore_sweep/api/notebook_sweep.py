@@ -27,8 +27,8 @@ from makemore_sweep.api.composition import compose_config, path_override
 from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import ConfigError, UserError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.report.sources import load_study_source
-from makemore_sweep.sweeper.export import experiment_name
+from makemore_sweep.report.sources import ReportSource, load_study_source
+from makemore_sweep.sweeper.export import experiment_name, pareto_experiment_name
 from makemore_sweep.sweeper.storage import resolve_storage_url
 
 
@@ -39,7 +39,8 @@ def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLik
     `output_dir` is the sweep folder (default: the sweep file's, multirun/<study>). Returns
     study_name, storage (password hidden), sweep_dir, best (number, value, params, run_dir,
     metrics) or None, experiment (the name to pass as `experiment=`, None when not exported),
-    experiment_file, and trials (number, state, value, params, run_dir), in trial order.
+    experiment_file, trials (number, state, value, params, run_dir), in trial order, and, for
+    several objectives, objectives and pareto_front (number, values, experiment) by the first one.
     """
     args = [f"sweep={name}", *overrides]
     config, _ = compose_config(args)
@@ -80,6 +81,23 @@ def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLik
                 "run_dir": str(t.run_dir) if t.run_dir else None,
             }
             for t in sorted(source.trials, key=lambda t: t.number)
+        ],
+        **(pareto_summary(source, study_name, export_dir) if source.multi_objective else {}),
+    }
+
+
+def pareto_summary(source: ReportSource, study_name: str, export_dir: Path) -> dict[str, Any]:
+    front = sorted((t for t in source.trials if t.number in set(source.pareto_front)), key=lambda t: t.values or ())
+    return {
+        "objectives": list(source.objectives),
+        "pareto_front": [
+            {
+                "number": t.number,
+                "values": list(t.values or ()),
+                "experiment": name if (export_dir / f"{name}.yaml").is_file() else None,
+            }
+            for t in front
+            for name in [pareto_experiment_name(study_name, t.number)]
         ],
     }
 
