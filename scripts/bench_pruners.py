@@ -305,6 +305,9 @@ def report(data: dict[str, Any], figure: Path) -> dict[str, Any]:
 
 # -- the command ----------------------------------------------------------------------------
 def main() -> None:
+    # Started in the background (`... &`), a shell leaves SIGINT ignored, and the sweeps would
+    # inherit that: they could not be stopped at W as with Ctrl-C. Hear it again (children too).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruners", default="none,median,successive_halving,hyperband,patient", help="comma-separated; none is always run first")
     parser.add_argument("--seeds", default="1337,1338,1339", help="sampler seeds, comma-separated")
