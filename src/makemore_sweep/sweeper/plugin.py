@@ -39,7 +39,12 @@ def _default_pruner_options() -> dict[str, Any]:
         # Stop a trial whose best dev loss so far is worse than the median of completed trials
         # at the same step, once 5 trials have completed.
         "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1},
-        "hyperband": {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3},
+        # Brackets from the first validation to the full budget (as measured on beat_2p2).
+        "hyperband": {
+            "min_resource": "${trainer.val_every_n_steps}",
+            "max_resource": "${trainer.max_steps}",
+            "reduction_factor": 3,
+        },
         "successive_halving": {"min_resource": "auto", "reduction_factor": 4},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 0},
         # The median's rule, applied only once a trial's dev loss has not improved for 2
@@ -61,7 +66,8 @@ class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     workers: int | None = None
     # Failed trials are replaced; the sweep stops once more than this share of n_trials failed.
     max_failure_rate: float = 0.2
-    pruner: str = "median"
+    # The pruner with the best anytime curve over 3 seeds of beat_2p2 (BENCHMARKS.md).
+    pruner: str = "hyperband"
     pruner_options: dict[str, Any] = field(default_factory=_default_pruner_options)
     enqueue: list[Any] = field(default_factory=list)
     heartbeat_interval: float = 10.0
