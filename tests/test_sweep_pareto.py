@@ -101,3 +101,19 @@ def test_a_trial_without_a_value_for_an_objective_fails_with_its_name() -> None:
     values, reason = objective_values([2.05, None], ["val_loss", "time_to_target_s"])
     assert values is None and reason is not None and "time_to_target_s = None" in reason
     assert objective_values(2.05, ["val_loss", "n_params"])[1] == "the job returned 2.05, not values of val_loss, n_params"
+
+
+def test_a_study_keeps_the_objectives_it_was_created_with(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+    import optuna
+
+    (tmp_path / "studies").mkdir()
+    study = optuna.create_study(
+        study_name=STUDY, storage=f"sqlite:///{tmp_path}/studies/{STUDY}.db", directions=["minimize", "minimize"]
+    )
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["val_loss", "train_time_s"])
+
+    result = train_cli(pareto_args(names_path, tmp_path), cwd=tmp_path, env=run_env, timeout=120)
+    line = assert_clean_failure(result, "hydra.sweeper.objectives=[val_loss,n_params] does not fit study 'dev_vs_size'")
+    assert "[val_loss,train_time_s]" in line
+    assert len(optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path}/studies/{STUDY}.db").trials) == 0
