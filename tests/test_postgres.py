@@ -128,6 +128,9 @@ def test_two_sweep_processes_cooperate_on_one_postgres_study(
         f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",  # not the checkout's conf/
         f"hydra.sweeper.n_trials={n_trials}",
         "hydra.sweeper.n_jobs=2",
+        # Every trial runs to the end, so the count below is of trained models; the default
+        # Hyperband pruner would stop some of them after 50 steps.
+        "hydra.sweeper.pruner=none",
         f"data.path={names_path}",
         "trainer.max_steps=100",
         "trainer.val_every_n_steps=50",

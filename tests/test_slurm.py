@@ -224,6 +224,7 @@ def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.n_jobs=2",
             "hydra.sweeper.workers=0",
+            "hydra.sweeper.pruner=none",  # both trials train to the end (Hyperband may stop one)
             f"hydra.sweeper.storage={storage}",
             "hydra.sweeper.study_name=on-slurm",
             f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",  # not the checkout's conf/
