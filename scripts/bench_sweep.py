@@ -8,14 +8,15 @@ seed) one way after the other on the same machine, each in a fresh folder with i
   (b) workers `hydra.sweeper.workers=2`                                              (2 long-lived workers)
 
 With `--slurm` both run on the local SLURM cluster (scripts/slurm-local.sh), one job per trial
-against two worker jobs. `--also-workers 1` adds a third run with one worker (the default's
-check). For each it prints wall time, trials per hour, training utilisation
+against two worker jobs. `--ways workers=1,workers=2 --pruner shipped` instead times the sweep
+as shipped with 1 and 2 workers (how the default `workers` was chosen). For each it prints wall time, trials per hour, training utilisation
 (Σ train_time_s / (parallel slots × wall)) and the best dev and test loss, then the goals of
 issue 11. Record what it prints in BENCHMARKS.md.
 
     python scripts/bench_sweep.py                               # the full comparison (about 25-35 min on 2 cores)
     python scripts/bench_sweep.py --slurm                       # on the local SLURM cluster (as root)
     python scripts/bench_sweep.py --n-trials 4 --steps 300      # a quick check of the script
+    python scripts/bench_sweep.py --ways workers=1,workers=2 --pruner shipped   # the default's check
 
 `--pruners none,median,...` (or `--from-json FILE`) compares pruners instead: see
 scripts/bench_pruners.py (`python scripts/bench_pruners.py --help`).
@@ -51,19 +52,19 @@ ON_LOCAL_CLUSTER = [
 
 
 def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
-    """(label, parallel slots, overrides) of each way to run the sweep."""
-    if args.slurm:
-        chosen = [
-            ("jobs", 2, [*ON_LOCAL_CLUSTER, "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]),
-            ("workers", 2, [*ON_LOCAL_CLUSTER, "hydra.sweeper.workers=2"]),
-        ]
-    else:
-        chosen = [
-            ("jobs", 2, ["hydra/launcher=local", "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]),
-            ("workers", 2, ["hydra.sweeper.workers=2"]),
-        ]
-    for n in args.also_workers:
-        chosen.append((f"workers={n}", n, [*(ON_LOCAL_CLUSTER if args.slurm else []), f"hydra.sweeper.workers={n}"]))
+    """(label, parallel slots, overrides) of each way in `args.ways` (jobs, workers, workers=N)."""
+    cluster = ON_LOCAL_CLUSTER if args.slurm else ["hydra/launcher=local"]
+    chosen = []
+    for way in args.ways.split(","):
+        if way == "jobs":  # a process (or SLURM job) per trial, 2 at a time, in blocking batches
+            chosen.append(("jobs", 2, [*cluster, "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]))
+        elif way == "workers":  # 2 long-lived workers, placed as the sweep file's launcher places them
+            chosen.append(("workers", 2, [*(ON_LOCAL_CLUSTER if args.slurm else []), "hydra.sweeper.workers=2"]))
+        elif way.startswith("workers="):
+            n = int(way.split("=", 1)[1])
+            chosen.append((way, n, [*(ON_LOCAL_CLUSTER if args.slurm else []), f"hydra.sweeper.workers={n}"]))
+        else:
+            raise SystemExit(f"--ways: unknown way {way!r}; use jobs, workers or workers=N")
     return chosen
 
 
@@ -137,33 +138,42 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
     parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)")
     parser.add_argument("--slurm", action="store_true", help="run both ways on the local SLURM cluster")
-    parser.add_argument("--also-workers", type=int, action="append", default=[], help="add a run with N workers (repeatable)")
+    parser.add_argument(
+        "--ways", default="jobs,workers", help="comma-separated: jobs, workers (2), workers=N (default: jobs,workers)"
+    )
+    parser.add_argument(
+        "--pruner", default="median", help="pruner of every run (default: median, as issue 11 compares; 'shipped': the sweep file's)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S"))
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run (repeatable)")
     args = parser.parse_args()
 
+    pruner = [f"hydra.sweeper.pruner={args.pruner}"] if args.pruner != "shipped" else []
     results = [
-        run_sweep(args.workdir.resolve() / label.replace("=", "-"), label, slots, overrides, args)
+        run_sweep(args.workdir.resolve() / label.replace("=", "-"), label, slots, [*pruner, *overrides], args)
         for label, slots, overrides in ways(args)
     ]
-    jobs, workers = results[0], results[1]
-    speedup = float(workers["trials_per_hour"]) / float(jobs["trials_per_hour"])
-    gap = float(workers["best_dev"]) - float(jobs["best_dev"])
+    by_way = {str(r["way"]): r for r in results}
 
     where = "local SLURM cluster" if args.slurm else "this machine"
-    print(f"\nbeat_2p2 sweep, {args.n_trials} trials, {where}: {platform.node()}, {os.cpu_count()} cores")
+    print(f"\nbeat_2p2 sweep, {args.n_trials} trials, pruner {args.pruner}, {where}: {platform.node()}, {os.cpu_count()} cores")
     print(f"{'way':<10} {'wall s':>8} {'train s':>8} {'trials/h':>9} {'util':>6} {'best dev':>9} {'best test':>9}  trials")
     for r in results:
         print(
             f"{r['way']:<10} {r['wall_s']:>8} {r['train_s']:>8} {r['trials_per_hour']:>9} {float(r['utilisation']):>6.0%} "  # type: ignore[arg-type]
             f"{r['best_dev']:>9.4f} {r['best_test']:>9.4f}  " + ", ".join(f"{n} {s}" for s, n in r["trials"].items())  # type: ignore[union-attr]
         )
-    goal = 2.0 if args.slurm else 1.6
-    print(
-        f"goals: workers' utilisation {float(workers['utilisation']):.0%} (≥ 90%); trials/hour {speedup:.2f}× jobs' (≥ {goal}×); "
-        f"best dev {gap:+.4f} against jobs' (≤ +0.005)"
-    )
-    summary = {"n_trials": args.n_trials, "slurm": args.slurm, "results": results, "speedup": speedup, "best_dev_gap": gap}
+    summary: dict[str, object] = {"n_trials": args.n_trials, "slurm": args.slurm, "pruner": args.pruner, "results": results}
+    if "jobs" in by_way and "workers" in by_way:
+        jobs, workers = by_way["jobs"], by_way["workers"]
+        speedup = float(workers["trials_per_hour"]) / float(jobs["trials_per_hour"])  # type: ignore[arg-type]
+        gap = float(workers["best_dev"]) - float(jobs["best_dev"])  # type: ignore[arg-type]
+        goal = 2.0 if args.slurm else 1.6
+        print(
+            f"goals: workers' utilisation {float(workers['utilisation']):.0%} (≥ 90%); trials/hour {speedup:.2f}× jobs' (≥ {goal}×); "  # type: ignore[arg-type]
+            f"best dev {gap:+.4f} against jobs' (≤ +0.005)"
+        )
+        summary.update(speedup=speedup, best_dev_gap=gap)
     (args.workdir / "bench_sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"details: {args.workdir.resolve() / 'bench_sweep.json'}")
 

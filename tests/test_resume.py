@@ -25,11 +25,8 @@ from wandb_records import exit_codes, run_files
 from makemore_sweep.errors import ConfigError, UserError
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
 from makemore_sweep.training.metrics_file import read_metrics
-from makemore_sweep.training.resume import (
-    checkpoint_to_resume,
-    expand_resume_argument,
-    override_key,
-)
+from makemore_sweep.training.resume import checkpoint_to_resume
+from makemore_sweep.training.resume_command import expand_resume_argument, override_key
 
 MAX_STEPS = 600
 VAL_EVERY = 100

@@ -32,7 +32,8 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
         names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.workers=2", "hydra.sweeper.pruner=none", steps=300
     )
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
+        # -X importtime lists what the sweep process itself imports (workers log to their own files).
+        [sys.executable, "-X", "importtime", "-m", "makemore_sweep.cli.train", *args],
         cwd=tmp_path,
         env=run_env,
         stdout=subprocess.PIPE,
@@ -67,3 +68,9 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     assert sorted(p.name for p in (tmp_path / "multirun" / STUDY / ".workers").iterdir()) == ["worker_0", "worker_1"]
     assert f"[sweep] best trial {study.best_trial.number}" in stdout
     assert (tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
+
+    # The sweep process composes, launches and watches: it never loads the training stack,
+    # whose import would cost every sweep seconds at its start and at its exit.
+    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    assert {"optuna", "submitit"} <= imported
+    assert not {"torch", "lightning", "matplotlib"} & imported

@@ -4,7 +4,7 @@
     metrics = train(["trainer.max_steps=300", "logger=csv"])   # the contents of metrics.json
 
 The configuration is composed in-process (api.composition) and the run is the CLI's own job
-(cli.train.run_task), so configs, validation, output folder and files are the same. What differs
+(cli.train_job.run_task), so configs, validation, output folder and files are the same. What differs
 from the command line: errors are raised as exceptions instead of ending the process, Python's
 logging is left as the notebook has it, and the working directory never changes.
 """
@@ -25,7 +25,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from makemore_sweep.api.composition import compose_config
-from makemore_sweep.cli.train import run_task, silence_known_noise
+from makemore_sweep.cli.train import silence_known_noise
+from makemore_sweep.cli.train_job import run_task
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.training.metrics_file import METRICS_FILE
 

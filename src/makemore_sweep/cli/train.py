@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 import warnings
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import makemore_sweep
 from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.locations import CONFIG_SOURCE, PRIMARY_CONFIG
 from makemore_sweep.errors import (
@@ -23,13 +21,10 @@ from makemore_sweep.errors import (
     exit_cleanly_on_user_error,
     report_user_error,
 )
-from makemore_sweep.redaction import hide_secrets_in_command_line, redact_run_records
-from makemore_sweep.report.embeddings import plot_run_embeddings
-from makemore_sweep.sweeper.trial_reporting import TrialReporter
-from makemore_sweep.training.lr_finder import run_lr_find
-from makemore_sweep.training.resume import expand_resume_argument
-from makemore_sweep.training.run import run_training
-from makemore_sweep.training.run_hooks import RunHook
+from makemore_sweep.training.resume_command import expand_resume_argument
+
+if TYPE_CHECKING:
+    from makemore_sweep.cli.train_job import Objective
 
 
 class _DropTips(logging.Filter):
@@ -45,25 +40,6 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available")
 
 
-_runs_in_this_process = 0
-# A run returns its dev loss; a trial of a multi-objective sweep, each objective (None if missing).
-Objective = float | list[float | None]
-
-
-class EmbeddingFigure(RunHook):
-    """The lecture's 2-D character-embedding plot of the best checkpoint, for the W&B summary."""
-
-    def images(self, run_dir: Path) -> dict[str, Path]:
-        png = plot_run_embeddings(run_dir)
-        return {"embeddings": png} if png else {}
-
-
-def run_hooks(cfg: DictConfig) -> list[RunHook]:
-    """What a run of makemore-train gets from outside training: its sweep trial, if any, and figures."""
-    trial = TrialReporter.from_config(cfg)  # None unless the run is a trial of an Optuna sweep
-    return [EmbeddingFigure(), *([trial] if trial is not None else [])]
-
-
 @hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG)
 def train(cfg: DictConfig) -> Objective:
     """Train one configuration and return its best dev loss (what sweepers minimise), or the
@@ -71,6 +47,10 @@ def train(cfg: DictConfig) -> Objective:
 
     With `task=lr_find` it runs the learning-rate finder instead and returns the suggested rate.
     """
+    # Imported here, in the job: a sweep process, which only composes and launches, never pays
+    # for the training stack (BENCHMARKS.md, issue 11).
+    from makemore_sweep.cli.train_job import run_task
+
     try:
         return run_task(cfg)
     except UserError as error:
@@ -78,32 +58,6 @@ def train(cfg: DictConfig) -> Objective:
             raise  # the sweeper records the trial as failed, with this message
         report_user_error(error)
         sys.exit(error.exit_code)
-
-
-def run_task(cfg: DictConfig) -> Objective:
-    """The job of makemore-train and of makemore_sweep.train(): Hydra's config must be set.
-
-    Returns the best dev loss (or a sweep trial's objectives), or the suggested rate for
-    `task=lr_find`; user errors are raised.
-    """
-    global _runs_in_this_process
-    if _runs_in_this_process:  # a later job of an in-process multirun: its imports are done
-        makemore_sweep.STARTUP_CLOCK = time.perf_counter()
-    _runs_in_this_process += 1
-    hide_secrets_in_command_line()
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    redact_run_records(
-        run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
-        Path(hydra_cfg.sweep.dir) if multirun else None,
-    )
-    if cfg.get("task") and cfg.task.name == "lr_find":
-        return run_lr_find(cfg, run_dir).suggested_lr
-    hooks = run_hooks(cfg)
-    metrics = run_training(cfg, run_dir, hooks)
-    trial = next((hook for hook in hooks if isinstance(hook, TrialReporter)), None)
-    return float(metrics["val_loss"]) if trial is None else trial.objective_values(metrics)
 
 
 def selects_sweep(args: list[str]) -> bool:

@@ -8,11 +8,11 @@ or is refused, or a constructor that rejects its arguments (`trainer.accelerator
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from makemore_sweep.errors import ConfigError, UserError
@@ -27,9 +27,17 @@ def build(config: Any, **kwargs: Any) -> Any:
         raise
     except InstantiationException as error:
         raise ConfigError(f"{_target_of(config)} cannot be built from the configuration: {_one_line(error)}") from error
-    except (TypeError, ValueError, MisconfigurationException) as error:
+    except _constructor_errors() as error:
         # Raised by the target's constructor: its arguments come from the config.
         raise ConfigError(f"The configuration of {_target_of(config)} is invalid: {_one_line(error)}") from error
+
+
+def _constructor_errors() -> tuple[type[Exception], ...]:
+    """What a constructor raises for bad arguments: TypeError, ValueError and, once Lightning is
+    loaded (a Lightning target loads it), its MisconfigurationException. Not importing Lightning
+    here keeps it out of the sweep process, which builds launchers only."""
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return (TypeError, ValueError, *([lightning_errors.MisconfigurationException] if lightning_errors else []))
 
 
 def _target_of(config: Any) -> str:

@@ -13,10 +13,11 @@ from torch import nn
 from makemore_sweep.config.conversion import from_dict
 from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.errors import UserError
+from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.model.networks import build_network
 
-BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# The paths live in checkpoint_paths (torch-free); they are named here too, beside the loading.
+__all__ = ["BEST_CHECKPOINT", "LAST_CHECKPOINT", "TrainedModel", "best_checkpoint_of", "load_checkpoint", "network_from_checkpoint"]
 WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
 
 

@@ -107,7 +107,7 @@ def has_finite_state(network: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def mean_loss(network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32768) -> float:
+def mean_loss(network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
     """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses running statistics)."""
     was_training = network.training
     network.eval()

@@ -26,12 +26,12 @@ from optuna.distributions import (
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.sweeper.leases import TrialLeases
 from makemore_sweep.sweeper.progress_printer import count_states, finished
 from makemore_sweep.sweeper.search_space import SearchSpace
-from makemore_sweep.sweeper.trial_reporting import TRIAL_CONFIG_KEY
 
+TRIAL_CONFIG_KEY = "optuna_trial"  # where a trial's job finds its trial: identity_overrides below
 CONTINUED_ATTR = "continued"  # how many times the trial was taken over and continued
 CONTINUED_REASON_ATTR = "continued_reason"
 
@@ -97,16 +97,18 @@ class TrialSource:
 
     def next(self) -> ClaimedTrial | None:
         """An abandoned trial to continue, else a new one while the study has room, else None."""
-        continued = self.take_abandoned()
-        if continued is not None:
-            return continued
         with self._asking():
+            continued = self.take_abandoned()
+            if continued is not None:
+                return continued
             return self.ask_new() if self.missing() > 0 else None
 
     @contextmanager
     def _asking(self) -> Iterator[None]:
-        """Count and ask under a file lock where the storage is a file: no two workers of this
-        machine ask for the last missing trial together (on a database server they may, by one each)."""
+        """Take over, count and ask under a file lock where the storage is a file: no two workers
+        of this machine take over one trial or ask for the last missing one together. Across
+        hosts (a database server) take_over's read-back settles a tie, and the last trial may be
+        asked by one more worker each."""
         if self.lock_path is None:
             yield
             return

@@ -27,11 +27,11 @@ from makemore_sweep.sweeper.pruners import build_pruner
 from makemore_sweep.sweeper.settings import DEV_LOSS, objective_list
 from makemore_sweep.sweeper.storage import open_sweep_storage
 from makemore_sweep.sweeper.study_location import study_storage_url
+from makemore_sweep.sweeper.trial_claims import TRIAL_CONFIG_KEY
 from makemore_sweep.training.run_hooks import RunHook
 
 log = logging.getLogger(__name__)
 
-TRIAL_CONFIG_KEY = "optuna_trial"
 # Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
 OUTCOME_ATTRS = ("val_loss", "test_loss", "train_loss", "n_params", "steps", "train_time_s", "state", "pruned_at_step")
 

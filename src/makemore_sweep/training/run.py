@@ -182,7 +182,8 @@ def collect_metrics(
     """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
     splits = datamodule.splits
     network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
-    losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name))) for name in ("train", "val", "test")}
+    chunk = cfg.data.eval_batch_size
+    losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name), chunk)) for name in ("train", "val", "test")}
     # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
     samples = (
         sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
+from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 
 
 def _int_or_none(value: str | None) -> int | None:
