@@ -71,3 +71,23 @@ def test_vocabulary_is_built_from_the_data_not_hard_coded() -> None:
     vocab = Vocabulary.from_words(["Zoë", "ann"])
     assert vocab.chars == (".", "Z", "a", "n", "o", "ë")
     assert vocab.decode(vocab.encode("Zoë")) == "Zoë"
+
+
+def test_a_workers_split_cache_keeps_the_recently_used_context_lengths(tmp_path: Path) -> None:
+    """A sweep worker reuses the windows of a context length it trained before; the least
+    recently used length is dropped first, and an edited file is read again."""
+    from makemore_sweep.data import datamodule
+
+    names = tmp_path / "names.txt"
+    names.write_text("emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\nevelyn\nabigail\n")
+    datamodule._SPLITS.clear()
+    first = {b: datamodule.cached_splits(names, b, 42, (0.8, 0.1, 0.1)) for b in range(1, datamodule._SPLITS_KEPT + 1)}
+    assert datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is first[1]  # used again: now the most recent
+    datamodule.cached_splits(names, 99, 42, (0.8, 0.1, 0.1))  # one more length: the least recent (2) goes
+    assert datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is first[1]
+    assert datamodule.cached_splits(names, 3, 42, (0.8, 0.1, 0.1)) is first[3]
+    assert datamodule.cached_splits(names, 2, 42, (0.8, 0.1, 0.1)) is not first[2]
+
+    names.write_text(names.read_text() + "zoe\n")  # another version of the file
+    assert datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is not first[1]
+    datamodule._SPLITS.clear()

@@ -21,17 +21,21 @@ from makemore_sweep.data.names_file import ensure_names_file
 # A sweep worker runs many trials in one process: their data is read and windowed once per
 # file version and context length, not once per trial. The tensors are only ever read.
 _SPLITS: dict[tuple[object, ...], SplitTensors] = {}
-_SPLITS_KEPT = 4
+# Enough for every context length of a typical search (3-10: about 100 MB at most); the least
+# recently used goes first.
+_SPLITS_KEPT = 8
 
 
 def cached_splits(path: Path, block_size: int, seed: int, fractions: tuple[float, float, float]) -> SplitTensors:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, block_size, seed, fractions)
-    if key not in _SPLITS:
+    splits = _SPLITS.pop(key, None)  # re-inserted below: the dict's order is the recency order
+    if splits is None:
         while len(_SPLITS) >= _SPLITS_KEPT:
             _SPLITS.pop(next(iter(_SPLITS)))
-        _SPLITS[key] = load_splits(path, block_size, seed=seed, fractions=fractions)
-    return _SPLITS[key]
+        splits = load_splits(path, block_size, seed=seed, fractions=fractions)
+    _SPLITS[key] = splits
+    return splits
 
 
 class NamesDataModule(L.LightningDataModule):
