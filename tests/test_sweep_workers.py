@@ -31,24 +31,28 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     args = sweep_args(
         names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.workers=2", "hydra.sweeper.pruner=none", steps=300
     )
-    sweep = subprocess.Popen(
-        # -X importtime lists what the sweep process itself imports (workers log to their own files).
-        [sys.executable, "-X", "importtime", "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # -X importtime lists what the sweep process itself imports (workers log to their own files);
+    # that is more than a pipe holds while nobody reads it, so stderr goes to a file.
+    errors = tmp_path / "sweep.stderr"
+    with open(errors, "w") as stderr_file:
+        sweep = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "makemore_sweep.cli.train", *args],
+            cwd=tmp_path,
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+            start_new_session=True,
+        )
     try:
         number, owner = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
         assert owner["pid"] != sweep.pid  # a worker process of its own, not the sweep
         os.kill(int(owner["pid"]), signal.SIGKILL)
-        stdout, stderr = sweep.communicate(timeout=600)
+        stdout, _ = sweep.communicate(timeout=600)
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
+    stderr = errors.read_text()
     assert sweep.returncode == 0, stderr[-3000:]
 
     study = load_study(tmp_path)
