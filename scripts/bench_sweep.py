@@ -9,9 +9,9 @@ seed) one way after the other on the same machine, each in a fresh folder with i
 
 With `--slurm` both run on the local SLURM cluster (scripts/slurm-local.sh), one job per trial
 against two worker jobs. `--ways workers=1,workers=2 --pruner shipped` instead times the sweep
-as shipped with 1 and 2 workers (how the default `workers` was chosen). For each it prints wall time, trials per hour, training utilisation
-(Σ train_time_s / (parallel slots × wall)) and the best dev and test loss, then the goals of
-issue 11. Record what it prints in BENCHMARKS.md.
+as shipped with 1 and 2 workers (how the default `workers` was chosen). For each way it prints
+wall time, trials per hour, training utilisation (Σ train_time_s / (parallel slots × wall)) and
+the best dev and test loss, then the goals of issue 11. Record what it prints in BENCHMARKS.md.
 
     python scripts/bench_sweep.py                               # the full comparison (about 25-35 min on 2 cores)
     python scripts/bench_sweep.py --slurm                       # on the local SLURM cluster (as root)
@@ -53,16 +53,15 @@ ON_LOCAL_CLUSTER = [
 
 def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
     """(label, parallel slots, overrides) of each way in `args.ways` (jobs, workers, workers=N)."""
-    cluster = ON_LOCAL_CLUSTER if args.slurm else ["hydra/launcher=local"]
+    # Workers are placed by the sweep's own launcher here, by SLURM with --slurm.
+    placed = ON_LOCAL_CLUSTER if args.slurm else []
     chosen = []
     for way in args.ways.split(","):
         if way == "jobs":  # a process (or SLURM job) per trial, 2 at a time, in blocking batches
-            chosen.append(("jobs", 2, [*cluster, "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]))
-        elif way == "workers":  # 2 long-lived workers, placed as the sweep file's launcher places them
-            chosen.append(("workers", 2, [*(ON_LOCAL_CLUSTER if args.slurm else []), "hydra.sweeper.workers=2"]))
-        elif way.startswith("workers="):
-            n = int(way.split("=", 1)[1])
-            chosen.append((way, n, [*(ON_LOCAL_CLUSTER if args.slurm else []), f"hydra.sweeper.workers={n}"]))
+            chosen.append(("jobs", 2, [*(placed or ["hydra/launcher=local"]), "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]))
+        elif way == "workers" or way.startswith("workers="):  # "workers" is the issue's 2
+            n = int(way.split("=", 1)[1]) if "=" in way else 2
+            chosen.append((way, n, [*placed, f"hydra.sweeper.workers={n}"]))
         else:
             raise SystemExit(f"--ways: unknown way {way!r}; use jobs, workers or workers=N")
     return chosen

@@ -87,7 +87,8 @@ def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLik
 
 
 def pareto_summary(source: ReportSource, study_name: str, export_dir: Path) -> dict[str, Any]:
-    front = sorted((t for t in source.trials if t.number in set(source.pareto_front)), key=lambda t: t.values or ())
+    on_front = set(source.pareto_front)
+    front = sorted((t for t in source.trials if t.number in on_front), key=lambda t: t.values or ())
     return {
         "objectives": list(source.objectives),
         "pareto_front": [
