@@ -309,5 +309,6 @@ def test_the_command_line_is_checked_before_hydra_composes(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"^model.n_hidden=abc is invalid: it must be an integer ≥ 1\.$"):
         check_command_line(["model.n_hidden=abc"])
     check_command_line(["-m", "model.n_hidden=100,200", "optim.lr=tag(log, interval(0.001, 0.1))", "sweep=beat_2p2"])
-    check_command_line(["optim=nosuch"])  # Hydra names the missing option itself
+    with pytest.raises(ConfigError, match=r"^optim=nosuch is not an optimiser \(choices: adamw, sgd\)$"):
+        check_command_line(["optim=nosuch"])  # a missing option is one sentence too (issue 18)
     check_command_line(["--cfg", "job", "model.n_hidden=abc"])  # Hydra only prints the config

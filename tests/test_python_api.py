@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from sweep_helpers import STUDY, load_study
 
 from makemore_sweep.api.composition import compose_config
 from makemore_sweep.config.locations import CONF_DIR, experiment_export_dir
-from makemore_sweep.errors import ConfigError
+from makemore_sweep.errors import ConfigError, DataError
 
 FAST = ["trainer.max_steps=300", "logger=none"]
 
@@ -122,3 +123,50 @@ def test_a_multi_objective_sweep_returns_its_pareto_front_with_the_experiments(
     assert [(f["number"], f["values"]) for f in summary["pareto_front"]] == [(t.number, t.values) for t in front]
     for entry in summary["pareto_front"]:
         assert (tmp_path / "configs" / "experiment" / f"{entry['experiment']}.yaml").is_file()
+
+
+def test_sweep_hands_its_process_the_data_path_of_the_callers_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sweep() starts makemore-train with the overrides composed here: the default data.path
+    (data/names.txt) is already absolute, under the caller's working directory."""
+    monkeypatch.chdir(tmp_path)
+    config, args = compose_config(["sweep=beat_2p2", "hydra.sweeper.n_trials=1"])
+    assert config.data.path == str(tmp_path / "data" / "names.txt")
+    assert args[-1] == f"data.path={tmp_path / 'data' / 'names.txt'}"
+    assert args[:2] == ["sweep=beat_2p2", "hydra.sweeper.n_trials=1"]
+
+
+@pytest.mark.slow
+def test_train_reads_relative_data_paths_from_the_callers_folder(
+    names_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a subfolder (a notebook in docs/, say), as `makemore-train` run in that folder reads them."""
+    from makemore_sweep import train
+
+    notebooks, shared = tmp_path / "notebooks", tmp_path / "shared"
+    (notebooks / "data").mkdir(parents=True)
+    shared.mkdir()
+    (notebooks / "data" / "names.txt").symlink_to(names_path)
+    (shared / "names.txt").symlink_to(names_path)
+    monkeypatch.chdir(notebooks)
+    tiny = ["trainer.max_steps=20", "trainer.val_every_n_steps=20", "logger=none"]
+    default = train(tiny, output_dir="runs/default")  # data/names.txt
+    relative = train(["data.path=../shared/names.txt", *tiny], output_dir="runs/relative")
+
+    assert default["n_train"] == relative["n_train"] == 182_625
+    for run, read in [("default", notebooks / "data" / "names.txt"), ("relative", shared / "names.txt")]:
+        saved = notebooks / "runs" / run / ".hydra"
+        # What the run recorded (and resume= replays) is the file it read, wherever it is replayed from.
+        assert OmegaConf.load(saved / "config.yaml").data.path == str(read)
+        assert OmegaConf.load(saved / "overrides.yaml")[-1] == f"data.path={read}"
+
+
+@pytest.mark.slow
+def test_a_data_path_that_cannot_be_read_is_named_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from makemore_sweep import train
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "blocked").write_text("a file, so no folder can be made here\n")
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with pytest.raises(DataError) as raised:
+        train(["data.path=blocked/names.txt", "logger=none"], output_dir=tmp_path / "run")
+    assert str(raised.value).startswith(f"{tmp_path / 'notebooks' / 'blocked' / 'names.txt'} is missing")

@@ -50,14 +50,16 @@ def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_pa
 def test_resume_never_replays_a_masked_secret(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
     run_dir = tmp_path / "run"
     token = f"+notes.api_token={TOKEN}"
-    args = [f"data.path={names_path}", "trainer.max_steps=50", "trainer.val_every_n_steps=50", "logger=csv",
+    # The step schedule, so the finished run can be continued for more steps (onecycle ends at a rate of 0).
+    args = [f"data.path={names_path}", "optim=sgd", "trainer.max_steps=50", "trainer.val_every_n_steps=50", "logger=csv",
             f"hydra.run.dir={run_dir}", token]
     assert train_cli(args, cwd=tmp_path, env=run_env).returncode == 0
 
-    replayed = train_cli([f"resume={run_dir}"], cwd=tmp_path, env=run_env)
+    longer = "trainer.max_steps=100"  # a finished run is only continued for more steps
+    replayed = train_cli([f"resume={run_dir}", longer], cwd=tmp_path, env=run_env)
     assert "+notes.api_token=***" in assert_clean_failure(replayed, "+notes.api_token")
 
-    given_again = train_cli([f"resume={run_dir}", token], cwd=tmp_path, env=run_env)
+    given_again = train_cli([f"resume={run_dir}", longer, token], cwd=tmp_path, env=run_env)
     assert given_again.returncode == 0, given_again.stdout + given_again.stderr
     assert files_containing(run_dir, TOKEN) == []
     saved = (run_dir / ".hydra" / "config.yaml").read_text()

@@ -42,8 +42,12 @@ def test_journal_urls_name_a_relative_or_absolute_file(url: str, path: Path) -> 
     assert journal_path(url) == path
 
 
-def test_sqlite_storage_creates_its_folder_and_keeps_the_study(tmp_path: Path) -> None:
+def test_sqlite_storage_keeps_the_study_and_never_creates_a_folder(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/studies/beat.db"
+    with pytest.raises(StorageError, match=f"The folder {tmp_path}/studies of the storage {url} does not exist"):
+        open_storage(url)
+    assert not (tmp_path / "studies").exists()  # a mistyped path must not become a new, empty study
+    (tmp_path / "studies").mkdir()
     storage = open_storage(url)
     assert isinstance(storage, RDBStorage)
     _add_finished_trial(storage, "beat")
@@ -53,6 +57,7 @@ def test_sqlite_storage_creates_its_folder_and_keeps_the_study(tmp_path: Path) -
 
 def test_a_journal_file_is_shared_by_every_storage_opened_on_it(tmp_path: Path) -> None:
     url = f"journal:{tmp_path}/shared/beat.log"
+    (tmp_path / "shared").mkdir()
     first, second = open_storage(url), open_storage(url)
     assert isinstance(first, JournalStorage)
     _add_finished_trial(first, "beat")
@@ -160,7 +165,7 @@ def test_plain_postgresql_url_fails_in_one_masked_sentence_whatever_driver_is_in
     [
         ("postgres://u:pw@127.0.0.1:1/x", "write postgresql://"),
         ("not a url", "not a database URL"),
-        ("nosuchdb://u:pw@host/x", "database driver"),
+        ("nosuchdb://u:pw@host/x", "unknown scheme nosuchdb"),  # a typo, not a missing driver (issue 18)
     ],
 )
 def test_malformed_urls(url: str, words: str) -> None:

@@ -55,6 +55,7 @@ def test_relative_file_storages_become_absolute_and_others_are_kept(tmp_path: Pa
 
 def test_journal_and_sqlite_storages_open_and_hold_a_study(tmp_path: Path) -> None:
     for url in (f"journal:{tmp_path}/j/s.log", f"sqlite:///{tmp_path}/q/s.db"):
+        (tmp_path / url.rsplit("/", 2)[1]).mkdir()
         study = optuna.create_study(study_name="s", storage=open_sweep_storage(url))
         study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
         assert len(optuna.load_study(study_name="s", storage=open_sweep_storage(url)).trials) == 2

@@ -36,14 +36,17 @@ def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLik
     """Run the sweep file `sweeps/<name>.yaml` (or resume its study) and return the study's summary.
 
     `overrides` are makemore-train's (`hydra.sweeper.n_trials=4`, `trainer.max_steps=1000`);
-    `output_dir` is the sweep folder (default: the sweep file's, multirun/<study>). Returns
+    `output_dir` is the sweep folder (default: the sweep file's, multirun/<study>). Relative paths
+    (data.path, whose default is data/names.txt, output_dir, the study's storage) are relative to
+    the working directory at the call, as for `makemore-train sweep=NAME` run there. Returns
     study_name, storage (password hidden), sweep_dir, best (number, value, params, run_dir,
     metrics) or None, experiment (the name to pass as `experiment=`, None when not exported),
     experiment_file, trials (number, state, value, params, run_dir), in trial order, and, for
     several objectives, objectives and pareto_front (number, values, experiment) by the first one.
     """
-    args = [f"sweep={name}", *overrides]
-    config, _ = compose_config(args)
+    # `args` come back as composed: a relative data.path made absolute here, where the caller is,
+    # so the sweep process and its workers read the file the caller means (api/composition.py).
+    config, args = compose_config([f"sweep={name}", *overrides])
     sweeper = config.hydra.sweeper
     if "study_name" not in sweeper or "pruner" not in sweeper:
         raise ConfigError(f"sweep={name} does not select the makemore_optuna sweeper; name a file of sweeps/.")

@@ -29,6 +29,7 @@ from makemore_sweep.cli.train import silence_known_noise
 from makemore_sweep.cli.train_job import run_task
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.training.metrics_file import METRICS_FILE
+from makemore_sweep.training.resume_command import RunFinished
 
 
 def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -36,13 +37,19 @@ def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | No
 
     `overrides` are makemore-train's command-line overrides (`["model.n_hidden=300"]`,
     `["experiment=lecture"]`, `["resume=outputs/2026-01-01/12-00-00"]`); `output_dir` is the
-    run's folder (default: Hydra's `outputs/DATE/TIME` under the working directory).
+    run's folder (default: Hydra's `outputs/DATE/TIME` under the working directory). Relative
+    paths are relative to the working directory at the call, as for makemore-train run there:
+    data.path (default data/names.txt) is made absolute before the run starts, and that is the
+    path the run records and its errors name.
     A user error (bad override, missing names file, divergence) raises makemore_sweep.errors.UserError.
     """
-    config, args = compose_config(overrides)
+    try:
+        config, _ = compose_config(overrides)
+    except RunFinished as finished:
+        return finished.metrics  # resume= of a finished run: its results, nothing trained
     if config.hydra.mode == RunMode.MULTIRUN:
         raise ConfigError(
-            f"train() runs one configuration, but {' '.join(args)} asks for a multirun; "
+            f"train() runs one configuration, but {' '.join(overrides)} asks for a multirun; "
             "run sweeps with makemore_sweep.sweep()."
         )
     run_dir = Path(output_dir if output_dir is not None else config.hydra.run.dir).expanduser().resolve()

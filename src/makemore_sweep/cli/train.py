@@ -21,7 +21,8 @@ from makemore_sweep.errors import (
     exit_cleanly_on_user_error,
     report_user_error,
 )
-from makemore_sweep.training.resume_command import expand_resume_argument
+from makemore_sweep.report.multirun_table import HYDRA_CALLBACK_TARGETS
+from makemore_sweep.training.resume_command import RunFinished, expand_resume_argument
 
 if TYPE_CHECKING:
     from makemore_sweep.cli.train_job import Objective
@@ -40,7 +41,9 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available")
 
 
-@hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG)
+# Hydra builds conf/train.yaml's `hydra.callbacks` itself; naming them here as allowed targets
+# keeps its "no execution whitelist" warning off every run.
+@hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG, execution_whitelist=HYDRA_CALLBACK_TARGETS)
 def train(cfg: DictConfig) -> Objective:
     """Train one configuration and return its best dev loss (what sweepers minimise), or the
     values of `hydra.sweeper.objectives` when it is a trial of a multi-objective sweep.
@@ -70,7 +73,11 @@ def selects_sweep(args: list[str]) -> bool:
 @exit_cleanly_on_user_error
 def main() -> None:
     silence_known_noise()
-    sys.argv[1:] = prepare_overrides(sys.argv[1:])
+    try:
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
+    except RunFinished as finished:
+        print(finished, flush=True)  # resume= of a finished run: nothing to do, which is no error
+        return
     # Hydra reports a value or key it refuses while composing in several lines of its own;
     # composing once here first turns that into one sentence naming the key.
     check_command_line(sys.argv[1:])

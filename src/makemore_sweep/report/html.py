@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from makemore_sweep.report.figures import TARGET_LOSS, ReportFigure
 from makemore_sweep.report.sources import ReportSource
@@ -25,6 +27,15 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def breakable(name: str) -> Markup:
+    """A parameter name (`optim.weight_decay`) that may wrap after its dots and underscores, so
+    that a narrow column header takes two lines instead of widening the table."""
+    return Markup("").join(
+        escape(part) + (Markup("<wbr>") if part in (".", "_") else "")
+        for part in re.split(r"([._])", name)
+    )
 
 
 def fmt_int(value: Any) -> str:
@@ -87,6 +98,7 @@ def render_report(
         fmt_value=fmt_value,
         fmt_int=fmt_int,
         fmt_seconds=fmt_seconds,
+        breakable=breakable,
     )
     path = out_dir / REPORT_FILE
     tmp = path.with_suffix(".html.tmp")

@@ -50,7 +50,7 @@ def load_multirun_source(folder: Path) -> ReportSource:
         {k: [o[k] for o in overrides.values() if k in o] for k in searched}
     )
 
-    study = optuna.create_study(study_name=folder.name, direction="minimize")
+    study = in_memory_study(folder.name)
     trials = []
     for number, run in enumerate(run_dirs):
         metrics = read_run_metrics(run)
@@ -80,6 +80,17 @@ def load_multirun_source(folder: Path) -> ReportSource:
     return ReportSource(
         title=_shown_folder(folder), origin=str(folder.resolve()), study=study, trials=trials
     )
+
+
+def in_memory_study(name: str) -> optuna.Study:
+    """An empty in-memory study, without Optuna's "A new study created in memory" line: the
+    study is how this folder is read, not something the user created."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=name, direction="minimize")
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def _job_order(run_dir: Path) -> tuple[float, str]:

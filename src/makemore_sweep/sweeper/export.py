@@ -30,6 +30,11 @@ def pareto_experiment_name(study_name: str, trial_number: int) -> str:
     return _safe(f"{study_name}_pareto_{trial_number}")
 
 
+def exported_names(study_name: str) -> list[str]:
+    """Glob patterns of every experiment a sweep of this study may write (best and Pareto front)."""
+    return [experiment_name(study_name), f"{_safe(f'{study_name}_pareto_')}*"]
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 

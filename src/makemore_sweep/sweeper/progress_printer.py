@@ -55,9 +55,18 @@ class SweepPrinter:
         print(line, file=self.out, flush=True)
 
     def plan(self, study: optuna.Study, storage_label: str, n_trials: int, counts: Mapping[TrialState, int]) -> None:
-        done, failed = finished(counts), counts[TrialState.FAIL]
-        resumed = f", resuming: {done} finished, {failed} failed so far" if done + failed else ""
-        self.say(f"[sweep] study {study.study_name} in {storage_label}: {n_trials} trials in total{resumed}")
+        """The first line: what the study holds and what this run will do about it."""
+        done, failed, running = finished(counts), counts[TrialState.FAIL], counts[TrialState.RUNNING]
+        where = f"[sweep] study {study.study_name} in {storage_label}:"
+        if not done + failed + running:
+            self.say(f"{where} {n_trials} trials in total")
+            return
+        held = f"{done} finished" + (f", {failed} failed" if failed else "") + (f", {running} unfinished" if running else "")
+        if done < n_trials:
+            continued = f", {running} of them continued" if running else ""
+            self.say(f"{where} n_trials={n_trials}, resuming: {held}; {n_trials - done} to run{continued}")
+        else:
+            self.say(f"{where} {held}, n_trials={n_trials}: nothing to run")
 
     def continued(self, number: int, reason: str, by: str = "") -> None:
         self.say(f"[trial {number}] CONTINUED{by} ({reason})")

@@ -13,16 +13,21 @@ every trial process (local, submitit or SLURM) opens the same file.
 
 `open_storage` turns every driver and connection error into a `StorageError` with one sentence
 that names the URL, its password masked, so an unreachable server or an unwritable path fails
-before any trial trains; `open_sweep_storage` adds the key to fix. `check_storage_url` is the same
-check for callers that only validate.
+before any trial trains; `open_sweep_storage` adds the key to fix. `check_storage_location`
+refuses a mistyped scheme ("did you mean") or a study file whose folder does not exist before
+anything is opened, and never creates a folder: a sweep creates only its default ones
+(`make_default_folder`). `check_storage_url` opens once, for callers that only validate.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.redaction import mask_secrets
@@ -45,6 +51,8 @@ CREATE_ATTEMPTS = 5
 # Seconds an SQLite writer waits for another process's lock before giving up; trials of
 # parallel and cooperating sweeps write to one file.
 SQLITE_LOCK_TIMEOUT_S = 60
+# What a mistyped scheme is compared with, for "did you mean".
+KNOWN_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql", "journal")
 
 
 def journal_path(url: str) -> Path:
@@ -104,22 +112,37 @@ def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) ->
 
 
 def local_lock_path(url: str) -> Path | None:
-    """A lock file beside an SQLite study, so the workers of its one machine ask for trials one at
-    a time (and never start more than n_trials between them). None for journal files, which may
-    sit on a network file system where locks are unreliable, and for database servers."""
-    if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :] not in ("", ":memory:"):
-        return Path(url[len(SQLITE_PREFIX) :] + ".asklock")
-    return None
+    """What the workers of one machine lock to ask for trials one at a time (and never start
+    more than n_trials between them): the folder of an SQLite study, which leaves no lock file
+    behind. None for journal files, which may sit on a network file system where locks are
+    unreliable, and for database servers."""
+    path = _file_of(url)
+    return path.parent if path is not None and url.startswith(SQLITE_PREFIX) else None
 
 
 def open_sweep_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
     """`open_storage` for a sweep: its error also names the key to fix."""
-    try:
+    with _naming_the_sweep_key():
         opened = open_storage(url, heartbeat_interval, grace_period)
-    except StorageError as error:
-        raise StorageError(f"{str(error).rstrip('.')}; check hydra.sweeper.storage.") from None
     assert opened is not None  # resolve_storage_url never gives an empty URL
     return opened
+
+
+def check_sweep_storage_location(url: str) -> None:
+    """`check_storage_location` for a sweep: its error also names the key to fix."""
+    with _naming_the_sweep_key():
+        check_storage_location(url)
+
+
+@contextmanager
+def _naming_the_sweep_key() -> Iterator[None]:
+    try:
+        yield
+    except StorageError as error:
+        text = str(error)
+        if text.endswith("?"):  # a "did you mean" already says what to write
+            raise
+        raise StorageError(f"{text.rstrip('.')}; check hydra.sweeper.storage.") from None
 
 
 def with_installed_postgres_driver(url: str) -> str:
@@ -143,7 +166,16 @@ def describe_storage(url: str | None) -> str:
     return mask_secrets(url) if url else "in memory (nothing is kept after the sweep)"
 
 
-def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+def check_storage_location(url: str) -> None:
+    """Refuse a storage URL before anything is opened or created: text that is no database URL,
+    an unknown scheme ("did you mean"), a study file whose folder does not exist."""
+    if url.startswith(JOURNAL_PREFIX):
+        _check_folder(journal_path(url), url)
+        return
+    _parse_database_url(url)
+
+
+def _parse_database_url(url: str) -> URL:
     shown = mask_secrets(url)
     try:
         parsed = make_url(url)
@@ -152,15 +184,18 @@ def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int
             f"The storage URL {shown} is not a database URL; use e.g. sqlite:///studies/NAME.db, "
             "postgresql+psycopg2://USER@HOST/DB or journal:PATH."
         ) from None
-    backend, password = parsed.get_backend_name(), parsed.password
-    if backend == "postgres":
+    if parsed.get_backend_name() == "postgres":
         raise StorageError(f"The storage URL {shown} uses the scheme postgres://; write postgresql:// instead.")
-    if backend == "sqlite" and parsed.database:
-        folder = Path(parsed.database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StorageError(f"Cannot open the Optuna storage {shown}: cannot create {folder} ({error.strerror}).") from None
+    _check_dialect(parsed, shown)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        _check_folder(Path(parsed.database).expanduser(), shown)
+    return parsed
+
+
+def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+    shown = mask_secrets(url)
+    parsed = _parse_database_url(url)
+    backend, password = parsed.get_backend_name(), parsed.password
     # pool_pre_ping: a sweep waits hours for cluster jobs, and idle connections get dropped.
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "postgresql":
@@ -198,13 +233,47 @@ def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int
 
 
 def _open_journal(path: Path) -> JournalStorage:
+    check_storage_location(f"{JOURNAL_PREFIX}{path}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # The open(O_EXCL) lock works on NFS v3+, where shared journal files usually live.
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
         return JournalStorage(backend)
     except OSError as error:
         raise StorageError(f"Cannot open the Optuna journal file {path}: {error.strerror or error}.") from None
+
+
+def _check_dialect(parsed: URL, shown: str) -> None:
+    """A scheme SQLAlchemy does not know is a typo more often than a missing plugin."""
+    try:
+        parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        scheme = parsed.drivername
+        close = difflib.get_close_matches(scheme, KNOWN_SCHEMES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}{shown[len(scheme):]}?" if close else "use sqlite:///FILE, postgresql://... or journal:FILE."
+        raise StorageError(f"The storage URL {shown} has the unknown scheme {scheme}; {hint}") from None
+
+
+def _check_folder(file: Path, shown: str) -> None:
+    """A study file's folder must exist: creating a mistyped path would hide the mistake."""
+    folder = file.parent
+    if not folder.is_dir():
+        raise StorageError(f"The folder {folder} of the storage {shown} does not exist; create it, or correct the path.")
+
+
+def make_default_folder(url: str, folders: list[Path]) -> None:
+    """Create the folder of a study file when it is one of the defaults (`studies/`, the sweep
+    folder of a cluster journal); any other folder must exist already."""
+    path = _file_of(url)
+    if path is not None and path.parent.resolve() in {folder.resolve() for folder in folders}:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _file_of(url: str) -> Path | None:
+    if url.startswith(JOURNAL_PREFIX):
+        return journal_path(url)
+    if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :] not in ("", ":memory:"):
+        return Path(url[len(SQLITE_PREFIX) :])
+    return None
 
 
 def _reason(error: BaseException, password: str | None) -> str:

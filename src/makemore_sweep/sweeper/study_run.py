@@ -21,15 +21,24 @@ from pathlib import Path
 
 import optuna
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import ConfigError, StorageError, UserError
-from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.export import experiment_name, pareto_experiment_name
+from makemore_sweep.redaction import mask_secrets, mask_text
+from makemore_sweep.sweeper.export import experiment_name, exported_names, pareto_experiment_name
 from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR
-from makemore_sweep.sweeper.progress_printer import SweepPrinter, count_states
+from makemore_sweep.sweeper.ownership import (
+    check_exports,
+    check_sweep_folder,
+    claim_sweep_folder,
+    defining_settings,
+    keep_study_settings,
+    study_label,
+)
+from makemore_sweep.sweeper.progress_printer import SweepPrinter, count_states, finished
 from makemore_sweep.sweeper.pruners import build_pruner
 from makemore_sweep.sweeper.search_space import SearchSpace, build_search_space
 from makemore_sweep.sweeper.settings import (
@@ -40,6 +49,9 @@ from makemore_sweep.sweeper.settings import (
     study_name,
 )
 from makemore_sweep.sweeper.storage import (
+    STUDIES_DIR,
+    check_sweep_storage_location,
+    make_default_folder,
     open_sweep_storage,
 )
 from makemore_sweep.sweeper.study_location import study_storage_url
@@ -49,6 +61,8 @@ from makemore_sweep.sweeper.sweep_results import (
     save_results,
 )
 from makemore_sweep.sweeper.trial_outcome import failures_of_sweep
+
+SWEEP_CONFIG_FILE = "multirun.yaml"
 
 
 class TooManyFailures(UserError):
@@ -68,6 +82,7 @@ class SweepRun:
     storage: BaseStorage
     storage_url: str
     n_earlier: int  # trials in the study before this sweep started
+    label: str  # the study's identity, as its folder and exports name it (ownership.py)
     printer: SweepPrinter = field(default_factory=SweepPrinter)
     sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -96,9 +111,17 @@ def run_sweep(
     space = build_search_space(settings.params, arguments, settings.custom_search_space)
     name = study_name(settings, config)
     base_dir = Path(str(config.hydra.runtime.cwd))
+    sweep_dir = base_dir / str(config.hydra.sweep.dir)
     url = study_storage_url(config.hydra, name, base_dir)
+    # Everything that could touch another study's records is settled before any trial runs.
+    make_default_folder(url, [base_dir / STUDIES_DIR, sweep_dir])
+    check_sweep_storage_location(url)
+    label = study_label(name, url, base_dir)
+    check_sweep_folder(sweep_dir, label)
+    check_exports(Path(settings.export_dir) if settings.export_dir else experiment_export_dir(), exported_names(name), label)
     storage = open_sweep_storage(url)
     n_earlier = count_trials(storage, name)
+    claim_sweep_folder(sweep_dir, label, study_has_trials=n_earlier > 0)
     workers = settings.worker_count()
     sampler = build_sampler(settings.sampler, seed_offset=n_earlier, parallel=max(workers, settings.n_jobs) > 1)
     if is_grid(settings.sampler):
@@ -106,26 +129,41 @@ def run_sweep(
         sampler = sampler(grid)
         settings = settings.with_n_trials(min(settings.n_trials, math.prod(len(v) for v in grid.values())))
     study = open_study(name, storage, sampler, settings)
+    keep_study_settings(study, defining_settings(config, settings, space))
+    save_sweep_config(config, sweep_dir)  # once nothing more is refused
     if n_earlier == 0:
         for params in settings.enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
 
-    run = SweepRun(config, hydra_context, task_function, settings, space, study, storage, url, n_earlier)
-    run.printer.plan(study, mask_secrets(url), settings.n_trials, count_states(study))
-    if workers > 0:
-        from makemore_sweep.sweeper.worker_pool import run_workers
+    run = SweepRun(config, hydra_context, task_function, settings, space, study, storage, url, n_earlier, label)
+    counts = count_states(study)
+    run.printer.plan(study, mask_secrets(url), settings.n_trials, counts)
+    if finished(counts) < settings.n_trials:  # else nothing to run: straight to the summary
+        if workers > 0:
+            from makemore_sweep.sweeper.worker_pool import run_workers
 
-        run_workers(run, workers)
-    else:
-        from makemore_sweep.sweeper.batch_loop import run_batches
+            run_workers(run, workers)
+        else:
+            from makemore_sweep.sweeper.batch_loop import run_batches
 
-        run_batches(run)
+            run_batches(run)
     finish(run)
+
+
+def save_sweep_config(config: DictConfig, sweep_dir: Path) -> None:
+    """multirun.yaml, as Hydra's own sweepers write it: the sweep's configuration and command
+    line (`hydra.overrides`), from which `resume=` on a trial folder gives the sweep's command."""
+    text = mask_text(OmegaConf.to_yaml(config))  # never a password on disk, not even briefly
+    (sweep_dir / SWEEP_CONFIG_FILE).write_text(text, encoding="utf-8")
 
 
 def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSampler, settings: SweepSettings) -> optuna.Study:
     """Create the study, or load it when it exists with the same objectives and directions."""
     wanted = directions(settings.direction)
+    # Optuna's "A new study created" / "Using an existing study" says less than the plan line
+    # printed next, and would stand on stderr beside a refusal's one sentence.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
             study_name=name,
@@ -137,6 +175,8 @@ def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSam
         )
     except ValueError as error:
         raise ConfigError(f"hydra.sweeper.direction does not fit study {name!r}: {error}.") from error
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     if [d.name.lower() for d in study.directions] != [d.lower() for d in wanted]:
         raise ConfigError(
             f"hydra.sweeper.direction=[{','.join(wanted)}] does not fit study {name!r}, which was created with "
@@ -172,7 +212,7 @@ def finish(run: SweepRun) -> None:
 
 
 def export_trial(run: SweepRun, trial: FrozenTrial, name: str) -> tuple[Path, str]:
-    return export_experiment(run.config, run.hydra_context, run.study, trial, run.space, run.settings.export_dir, name)
+    return export_experiment(run.config, run.hydra_context, run.study, trial, run.space, run.settings.export_dir, name, run.label)
 
 
 def count_trials(storage: BaseStorage, name: str) -> int:

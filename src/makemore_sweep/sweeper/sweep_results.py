@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial
 from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.export import config_changes, write_experiment
+from makemore_sweep.sweeper.ownership import owner_header_line
 from makemore_sweep.sweeper.search_space import SearchSpace
 
 RESULTS_FILE = "optimization_results.yaml"
@@ -56,6 +57,7 @@ def export_experiment(
     space: SearchSpace,
     export_dir: str | None,
     name: str,
+    study_label: str,
 ) -> tuple[Path, str]:
     """Write `trial` as `<export dir>/<name>.yaml`; return its path and experiment name."""
     loader = hydra_context.config_loader
@@ -70,6 +72,7 @@ def export_experiment(
     header = [
         f"{kind} {trial.number} of Optuna study {study.study_name}: {', '.join(figures)}.",
         f"Written by the sweeper; reproduce it with: makemore-train experiment={name}",
+        owner_header_line(study_label),
     ]
     changes = config_changes(trial_config, default_config, always=list(trial.params))
     return write_experiment(directory, name, changes, header), name

@@ -8,6 +8,7 @@ there when one was written (else it starts over in the same folder).
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,23 +106,27 @@ class TrialSource:
 
     @contextmanager
     def _asking(self) -> Iterator[None]:
-        """Take over, count and ask under a file lock where the storage is a file: no two workers
-        of this machine take over one trial or ask for the last missing one together. Across
-        hosts (a database server) take_over's read-back settles a tie, and the last trial may be
-        asked by one more worker each."""
+        """Take over, count and ask under a lock of the study's folder where the storage is a
+        file: no two workers of this machine take over one trial or ask for the last missing
+        one together. Across hosts (a database server) take_over's read-back settles a tie, and
+        the last trial may be asked by one more worker each."""
         if self.lock_path is None:
             yield
             return
-        with open(self.lock_path, "a") as handle:
+        # A folder's descriptor takes flock like a file's, and no lock file is left behind.
+        descriptor = os.open(self.lock_path, os.O_RDONLY)
+        try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
             except OSError:  # no locks on this file system: at most one trial more per worker
                 yield
                 return
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
 
     def _complete_params(self, trial_id: int, params: dict[str, Any]) -> dict[str, Any]:
         """Sample what a trial asked by a process killed mid-way never got (rare), so it can run."""

@@ -28,6 +28,7 @@ from makemore_sweep.sweeper.settings import DEV_LOSS, objective_list
 from makemore_sweep.sweeper.storage import open_sweep_storage
 from makemore_sweep.sweeper.study_location import study_storage_url
 from makemore_sweep.sweeper.trial_claims import TRIAL_CONFIG_KEY
+from makemore_sweep.training.resume_command import SweepTrial, continue_trial_advice, sweep_trial_of
 from makemore_sweep.training.run_hooks import RunHook
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,11 @@ class TrialReporter(RunHook):
             log.info("Trial %d pruned at step %d (dev loss %.4f).", self.trial.number, step, value)
 
     # -- after the run ------------------------------------------------------------------
+    def continue_advice(self, run_dir: Path) -> str | None:
+        """A trial is continued by its sweep: `resume=` would replay it as a sweep of another study."""
+        trial = sweep_trial_of(run_dir) or SweepTrial(self.number, self.study_name, None)
+        return f"it is trial {self.number} of Optuna study {self.study_name}, and {continue_trial_advice(run_dir, trial)}"
+
     def objective_values(self, metrics: dict[str, Any]) -> float | list[float | None]:
         """What the trial's job returns to the sweeper: the dev loss, or each objective's value."""
         if self.objectives == (DEV_LOSS,):

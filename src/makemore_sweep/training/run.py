@@ -123,10 +123,11 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
     except (KeyboardInterrupt, SystemExit) as stop:
         # Ctrl-C (Lightning turns it into SystemExit(1)) or SIGTERM (Lightning's SIGTERMException,
         # which would exit 0): keep what was done, say how to go on, exit as killed by that signal.
-        stopped = f"The run was interrupted at step {trainer.global_step}; continue it with makemore-train resume={run_dir}"
+        stopped = f"The run was interrupted at step {trainer.global_step}; {continue_advice(run_dir, hooks)}"
         record("interrupted", stopped)
         finish_loggers(loggers, status="failed")
-        print(f"error: {stopped}.", file=sys.stderr, flush=True)
+        # No full stop: the line ends with a command to copy.
+        print(f"error: {stopped}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
 
     metrics = record("pruned" if any(hook.stopped_early for hook in hooks) else "completed", None)
@@ -135,6 +136,13 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics
+
+
+def continue_advice(run_dir: Path, hooks: Sequence[RunHook]) -> str:
+    """What the interrupted-run message recommends: a hook's advice (a sweep's trial is continued
+    by its sweep, never by resume=, which would replay it as another study's sweep), else resume=."""
+    advice = next((text for text in (hook.continue_advice(run_dir) for hook in hooks) if text), None)
+    return advice or f"continue it with makemore-train resume={run_dir}"
 
 
 def save_outcome(run_dir: Path, metrics: dict[str, Any], hooks: Sequence[RunHook]) -> None:

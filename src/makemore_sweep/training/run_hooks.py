@@ -2,8 +2,9 @@
 
 A sweep's trial (pruning, reporting to the study) and the report's embedding figure are
 `RunHook`s: Lightning callbacks that may also adjust the configuration before the loggers are
-built, stop the run early, add fields to metrics.json, act once it is written, and give images
-for the run's W&B summary. The entry point (`cli/train.py`) decides which hooks a run gets.
+built, stop the run early, add fields to metrics.json, act once it is written, give images
+for the run's W&B summary, and say how an interrupted run is continued. The entry point
+(`cli/train.py`) decides which hooks a run gets.
 """
 
 from __future__ import annotations
@@ -36,3 +37,8 @@ class RunHook(L.Callback):
     def images(self, run_dir: Path) -> dict[str, Path]:
         """PNG files to attach to the run's W&B summary, by key."""
         return {}
+
+    def continue_advice(self, run_dir: Path) -> str | None:
+        """How to continue this run once interrupted, when not with `makemore-train resume=RUN_DIR`
+        (a sweep's trial is continued by its sweep); None leaves the default advice."""
+        return None

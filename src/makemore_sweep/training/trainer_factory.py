@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,25 @@ def progress_bar_wanted() -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
+def print_lightning_messages_once() -> None:
+    """Let the logging configuration in force print Lightning's messages, once.
+
+    lightning.pytorch and lightning.fabric leave their records to propagate to the root logger
+    when it has handlers at their import (Hydra's job logging: the console and the job's
+    train.log). The `lightning` package above them adds a stderr handler of its own at import
+    whatever the root has, so under Hydra each message came out twice, on stderr and on stdout.
+    With handlers on the root that handler is dropped; without (a plain script, a notebook
+    kernel) it is left alone, and Lightning prints its messages itself, once.
+    """
+    if not logging.getLogger().handlers:
+        return
+    umbrella = logging.getLogger("lightning")
+    for handler in list(umbrella.handlers):
+        # Only a plain console handler, as Lightning adds: a user's file handler stays.
+        if type(handler) is logging.StreamHandler:
+            umbrella.removeHandler(handler)
+
+
 def build_trainer(
     trainer_cfg: DictConfig,
     plan: StepPlan,
@@ -44,6 +64,7 @@ def build_trainer(
     callbacks: list[Callback],
     run_dir: Path,
 ) -> L.Trainer:
+    print_lightning_messages_once()
     lightning_args = {k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in LOOP_KEYS}  # type: ignore[union-attr]
     show_bar = progress_bar_wanted()
     if show_bar:
