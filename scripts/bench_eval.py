@@ -25,7 +25,9 @@ from makemore_sweep.model.networks import build_network, mean_loss
 NETWORKS = [(10, 200, 3), (20, 300, 6), (32, 500, 10)]  # n_embd, n_hidden, block_size
 
 
-def best_time(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int, repeats: int) -> tuple[float, float]:
+def best_time(
+    network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int, repeats: int
+) -> tuple[float, float]:
     """(seconds, loss) of the fastest of `repeats` passes."""
     times, loss = [], 0.0
     for _ in range(repeats):
@@ -36,26 +38,39 @@ def best_time(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep worker on 2 cores has 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (a sweep worker on 2 cores has 1)"
+    )
     parser.add_argument("--sizes", default="32768,4096,1024", help="chunk sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--names", type=Path, default=checkout_names_file(Path(__file__).resolve().parents[1]))
+    parser.add_argument(
+        "--names", type=Path, default=checkout_names_file(Path(__file__).resolve().parents[1])
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"seconds per pass, best of {args.repeats}, {args.threads} thread(s); ratio to chunk {sizes[0]}")
+    print(
+        f"seconds per pass, best of {args.repeats}, {args.threads} thread(s); ratio to chunk {sizes[0]}"
+    )
     print(f"{'network':<16} {'split':<6} " + " ".join(f"{s:>14}" for s in sizes))
     for n_embd, n_hidden, block_size in NETWORKS:
         splits = load_splits(args.names, block_size)
-        network = build_network(ModelConfig(n_embd=n_embd, n_hidden=n_hidden), splits.vocab.size, block_size)
+        network = build_network(
+            ModelConfig(n_embd=n_embd, n_hidden=n_hidden), splits.vocab.size, block_size
+        )
         for split in ("val", "train"):
             x, y = getattr(splits, split)
             results = [best_time(network, x, y, chunk, args.repeats) for chunk in sizes]
             losses = {round(loss, 5) for _, loss in results}
             assert len(losses) == 1, f"the chunk size changed the loss: {losses}"
             cells = [f"{t:8.3f} {t / results[0][0]:4.2f}×" for t, _ in results]
-            print(f"{n_embd}×{n_hidden}, ctx {block_size:<3} {split:<6} " + " ".join(f"{c:>14}" for c in cells))
+            print(
+                f"{n_embd}×{n_hidden}, ctx {block_size:<3} {split:<6} "
+                + " ".join(f"{c:>14}" for c in cells)
+            )
 
 
 if __name__ == "__main__":

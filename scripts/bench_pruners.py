@@ -44,11 +44,24 @@ Run = dict[str, Any]
 
 
 # -- running the sweeps ---------------------------------------------------------------------
-def run_pruner(workdir: Path, pruner: str, seed: int, n_trials: int, stop_after_s: float | None, args: argparse.Namespace) -> Run:
+def run_pruner(
+    workdir: Path,
+    pruner: str,
+    seed: int,
+    n_trials: int,
+    stop_after_s: float | None,
+    args: argparse.Namespace,
+) -> Run:
     """One sweep in a fresh folder; stopped with SIGINT after `stop_after_s` seconds if still running."""
     workdir.mkdir(parents=True, exist_ok=False)
-    storage = f"sqlite:///{workdir / 'studies' / f'{STUDY}.db'}"  # known even if the sweep is stopped
-    overrides = [f"hydra.sweeper.pruner={pruner}", f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.storage={storage}"]
+    storage = (
+        f"sqlite:///{workdir / 'studies' / f'{STUDY}.db'}"  # known even if the sweep is stopped
+    )
+    overrides = [
+        f"hydra.sweeper.pruner={pruner}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        f"hydra.sweeper.storage={storage}",
+    ]
     command = sweep_command(workdir, n_trials, overrides, args)
     print(f"[bench] {pruner}, seed {seed}: {' '.join(command[2:])}", flush=True)
     stopped = False
@@ -57,9 +70,17 @@ def run_pruner(workdir: Path, pruner: str, seed: int, n_trials: int, stop_after_
     started = datetime.now()
     clock = time.monotonic()
     # A session of its own: if the sweep hangs, its workers can be stopped with it (stop()).
-    with open(workdir / "sweep.log", "w") as log, subprocess.Popen(
-        command, cwd=workdir, env=sweep_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    ) as child:
+    with (
+        open(workdir / "sweep.log", "w") as log,
+        subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=sweep_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ) as child,
+    ):
         try:
             child.wait(timeout=stop_after_s)
         except subprocess.TimeoutExpired:
@@ -72,7 +93,9 @@ def run_pruner(workdir: Path, pruner: str, seed: int, n_trials: int, stop_after_
     if not stopped:
         wall_s = time.monotonic() - clock
         if child.returncode != 0:
-            raise SystemExit(f"the {pruner} sweep (seed {seed}) failed (exit {child.returncode}); see {workdir / 'sweep.log'}")
+            raise SystemExit(
+                f"the {pruner} sweep (seed {seed}) failed (exit {child.returncode}); see {workdir / 'sweep.log'}"
+            )
     return {
         "pruner": pruner,
         "seed": seed,
@@ -94,11 +117,16 @@ def stop(child: subprocess.Popen[bytes]) -> None:
             child.wait(timeout=wait_s)
             break
         except subprocess.TimeoutExpired:
-            print(f"[bench] the sweep did not stop within {wait_s:.0f} s: {sig.name} to its processes", flush=True)
+            print(
+                f"[bench] the sweep did not stop within {wait_s:.0f} s: {sig.name} to its processes",
+                flush=True,
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, sig)
     child.wait()
-    with contextlib.suppress(ProcessLookupError):  # nothing of the sweep's may go on into the next one
+    with contextlib.suppress(
+        ProcessLookupError
+    ):  # nothing of the sweep's may go on into the next one
         os.killpg(child.pid, signal.SIGKILL)
 
 
@@ -113,7 +141,12 @@ def study_outcome(storage: str, started: datetime) -> dict[str, Any]:
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     completions = [
-        {"t_s": round((t.datetime_complete - started).total_seconds(), 2), "dev": t.value, "test": t.user_attrs.get("test_loss"), "trial": t.number}
+        {
+            "t_s": round((t.datetime_complete - started).total_seconds(), 2),
+            "dev": t.value,
+            "test": t.user_attrs.get("test_loss"),
+            "trial": t.number,
+        }
         for t in complete
         if t.datetime_complete is not None
     ]
@@ -177,10 +210,17 @@ def summarise(runs: list[Run], pruners: list[str]) -> dict[str, dict[str, Any]]:
             # while they stop.
             limit = base["wall_s"] if run["stopped"] else math.inf
             bests.append(best_within(run, limit))
-            counts.append((sum(c["t_s"] <= limit for c in run["completions"]), sum(t <= limit for t in run["pruned_t_s"])))
+            counts.append(
+                (
+                    sum(c["t_s"] <= limit for c in run["completions"]),
+                    sum(t <= limit for t in run["pruned_t_s"]),
+                )
+            )
             # Before a sweep's first complete trial its curve has no value: the worst trial any
             # sweep of that seed completed stands in, so missing points count against it.
-            worst = max(float(c["dev"]) for r in runs if r["seed"] == run["seed"] for c in r["completions"])
+            worst = max(
+                float(c["dev"]) for r in runs if r["seed"] == run["seed"] for c in r["completions"]
+            )
             points = [best_by(run, share * base["wall_s"]) for share in CURVE_POINTS]
             curves.append([(worst, True) if p is None else (p, False) for p in points])
             at = reach_s(run, float(base["best_dev"]))
@@ -213,13 +253,17 @@ def summarise(runs: list[Run], pruners: list[str]) -> dict[str, dict[str, Any]]:
 
 def print_report(data: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str | None:
     """The table, the goals and the pruner with the best anytime curve (returned)."""
-    budget = {"time": "pruned sweeps stopped at W", "trials": "every sweep runs all its trials"}[data["budget"]]
+    budget = {"time": "pruned sweeps stopped at W", "trials": "every sweep runs all its trials"}[
+        data["budget"]
+    ]
     print(
         f"\n{STUDY} sweep, {data['n_trials']} trials unpruned ({budget}), seeds {', '.join(map(str, data['seeds']))}; "
         f"{data['host']}, {data['cores']} cores, {data['date']}"
     )
     points = "".join(f"{f'dev@{share:.0%}':>9}" for share in CURVE_POINTS)
-    print(f"{'pruner':<19}{'wall s':>8}{'best dev':>9}{'best test':>10}{points}  {'reach best':>16}  complete/pruned")
+    print(
+        f"{'pruner':<19}{'wall s':>8}{'best dev':>9}{'best test':>10}{points}  {'reach best':>16}  complete/pruned"
+    )
 
     def number(value: float | None, width: int, mark: bool = False) -> str:
         return f"{'—' if value is None else f'{value:.4f}' + ('*' if mark else ''):>{width}}"
@@ -227,7 +271,9 @@ def print_report(data: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str |
     for pruner, row in rows.items():
         reach = "never" if row["reach_mean"] is None else f"{row['reach_mean']:.2f} W"
         reach += f" ({sum(s is not None for s in row['reach_shares'])}/{len(row['seeds'])})"
-        curve = "".join(number(v, 9, mark) for v, mark in zip(row["curve"], row["curve_stand_ins"], strict=True))
+        curve = "".join(
+            number(v, 9, mark) for v, mark in zip(row["curve"], row["curve_stand_ins"], strict=True)
+        )
         print(
             f"{pruner:<19}{row['wall_s']:>8.1f}{number(row['best_dev'], 9)}{number(row['best_test'], 10)}{curve}  "
             f"{reach:>16}  {row['complete']:.1f}/{row['pruned']:.1f}"
@@ -237,10 +283,16 @@ def print_report(data: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str |
         "share of W to reach the unpruned sweep's final best dev (seeds that did); all values mean over the seeds."
     )
     if any(any(row["curve_stand_ins"]) for row in rows.values()):
-        print("*: some seed had no complete trial yet; the worst dev any sweep of that seed completed stands in.")
-    print(f"\ngoals: reach the unpruned best dev in ≤ {REACH_GOAL:.0%} of W (every seed, mean share); best dev at W ≤ the unpruned one's (mean over seeds)")
+        print(
+            "*: some seed had no complete trial yet; the worst dev any sweep of that seed completed stands in."
+        )
+    print(
+        f"\ngoals: reach the unpruned best dev in ≤ {REACH_GOAL:.0%} of W (every seed, mean share); best dev at W ≤ the unpruned one's (mean over seeds)"
+    )
     for pruner, row in rows.items():
-        reach = "never in some seed" if None in row["reach_shares"] else f"{row['reach_mean']:.2f} W"
+        reach = (
+            "never in some seed" if None in row["reach_shares"] else f"{row['reach_mean']:.2f} W"
+        )
         print(
             f"  {pruner:<19} reach: {reach} ({'met' if row['goal_reach'] else 'not met'}); "
             f"at W: {row['dev_at_w_gap']:+.4f} against unpruned ({'met' if row['goal_equal_time'] else 'not met'})"
@@ -248,7 +300,9 @@ def print_report(data: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str |
     if not rows:
         return None
     best = min(rows, key=lambda p: rows[p]["curve_mean"])
-    print(f"best anytime curve (the lowest mean of dev@25/50/75/100%): {best} ({rows[best]['curve_mean']:.4f})")
+    print(
+        f"best anytime curve (the lowest mean of dev@25/50/75/100%): {best} ({rows[best]['curve_mean']:.4f})"
+    )
     return best
 
 
@@ -275,16 +329,28 @@ def draw(data: dict[str, Any], rows: dict[str, dict[str, Any]], path: Path) -> N
                 xs.append(share)
                 ys.append(mean(float(v) for v in values if v is not None))
         ax.step(xs, ys, where="post", label=pruner, linewidth=2 if pruner == "none" else 1.5)
-    target = mean(float(r["best_dev"]) for r in runs if r["pruner"] == "none" and r["best_dev"] is not None)
-    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"unpruned final best ({target:.4f})")
-    ax.axvline(REACH_GOAL, color="grey", linestyle=":", linewidth=1, label=f"goal: {REACH_GOAL:.0%} of W")
+    target = mean(
+        float(r["best_dev"]) for r in runs if r["pruner"] == "none" and r["best_dev"] is not None
+    )
+    ax.axhline(
+        target,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"unpruned final best ({target:.4f})",
+    )
+    ax.axvline(
+        REACH_GOAL, color="grey", linestyle=":", linewidth=1, label=f"goal: {REACH_GOAL:.0%} of W"
+    )
     low, high = ax.get_ylim()
     if low <= 2.2 <= high:
         ax.axhline(2.2, color="red", linestyle="-.", linewidth=1, label="dev 2.2")
     ax.set_xlim(0, end)
     ax.set_xlabel("share of the unpruned sweep's wall time W")
     ax.set_ylabel(f"best dev loss so far (mean over {len(walls)} seeds)")
-    budget = {"time": "pruned sweeps stopped at W", "trials": f"{data['n_trials']} trials each"}[data["budget"]]
+    budget = {"time": "pruned sweeps stopped at W", "trials": f"{data['n_trials']} trials each"}[
+        data["budget"]
+    ]
     ax.set_title(f"{STUDY}: best dev over time ({data['n_trials']} trials unpruned; {budget})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -308,18 +374,58 @@ def main() -> None:
     # Started in the background (`... &`), a shell leaves SIGINT ignored, and the sweeps would
     # inherit that: they could not be stopped at W as with Ctrl-C. Hear it again (children too).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pruners", default="none,median,successive_halving,hyperband,patient", help="comma-separated; none is always run first")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--pruners",
+        default="none,median,successive_halving,hyperband,patient",
+        help="comma-separated; none is always run first",
+    )
     parser.add_argument("--seeds", default="1337,1338,1339", help="sampler seeds, comma-separated")
-    parser.add_argument("--n-trials", type=int, default=30, help="trials of the unpruned sweep (and of each pruned one with --budget trials)")
-    parser.add_argument("--budget", choices=("time", "trials"), default="time", help="time: pruned sweeps stop at W; trials: at n_trials")
-    parser.add_argument("--max-trials", type=int, default=None, help="with --budget time, a pruned sweep's n_trials (default 4 × --n-trials)")
-    parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
-    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)")
-    parser.add_argument("--workdir", type=Path, default=Path("bench-pruners") / time.strftime("%Y%m%d-%H%M%S"))
-    parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run (repeatable)")
+    parser.add_argument(
+        "--n-trials",
+        type=int,
+        default=30,
+        help="trials of the unpruned sweep (and of each pruned one with --budget trials)",
+    )
+    parser.add_argument(
+        "--budget",
+        choices=("time", "trials"),
+        default="time",
+        help="time: pruned sweeps stop at W; trials: at n_trials",
+    )
+    parser.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        help="with --budget time, a pruned sweep's n_trials (default 4 × --n-trials)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)"
+    )
+    parser.add_argument(
+        "--names",
+        type=Path,
+        default=DEFAULT_NAMES,
+        help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("bench-pruners") / time.strftime("%Y%m%d-%H%M%S")
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="extra Hydra override for every run (repeatable)",
+    )
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "pruners.png")
-    parser.add_argument("--from-json", type=Path, default=None, help="print and draw a saved bench_pruners.json; run nothing")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="print and draw a saved bench_pruners.json; run nothing",
+    )
     args = parser.parse_args()
 
     if args.from_json:
@@ -332,7 +438,10 @@ def main() -> None:
     unknown = [p for p in pruners if p not in PRUNERS]
     if unknown:
         raise SystemExit(f"--pruners: unknown {', '.join(unknown)}; known: {', '.join(PRUNERS)}")
-    pruners = ["none", *(p for p in dict.fromkeys(pruners) if p != "none")]  # none sets W, so it runs first
+    pruners = [
+        "none",
+        *(p for p in dict.fromkeys(pruners) if p != "none"),
+    ]  # none sets W, so it runs first
     workdir = args.workdir.resolve()
     data: dict[str, Any] = {
         "study": STUDY,
@@ -350,13 +459,24 @@ def main() -> None:
     }
     out = workdir / "bench_pruners.json"
     for seed in data["seeds"]:
-        base = run_pruner(workdir / f"seed-{seed}" / "none", "none", seed, args.n_trials, None, args)
+        base = run_pruner(
+            workdir / f"seed-{seed}" / "none", "none", seed, args.n_trials, None, args
+        )
         data["runs"].append(base)
-        out.write_text(json.dumps(data, indent=2) + "\n")  # after every sweep: an interrupted benchmark keeps its runs
+        out.write_text(
+            json.dumps(data, indent=2) + "\n"
+        )  # after every sweep: an interrupted benchmark keeps its runs
         for pruner in pruners[1:]:
             timed = args.budget == "time"
             n_trials = data["max_trials"] if timed else args.n_trials
-            run = run_pruner(workdir / f"seed-{seed}" / pruner, pruner, seed, n_trials, base["wall_s"] if timed else None, args)
+            run = run_pruner(
+                workdir / f"seed-{seed}" / pruner,
+                pruner,
+                seed,
+                n_trials,
+                base["wall_s"] if timed else None,
+                args,
+            )
             data["runs"].append(run)
             out.write_text(json.dumps(data, indent=2) + "\n")
     data["summary"] = report(data, args.figure)

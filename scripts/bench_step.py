@@ -83,7 +83,9 @@ class PlainLightning(L.LightningModule):
         super().__init__()
         self.net = MLPLanguageModel(27, 3, SPEC)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self.net(x), y)
         self.log("train_loss", loss)
@@ -97,9 +99,15 @@ def plain_lightning(x: torch.Tensor, y: torch.Tensor, steps: int, root: Path) ->
     timer = StepTimer()
     loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True)
     trainer = L.Trainer(
-        max_steps=WARMUP + steps, logger=CSVLogger(root, name="plain"), callbacks=[timer],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        accelerator="cpu", num_sanity_val_steps=0, log_every_n_steps=50,
+        max_steps=WARMUP + steps,
+        logger=CSVLogger(root, name="plain"),
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
     )
     trainer.fit(PlainLightning(), loader)
     return timer.per_step
@@ -109,29 +117,44 @@ def framework(names: Path, steps: int, root: Path) -> float:
     """The real components of a makemore-train run: datamodule, module, trainer factory, monitor, CSV logger."""
     total = WARMUP + steps
     trainer_cfg = OmegaConf.structured(TrainerConfig)
-    plan = StepPlan(max_steps=total, val_every_n_steps=total, steps_per_execution=int(trainer_cfg.steps_per_execution))
+    plan = StepPlan(
+        max_steps=total,
+        val_every_n_steps=total,
+        steps_per_execution=int(trainer_cfg.steps_per_execution),
+    )
     data = asdict(DataConfig(path=str(names), block_size=3, batch_size=BATCH))
     datamodule = NamesDataModule(**{k: v for k, v in data.items() if k != "_target_"})
     datamodule.setup()
     datamodule.step_plan = plan
     module = LanguageModelTask(
-        vocab=list(datamodule.splits.vocab.chars), block_size=3, network=asdict(SPEC),
-        optim={"name": "sgd", "lr": 0.1, "schedule": "step"}, max_steps=total,
+        vocab=list(datamodule.splits.vocab.chars),
+        block_size=3,
+        network=asdict(SPEC),
+        optim={"name": "sgd", "lr": 0.1, "schedule": "step"},
+        max_steps=total,
         divergence_loss=RunConfig().divergence_loss,
     )
     timer = StepTimer()
     trainer_cfg.accelerator = "cpu"
-    trainer = build_trainer(trainer_cfg, plan, [CSVLogger(root, name="framework")], [RunMonitor(), timer], root)
+    trainer = build_trainer(
+        trainer_cfg, plan, [CSVLogger(root, name="framework")], [RunMonitor(), timer], root
+    )
     trainer.fit(module, datamodule=datamodule)
     return timer.per_step
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--names", type=Path, default=checkout_names_file(Path(__file__).resolve().parents[1]))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--names", type=Path, default=checkout_names_file(Path(__file__).resolve().parents[1])
+    )
     args = parser.parse_args()
     if args.names is None:
         parser.error("no names.txt in $MAKEMORE_NAMES, data/ or ../shared/data/; pass --names FILE")
@@ -141,19 +164,30 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, y = load_splits(args.names, block_size=3).train
-    results: dict[str, list[float]] = {"hand-written loop": [], "plain Lightning": [], "makemore-sweep": []}
+    results: dict[str, list[float]] = {
+        "hand-written loop": [],
+        "plain Lightning": [],
+        "makemore-sweep": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             results["hand-written loop"].append(hand_written(x, y, args.steps))
             results["plain Lightning"].append(plain_lightning(x, y, args.steps, Path(tmp)))
             results["makemore-sweep"].append(framework(args.names, args.steps, Path(tmp)))
     hand = statistics.median(results["hand-written loop"])
-    print(f"per-step cost, batch {BATCH}, {args.steps} steps x {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    print(
+        f"per-step cost, batch {BATCH}, {args.steps} steps x {args.rounds} rounds, torch threads {torch.get_num_threads()}"
+    )
     for name, values in results.items():
         median = statistics.median(values)
-        print(f"{name:18s} {median * 1e6:8.1f} µs/step   ratio {median / hand:5.2f}   (rounds: "
-              + ", ".join(f"{v * 1e6:.0f}" for v in values) + ")")
-    print(f"framework / hand-written ratio: {statistics.median(results['makemore-sweep']) / hand:.2f}")
+        print(
+            f"{name:18s} {median * 1e6:8.1f} µs/step   ratio {median / hand:5.2f}   (rounds: "
+            + ", ".join(f"{v * 1e6:.0f}" for v in values)
+            + ")"
+        )
+    print(
+        f"framework / hand-written ratio: {statistics.median(results['makemore-sweep']) / hand:.2f}"
+    )
 
 
 if __name__ == "__main__":

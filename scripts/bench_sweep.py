@@ -58,7 +58,17 @@ def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
     chosen = []
     for way in args.ways.split(","):
         if way == "jobs":  # a process (or SLURM job) per trial, 2 at a time, in blocking batches
-            chosen.append(("jobs", 2, [*(placed or ["hydra/launcher=local"]), "hydra.sweeper.workers=0", "hydra.sweeper.n_jobs=2"]))
+            chosen.append(
+                (
+                    "jobs",
+                    2,
+                    [
+                        *(placed or ["hydra/launcher=local"]),
+                        "hydra.sweeper.workers=0",
+                        "hydra.sweeper.n_jobs=2",
+                    ],
+                )
+            )
         elif way == "workers" or way.startswith("workers="):  # "workers" is the issue's 2
             n = int(way.split("=", 1)[1]) if "=" in way else 2
             chosen.append((way, n, [*placed, f"hydra.sweeper.workers={n}"]))
@@ -67,7 +77,9 @@ def ways(args: argparse.Namespace) -> list[tuple[str, int, list[str]]]:
     return chosen
 
 
-def sweep_command(workdir: Path, n_trials: int, overrides: list[str], args: argparse.Namespace) -> list[str]:
+def sweep_command(
+    workdir: Path, n_trials: int, overrides: list[str], args: argparse.Namespace
+) -> list[str]:
     """`makemore-train sweep=beat_2p2` in `workdir`, with `args.names`, `.steps` and `.override`."""
     return [
         sys.executable,
@@ -89,23 +101,31 @@ def sweep_env() -> dict[str, str]:
     return env
 
 
-def run_sweep(workdir: Path, label: str, slots: int, overrides: list[str], args: argparse.Namespace) -> dict[str, object]:
+def run_sweep(
+    workdir: Path, label: str, slots: int, overrides: list[str], args: argparse.Namespace
+) -> dict[str, object]:
     workdir.mkdir(parents=True, exist_ok=False)
     command = sweep_command(workdir, args.n_trials, overrides, args)
     env = sweep_env()
     print(f"[bench] {label}: {' '.join(command[2:])}", flush=True)
     started = time.perf_counter()
     with open(workdir / "sweep.log", "w") as log:
-        finished = subprocess.run(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        finished = subprocess.run(
+            command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
     wall_s = time.perf_counter() - started
     if finished.returncode != 0:
-        raise SystemExit(f"the {label} sweep failed (exit {finished.returncode}); see {workdir / 'sweep.log'}")
+        raise SystemExit(
+            f"the {label} sweep failed (exit {finished.returncode}); see {workdir / 'sweep.log'}"
+        )
 
     results = OmegaConf.load(workdir / "multirun" / STUDY / "optimization_results.yaml")
     from makemore_sweep.sweeper.storage import open_storage
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(results.storage)))
-    states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    states = {
+        s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState
+    }
     done = states.get("complete", 0) + states.get("pruned", 0)
     best = study.best_trial
     trained_s = sum(float(t.user_attrs.get("train_time_s", 0.0)) for t in study.trials)
@@ -132,37 +152,75 @@ def main() -> None:
 
         bench_pruners.main()
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-trials", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)")
-    parser.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)")
-    parser.add_argument("--slurm", action="store_true", help="run both ways on the local SLURM cluster")
     parser.add_argument(
-        "--ways", default="jobs,workers", help="comma-separated: jobs, workers (2), workers=N (default: jobs,workers)"
+        "--steps", type=int, default=None, help="trainer.max_steps per trial (default: the sweep's)"
     )
     parser.add_argument(
-        "--pruner", default="median", help="pruner of every run (default: median, as issue 11 compares; 'shipped': the sweep file's)"
+        "--names",
+        type=Path,
+        default=DEFAULT_NAMES,
+        help="names.txt (default: $MAKEMORE_NAMES, data/ or ../shared/data/)",
     )
-    parser.add_argument("--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S"))
-    parser.add_argument("--override", action="append", default=[], help="extra Hydra override for every run (repeatable)")
+    parser.add_argument(
+        "--slurm", action="store_true", help="run both ways on the local SLURM cluster"
+    )
+    parser.add_argument(
+        "--ways",
+        default="jobs,workers",
+        help="comma-separated: jobs, workers (2), workers=N (default: jobs,workers)",
+    )
+    parser.add_argument(
+        "--pruner",
+        default="median",
+        help="pruner of every run (default: median, as issue 11 compares; 'shipped': the sweep file's)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("bench-sweep") / time.strftime("%Y%m%d-%H%M%S")
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="extra Hydra override for every run (repeatable)",
+    )
     args = parser.parse_args()
 
     pruner = [f"hydra.sweeper.pruner={args.pruner}"] if args.pruner != "shipped" else []
     results = [
-        run_sweep(args.workdir.resolve() / label.replace("=", "-"), label, slots, [*pruner, *overrides], args)
+        run_sweep(
+            args.workdir.resolve() / label.replace("=", "-"),
+            label,
+            slots,
+            [*pruner, *overrides],
+            args,
+        )
         for label, slots, overrides in ways(args)
     ]
     by_way = {str(r["way"]): r for r in results}
 
     where = "local SLURM cluster" if args.slurm else "this machine"
-    print(f"\nbeat_2p2 sweep, {args.n_trials} trials, pruner {args.pruner}, {where}: {platform.node()}, {os.cpu_count()} cores")
-    print(f"{'way':<10} {'wall s':>8} {'train s':>8} {'trials/h':>9} {'util':>6} {'best dev':>9} {'best test':>9}  trials")
+    print(
+        f"\nbeat_2p2 sweep, {args.n_trials} trials, pruner {args.pruner}, {where}: {platform.node()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'way':<10} {'wall s':>8} {'train s':>8} {'trials/h':>9} {'util':>6} {'best dev':>9} {'best test':>9}  trials"
+    )
     for r in results:
         print(
             f"{r['way']:<10} {r['wall_s']:>8} {r['train_s']:>8} {r['trials_per_hour']:>9} {float(r['utilisation']):>6.0%} "  # type: ignore[arg-type]
-            f"{r['best_dev']:>9.4f} {r['best_test']:>9.4f}  " + ", ".join(f"{n} {s}" for s, n in r["trials"].items())  # type: ignore[union-attr]
+            f"{r['best_dev']:>9.4f} {r['best_test']:>9.4f}  "
+            + ", ".join(f"{n} {s}" for s, n in r["trials"].items())  # type: ignore[union-attr]
         )
-    summary: dict[str, object] = {"n_trials": args.n_trials, "slurm": args.slurm, "pruner": args.pruner, "results": results}
+    summary: dict[str, object] = {
+        "n_trials": args.n_trials,
+        "slurm": args.slurm,
+        "pruner": args.pruner,
+        "results": results,
+    }
     if "jobs" in by_way and "workers" in by_way:
         jobs, workers = by_way["jobs"], by_way["workers"]
         speedup = float(workers["trials_per_hour"]) / float(jobs["trials_per_hour"])  # type: ignore[arg-type]

@@ -12,7 +12,12 @@ def offline(env: dict[str, str]) -> dict[str, str]:
     env = dict(env)
     for name in ("no_proxy", "NO_PROXY"):
         env.pop(name, None)
-    env.update(https_proxy=OFFLINE_PROXY, HTTPS_PROXY=OFFLINE_PROXY, http_proxy=OFFLINE_PROXY, HTTP_PROXY=OFFLINE_PROXY)
+    env.update(
+        https_proxy=OFFLINE_PROXY,
+        HTTPS_PROXY=OFFLINE_PROXY,
+        http_proxy=OFFLINE_PROXY,
+        HTTP_PROXY=OFFLINE_PROXY,
+    )
     return env
 
 

@@ -31,10 +31,16 @@ def local_service(script: Path) -> Iterator[str]:
     Yields the last line `start` prints (the storage URL, the SLURM_CONF export); stops the
     service afterwards unless it was already running before, so a developer's instance stays up.
     """
-    already_running = subprocess.run([script, "status"], check=False, capture_output=True).returncode == 0
-    started = subprocess.run([script, "start"], check=False, capture_output=True, text=True, timeout=120)
+    already_running = (
+        subprocess.run([script, "status"], check=False, capture_output=True).returncode == 0
+    )
+    started = subprocess.run(
+        [script, "start"], check=False, capture_output=True, text=True, timeout=120
+    )
     if started.returncode != 0:
-        skip_or_fail(f"scripts/{script.name} start failed: {(started.stderr or started.stdout).strip()}")
+        skip_or_fail(
+            f"scripts/{script.name} start failed: {(started.stderr or started.stdout).strip()}"
+        )
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
@@ -47,7 +53,10 @@ def names_path() -> Path:
     """$MAKEMORE_NAMES, else data/names.txt, else ../shared/data/names.txt; skips without one (fails in CI)."""
     path = checkout_names_file(REPO_ROOT)
     if path is None:
-        where = os.environ.get(NAMES_ENV) or f"{REPO_ROOT / 'data' / 'names.txt'} or {REPO_ROOT.parent / 'shared' / 'data' / 'names.txt'}"
+        where = (
+            os.environ.get(NAMES_ENV)
+            or f"{REPO_ROOT / 'data' / 'names.txt'} or {REPO_ROOT.parent / 'shared' / 'data' / 'names.txt'}"
+        )
         skip_or_fail(f"names.txt not found at {where}; put it there or set {NAMES_ENV}")
     assert path is not None
     return path
@@ -69,7 +78,9 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     return user_shell_env()
 
 
-def train_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def train_cli(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `makemore-train` as a user would, in `cwd`."""
     return subprocess.run(
         [sys.executable, "-m", "makemore_sweep.cli.train", *args],

@@ -22,7 +22,9 @@ def running_trials(database: Path) -> tuple[int, dict[int, dict[str, Any]]]:
         return 0, {}
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
-            complete = db.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            complete = db.execute(
+                "SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'"
+            ).fetchone()[0]
             rows = db.execute(
                 "SELECT t.number, a.value_json FROM trials t LEFT JOIN trial_user_attributes a "
                 "ON a.trial_id = t.trial_id AND a.key = 'sweep_owner' WHERE t.state = 'RUNNING'"
@@ -41,7 +43,11 @@ def wait_for_running_trial_with_checkpoint(
     while time.monotonic() < deadline and sweep.poll() is None:
         complete, running = running_trials(database)
         for number, owner in running.items():
-            if complete >= after_complete and owner and (workdir / "multirun" / STUDY / f"trial_{number}" / LAST_CHECKPOINT).is_file():
+            if (
+                complete >= after_complete
+                and owner
+                and (workdir / "multirun" / STUDY / f"trial_{number}" / LAST_CHECKPOINT).is_file()
+            ):
                 return number, owner
         time.sleep(0.1)
     pytest.fail(f"the sweep never had a running trial with a checkpoint (exit code {sweep.poll()})")

@@ -27,7 +27,11 @@ def no_metrics_written(cwd: Path) -> bool:
         ("data.block_size=0", "data.block_size", "≥ 1"),
         ("optim.lr=-1", "optim.lr", "> 0"),
         ("optim.name=nosuch", "optim.name", "sgd, adamw"),
-        ("model.n_hidden=abc", "model.n_hidden", "integer"),  # a type error: once a traceback from torch
+        (
+            "model.n_hidden=abc",
+            "model.n_hidden",
+            "integer",
+        ),  # a type error: once a traceback from torch
     ],
 )
 def test_bad_config_value_names_the_key_and_range(
@@ -50,12 +54,20 @@ def test_misspelt_key_is_refused_with_a_suggestion(
     assert no_metrics_written(tmp_path) and not (tmp_path / "outputs").exists()
 
 
-def test_batch_larger_than_the_training_split_is_refused(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
-    result = train_cli([f"data.path={names_path}", "data.batch_size=10000000", "logger=none"], cwd=tmp_path, env=run_env)
+def test_batch_larger_than_the_training_split_is_refused(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    result = train_cli(
+        [f"data.path={names_path}", "data.batch_size=10000000", "logger=none"],
+        cwd=tmp_path,
+        env=run_env,
+    )
     assert "182625 training examples" in assert_clean_failure(result, "data.batch_size")
 
 
-def test_unknown_config_group_option_is_one_sentence(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_unknown_config_group_option_is_one_sentence(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     result = train_cli([f"data.path={names_path}", "optim=nosuch"], cwd=tmp_path, env=run_env)
     line = assert_clean_failure(result, "optim=nosuch is not an optimiser (choices: adamw, sgd)")
     assert result.returncode == 2 and result.stderr.strip() == line
@@ -114,7 +126,13 @@ def test_bad_names_file_names_the_file(
         assert not path.parent.exists()
 
 
-def test_debug_flag_shows_the_traceback(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
-    result = train_cli([f"data.path={names_path}", "model.n_hidden=-5"], cwd=tmp_path, env={**run_env, "MAKEMORE_DEBUG": "1"})
+def test_debug_flag_shows_the_traceback(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    result = train_cli(
+        [f"data.path={names_path}", "model.n_hidden=-5"],
+        cwd=tmp_path,
+        env={**run_env, "MAKEMORE_DEBUG": "1"},
+    )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr

@@ -128,14 +128,18 @@ window.addEventListener("load", () => {
   document.body.appendChild(out);
 });
 </script>"""
-WIDE_SWEEP = "push_2p0"  # the shipped sweep with the most parameters (9): the widest top-trials table
+WIDE_SWEEP = (
+    "push_2p0"  # the shipped sweep with the most parameters (9): the widest top-trials table
+)
 WIDE_TRIALS = 12
 
 
 def wide_study(tiny_sweep: TinySweep, tmp_path: Path) -> tuple[str, list[str]]:
     """A study over the real search space of sweeps/push_2p0.yaml, sampled by Optuna, whose trials
     point at the tiny sweep's run folders; returns its storage URL and parameter names."""
-    params = yaml.safe_load((REPO_ROOT / "sweeps" / f"{WIDE_SWEEP}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    params = yaml.safe_load((REPO_ROOT / "sweeps" / f"{WIDE_SWEEP}.yaml").read_text())["hydra"][
+        "sweeper"
+    ]["params"]
     space = build_search_space(params, [])
     storage = f"sqlite:///{tmp_path / 'wide.db'}"
     study = optuna.create_study(
@@ -145,7 +149,9 @@ def wide_study(tiny_sweep: TinySweep, tmp_path: Path) -> tuple[str, list[str]]:
         run_dir = tiny_sweep.run_dirs[number % len(tiny_sweep.run_dirs)]
         trial = study.ask(fixed_distributions=space.distributions)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        study.tell(trial, json.loads((run_dir / "metrics.json").read_text())["val_loss"] + number / 1000)
+        study.tell(
+            trial, json.loads((run_dir / "metrics.json").read_text())["val_loss"] + number / 1000
+        )
     return storage, list(space.distributions)
 
 
@@ -155,7 +161,15 @@ def test_the_top_trials_table_of_a_wide_sweep_fits_its_card_at_1300_px(
     out = tmp_path / "report"
     storage, param_names = wide_study(tiny_sweep, tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.cli.report", "--storage", storage, "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "makemore_sweep.cli.report",
+            "--storage",
+            storage,
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -165,7 +179,9 @@ def test_the_top_trials_table_of_a_wide_sweep_fits_its_card_at_1300_px(
     page = out / "report.html"
     measured = out / "measured.html"
     measured.write_text(page.read_text().replace("</body>", f"{MEASURE_LAYOUT}</body>"))
-    dom = run_chromium(chromium, measured.as_uri(), tmp_path / "profile-layout", "--dump-dom", window="1300,1000")
+    dom = run_chromium(
+        chromium, measured.as_uri(), tmp_path / "profile-layout", "--dump-dom", window="1300,1000"
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     [found] = re.findall(r'<pre id="layout">(.*?)</pre>', dom.stdout)
     layout = json.loads(found)
@@ -174,12 +190,22 @@ def test_the_top_trials_table_of_a_wide_sweep_fits_its_card_at_1300_px(
     # page scrolls sideways, and the table needs no scrolling of its own at this width.
     assert layout["page_scroll"] <= layout["page_client"] == 1300, layout
     assert layout["card_scroll"] <= layout["card_client"], layout
-    assert layout["card"][0] <= layout["table"][0] and layout["table"][1] <= layout["card"][1], layout
+    assert layout["card"][0] <= layout["table"][0] and layout["table"][1] <= layout["card"][1], (
+        layout
+    )
     assert layout["table"][1] - layout["table"][0] <= layout["holder_client"] + 0.5, layout
-    assert len(param_names) == 9 and all(f'<th class="text" title="{name}">' in dom.stdout for name in param_names)
+    assert len(param_names) == 9 and all(
+        f'<th class="text" title="{name}">' in dom.stdout for name in param_names
+    )
 
     # What a person sees: the screenshot (looked at when this test was written).
-    shot = run_chromium(chromium, page.as_uri(), tmp_path / "profile-layout", f"--screenshot={tmp_path / 'wide.png'}", window="1300,1000")
+    shot = run_chromium(
+        chromium,
+        page.as_uri(),
+        tmp_path / "profile-layout",
+        f"--screenshot={tmp_path / 'wide.png'}",
+        window="1300,1000",
+    )
     assert shot.returncode == 0 and (tmp_path / "wide.png").read_bytes().startswith(PNG_MAGIC)
 
 

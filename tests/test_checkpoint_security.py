@@ -30,7 +30,10 @@ def trapped_run(tmp_path: Path) -> tuple[Path, Path]:
     run_dir = tmp_path / "run"
     (run_dir / BEST_CHECKPOINT).parent.mkdir(parents=True)
     payload_ran = tmp_path / "payload-ran"
-    torch.save({"hyper_parameters": {}, "state_dict": {}, "callbacks": Trap(payload_ran)}, run_dir / BEST_CHECKPOINT)
+    torch.save(
+        {"hyper_parameters": {}, "state_dict": {}, "callbacks": Trap(payload_ran)},
+        run_dir / BEST_CHECKPOINT,
+    )
     return run_dir, payload_ran
 
 
@@ -47,7 +50,11 @@ def test_pickled_object_is_refused_in_one_sentence(trapped_run: tuple[Path, Path
 def test_makemore_sample_refuses_it_without_a_traceback(trapped_run: tuple[Path, Path]) -> None:
     run_dir, payload_ran = trapped_run
     result = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.cli.sample", str(run_dir)], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert "refused" in assert_clean_failure(result, str(run_dir))
     assert not payload_ran.exists()
@@ -61,7 +68,9 @@ def test_makemore_sample_refuses_it_without_a_traceback(trapped_run: tuple[Path,
     ],
     ids=["garbage", "foreign-checkpoint"],
 )
-def test_damaged_or_foreign_checkpoints_are_one_sentence(content: bytes | None, words: str, tmp_path: Path) -> None:
+def test_damaged_or_foreign_checkpoints_are_one_sentence(
+    content: bytes | None, words: str, tmp_path: Path
+) -> None:
     path = tmp_path / "x.ckpt"
     if content is None:
         torch.save({"weights": torch.zeros(3)}, path)

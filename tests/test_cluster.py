@@ -74,7 +74,9 @@ def test_a_job_requeued_before_its_first_checkpoint_starts_afresh(tmp_path: Path
 def test_a_configured_ckpt_path_wins(tmp_path: Path) -> None:
     _write_last_checkpoint(tmp_path)
     requeued = SlurmJob.from_environment(ARRAY_TASK_ENV)
-    assert resume_checkpoint(Path("/elsewhere/epoch.ckpt"), tmp_path, requeued) == Path("/elsewhere/epoch.ckpt")
+    assert resume_checkpoint(Path("/elsewhere/epoch.ckpt"), tmp_path, requeued) == Path(
+        "/elsewhere/epoch.ckpt"
+    )
 
 
 def test_torch_uses_the_cpus_slurm_gave_unless_threads_is_set() -> None:

@@ -48,20 +48,34 @@ def test_raw_steps_between_the_hooks_count_as_optimiser_steps() -> None:
     """`trainer.global_step` (and so `max_steps`) counts the raw steps taken between the two hooks."""
     module = ThreeStepsPerBatch()
     trainer = L.Trainer(
-        max_steps=6, max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_steps=6,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(torch.ones(10, 1), batch_size=1))
+    trainer.fit(
+        module, train_dataloaders=torch.utils.data.DataLoader(torch.ones(10, 1), batch_size=1)
+    )
     assert trainer.global_step == 6
-    assert module.batches == 2  # stopped by max_steps after 6 counted steps, not by the end of the data
-    assert float(module.weight) == pytest.approx(1.0 - 6 * 0.1)  # every counted step was a real step
+    assert (
+        module.batches == 2
+    )  # stopped by max_steps after 6 counted steps, not by the end of the data
+    assert float(module.weight) == pytest.approx(
+        1.0 - 6 * 0.1
+    )  # every counted step was a real step
 
 
 # -- Hydra ---------------------------------------------------------------------------------------
 
 
 def test_hydra_command_line_parser_splits_flags_from_overrides() -> None:
-    parsed = parse_hydra_command_line(["-m", "model.n_hidden=100,200", "--cfg", "job", "+model.x=1"])
+    parsed = parse_hydra_command_line(
+        ["-m", "model.n_hidden=100,200", "--cfg", "job", "+model.x=1"]
+    )
     assert parsed is not None
     assert parsed.overrides == ["model.n_hidden=100,200", "+model.x=1"]
     assert parsed.multirun and parsed.cfg == "job"

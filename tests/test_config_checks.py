@@ -57,7 +57,11 @@ def integer_at_least(minimum: int, maximum: float = math.inf, nullable: bool = F
 
 
 def real_in(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
-    return lambda v: is_real(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    return lambda v: (
+        is_real(v)
+        and (v > low if low_open else v >= low)
+        and (v < high if high_open else v <= high)
+    )
 
 
 def one_of(*choices: str):
@@ -132,7 +136,9 @@ def as_typed(key: str, kind: str, v: Any) -> Any:
         if kind == "int":
             return int(v) if type(v) in (int, str) else REFUSED  # "3" → 3; 3.0 and true refused
         if kind == "float":
-            return float(v) if type(v) in (int, float, str) else REFUSED  # 1 → 1.0, "nan" → nan; true refused
+            return (
+                float(v) if type(v) in (int, float, str) else REFUSED
+            )  # 1 → 1.0, "nan" → nan; true refused
         if kind == "bool":
             if isinstance(v, bool | int):
                 return bool(v)  # 0 → false, any other integer → true
@@ -140,7 +146,16 @@ def as_typed(key: str, kind: str, v: Any) -> Any:
                 try:
                     return int(v) != 0
                 except ValueError:
-                    words = {"yes": True, "y": True, "on": True, "true": True, "no": False, "n": False, "off": False, "false": False}
+                    words = {
+                        "yes": True,
+                        "y": True,
+                        "on": True,
+                        "true": True,
+                        "no": False,
+                        "n": False,
+                        "off": False,
+                        "false": False,
+                    }
                     return words.get(v.lower(), REFUSED)
             return REFUSED
     except ValueError:
@@ -184,7 +199,9 @@ def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
 def test_the_default_configuration_is_valid(base: DictConfig) -> None:
     run = load_run_config(compose_with())
     wiring = {"module": ModuleConfig(), "logger": None, "callbacks": None}  # resolved; untyped
-    assert dataclasses.replace(run, **wiring) == RunConfig(data=DataConfig(path="names.txt"), task=TrainTask())
+    assert dataclasses.replace(run, **wiring) == RunConfig(
+        data=DataConfig(path="names.txt"), task=TrainTask()
+    )
     load_run_config(base, n_train=182625)
 
 
@@ -211,16 +228,33 @@ def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, val
 
 def test_every_ranged_key_of_the_schema_is_tested_here() -> None:
     def ranged(schema: type[Section]) -> set[str]:
-        return {schema.PATH + "." * bool(schema.PATH) + f.name for f in dataclasses.fields(schema) if RULE in f.metadata}
+        return {
+            schema.PATH + "." * bool(schema.PATH) + f.name
+            for f in dataclasses.fields(schema)
+            if RULE in f.metadata
+        }
 
-    in_schema = set().union(*(ranged(s) for s in (RunConfig, DataConfig, ModelConfig, OptimConfig, TrainerConfig, LrFindTask)))
-    assert in_schema - {"data.fractions", "task.name"} == set(ALLOWED)  # fractions: below; task.name: the group
+    in_schema = set().union(
+        *(
+            ranged(s)
+            for s in (RunConfig, DataConfig, ModelConfig, OptimConfig, TrainerConfig, LrFindTask)
+        )
+    )
+    assert in_schema - {"data.fractions", "task.name"} == set(
+        ALLOWED
+    )  # fractions: below; task.name: the group
 
 
 @settings(max_examples=300, deadline=None)
 @given(fractions=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=4))
-def test_split_fractions_must_be_three_shares_summing_to_one(base: DictConfig, fractions: list[float]) -> None:
-    valid = len(fractions) == 3 and all(is_real(f) and 0 < f < 1 for f in fractions) and abs(math.fsum(fractions) - 1) <= 1e-6
+def test_split_fractions_must_be_three_shares_summing_to_one(
+    base: DictConfig, fractions: list[float]
+) -> None:
+    valid = (
+        len(fractions) == 3
+        and all(is_real(f) and 0 < f < 1 for f in fractions)
+        and abs(math.fsum(fractions) - 1) <= 1e-6
+    )
     try:
         load_run_config(with_value(base, "data.fractions", fractions))
     except ConfigError as error:
@@ -230,7 +264,9 @@ def test_split_fractions_must_be_three_shares_summing_to_one(base: DictConfig, f
 
 
 def test_max_epochs_replaces_max_steps(base: DictConfig) -> None:
-    load_run_config(with_value(with_value(base, "trainer.max_epochs", 2), "trainer.max_steps", None))
+    load_run_config(
+        with_value(with_value(base, "trainer.max_epochs", 2), "trainer.max_steps", None)
+    )
     with pytest.raises(ConfigError, match="trainer.max_steps=None is invalid"):
         load_run_config(with_value(base, "trainer.max_steps", None))
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
@@ -250,12 +286,18 @@ def test_a_mandatory_value_left_unset_is_named(base: DictConfig) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("+model.n_hiden=300", "model.n_hiden is not a configuration key; did you mean model.n_hidden?"),
+        (
+            "+model.n_hiden=300",
+            "model.n_hiden is not a configuration key; did you mean model.n_hidden?",
+        ),
         ("+optim.learning_rate=0.1", "optim.learning_rate is not a configuration key"),
         ("+sed=3", "sed is not a configuration key; did you mean seed?"),
         ("+trainer.foo=1", "trainer.foo is not a configuration key"),
         ("+task.min_l=0.1", "task.min_l is not a configuration key; did you mean task.min_lr?"),
-        ("+optuna_trial.numbr=3", "optuna_trial.numbr is not a configuration key; did you mean optuna_trial.number?"),
+        (
+            "+optuna_trial.numbr=3",
+            "optuna_trial.numbr is not a configuration key; did you mean optuna_trial.number?",
+        ),
     ],
 )
 def test_unknown_keys_are_refused_even_when_added(override: str, message: str) -> None:
@@ -266,8 +308,13 @@ def test_unknown_keys_are_refused_even_when_added(override: str, message: str) -
 
 
 def test_a_sweep_trial_identity_is_typed() -> None:
-    cfg = compose_with("+optuna_trial.number=3", "+optuna_trial.study_name=s", "+optuna_trial.base_dir=/tmp")
-    assert (load_run_config(cfg).optuna_trial.number, load_run_config(compose_with()).optuna_trial) == (3, None)
+    cfg = compose_with(
+        "+optuna_trial.number=3", "+optuna_trial.study_name=s", "+optuna_trial.base_dir=/tmp"
+    )
+    assert (
+        load_run_config(cfg).optuna_trial.number,
+        load_run_config(compose_with()).optuna_trial,
+    ) == (3, None)
     with pytest.raises(ConfigError, match="optuna_trial.study_name cannot be read"):
         load_run_config(compose_with("+optuna_trial.number=3", "+optuna_trial.base_dir=/tmp"))
 
@@ -275,14 +322,24 @@ def test_a_sweep_trial_identity_is_typed() -> None:
 def test_plain_dicts_convert_strictly() -> None:
     """Checkpoints keep `model`/`optim` as plain dicts: left-out keys take the schema's defaults
     (checkpoints older than a key), unknown keys and wrong types are refused."""
-    assert from_dict(ModelConfig, {"name": "mlp", "batchnorm": False}) == ModelConfig(name="mlp", batchnorm=False)
-    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?"):
+    assert from_dict(ModelConfig, {"name": "mlp", "batchnorm": False}) == ModelConfig(
+        name="mlp", batchnorm=False
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?",
+    ):
         from_dict(ModelConfig, {"n_hiden": 300})
     with pytest.raises(ConfigError, match=r"^optim.lr=abc is invalid: it must be a number > 0\.$"):
         from_dict(OptimConfig, {"lr": "abc"})
 
 
-SECTIONS: dict[str, type[Section]] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "trainer": TrainerConfig,
+}
 
 
 @pytest.mark.parametrize("group", sorted(SECTIONS))
@@ -294,21 +351,41 @@ def test_group_files_carry_only_what_differs_from_the_schema(group: str) -> None
             if key in ("defaults", "name"):  # `name` says which option the file is
                 continue
             field = defaults[key]
-            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            default = (
+                field.default_factory()
+                if field.default_factory is not dataclasses.MISSING
+                else field.default
+            )
             assert value != default, f"{path.name}: {key}: {value} restates the schema's default"
 
 
 def test_the_command_line_is_checked_before_hydra_composes(tmp_path: Path) -> None:
     """Keys in experiment files and sweeps too; what only Hydra can name is left to Hydra."""
     (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nmodel:\n  n_hiden: 3\n")
-    with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?$"):
+    (tmp_path / "experiment" / "typo.yaml").write_text(
+        "# @package _global_\nmodel:\n  n_hiden: 3\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?$",
+    ):
         check_command_line([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
     with pytest.raises(ConfigError, match=r"^model.n_hiden is not a configuration key"):
         check_command_line(["-m", "+model.n_hiden=100,200"])
-    with pytest.raises(ConfigError, match=r"^model.n_hidden=abc is invalid: it must be an integer ≥ 1\.$"):
+    with pytest.raises(
+        ConfigError, match=r"^model.n_hidden=abc is invalid: it must be an integer ≥ 1\.$"
+    ):
         check_command_line(["model.n_hidden=abc"])
-    check_command_line(["-m", "model.n_hidden=100,200", "optim.lr=tag(log, interval(0.001, 0.1))", "sweep=beat_2p2"])
-    with pytest.raises(ConfigError, match=r"^optim=nosuch is not an optimiser \(choices: adamw, sgd\)$"):
+    check_command_line(
+        [
+            "-m",
+            "model.n_hidden=100,200",
+            "optim.lr=tag(log, interval(0.001, 0.1))",
+            "sweep=beat_2p2",
+        ]
+    )
+    with pytest.raises(
+        ConfigError, match=r"^optim=nosuch is not an optimiser \(choices: adamw, sgd\)$"
+    ):
         check_command_line(["optim=nosuch"])  # a missing option is one sentence too (issue 18)
     check_command_line(["--cfg", "job", "model.n_hidden=abc"])  # Hydra only prints the config

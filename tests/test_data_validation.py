@@ -26,7 +26,9 @@ from makemore_sweep.data.corpus import (
 )
 from makemore_sweep.errors import DataError
 
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # Any printable character of any script, except the boundary token and what ends or splits a line.
 LETTERS = st.characters(
@@ -34,7 +36,9 @@ LETTERS = st.characters(
     blacklist_characters=BOUNDARY + "\ufeff",
 )
 WORDS = st.lists(
-    st.text(LETTERS, min_size=1, max_size=20).filter(lambda w: w == w.strip() and not any(c.isspace() for c in w)),
+    st.text(LETTERS, min_size=1, max_size=20).filter(
+        lambda w: w == w.strip() and not any(c.isspace() for c in w)
+    ),
     min_size=1,
     max_size=60,
 )
@@ -61,9 +65,20 @@ def write(tmp_path: Path, content: str | bytes, name: str = "names.txt") -> Path
         (b"ann\nmary ann\n", "inner whitespace"),
         (b"ann\nj.r.\n", "'.'"),
     ],
-    ids=["empty", "blank-lines", "bom-only", "not-utf8", "nul", "control", "inner-space", "boundary-token"],
+    ids=[
+        "empty",
+        "blank-lines",
+        "bom-only",
+        "not-utf8",
+        "nul",
+        "control",
+        "inner-space",
+        "boundary-token",
+    ],
 )
-def test_unusable_file_is_one_sentence_naming_it(content: bytes, words: str, tmp_path: Path) -> None:
+def test_unusable_file_is_one_sentence_naming_it(
+    content: bytes, words: str, tmp_path: Path
+) -> None:
     path = write(tmp_path, content)
     with pytest.raises(DataError) as caught:
         read_words(path)
@@ -102,12 +117,32 @@ def test_summary_reports_duplicates_case_non_ascii_and_length(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_training_on_mixed_scripts_builds_its_vocabulary(tmp_path: Path, run_env: dict[str, str]) -> None:
-    words = ["Anna", "anna", "anna", "Zoë", "José", "Łukasz", "李娜", "Ngozi", "x" * 70, *(a + b for a in "abcdef" for b in "xyz")]
+def test_training_on_mixed_scripts_builds_its_vocabulary(
+    tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    words = [
+        "Anna",
+        "anna",
+        "anna",
+        "Zoë",
+        "José",
+        "Łukasz",
+        "李娜",
+        "Ngozi",
+        "x" * 70,
+        *(a + b for a in "abcdef" for b in "xyz"),
+    ]
     path = write(tmp_path, "\n".join(words) + "\n")
     run_dir = tmp_path / "run"
     result = train_cli(
-        [f"data.path={path}", "data.batch_size=8", "trainer.max_steps=50", "trainer.val_every_n_steps=25", "logger=none", f"hydra.run.dir={run_dir}"],
+        [
+            f"data.path={path}",
+            "data.batch_size=8",
+            "trainer.max_steps=50",
+            "trainer.val_every_n_steps=25",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
         cwd=tmp_path,
         env=run_env,
     )
@@ -126,7 +161,9 @@ def test_training_on_mixed_scripts_builds_its_vocabulary(tmp_path: Path, run_env
 
 @PROPERTY_SETTINGS
 @given(words=WORDS, padding=st.sampled_from(["", " ", "\t", "  "]), blank_lines=st.integers(0, 2))
-def test_reading_returns_exactly_the_words(words: list[str], padding: str, blank_lines: int, tmp_path: Path) -> None:
+def test_reading_returns_exactly_the_words(
+    words: list[str], padding: str, blank_lines: int, tmp_path: Path
+) -> None:
     text = ("\n" * blank_lines).join(f"{padding}{w}{padding}\n" for w in words)
     assert read_words(write(tmp_path, text)) == words
 
@@ -139,7 +176,9 @@ def test_any_bytes_give_words_or_a_data_error(raw: bytes, tmp_path: Path) -> Non
     except DataError as error:
         assert "\n" not in str(error)
     else:
-        assert words and all(w and BOUNDARY not in w and not any(c.isspace() for c in w) for w in words)
+        assert words and all(
+            w and BOUNDARY not in w and not any(c.isspace() for c in w) for w in words
+        )
 
 
 @PROPERTY_SETTINGS
@@ -168,7 +207,9 @@ def test_split_is_a_partition_cut_as_in_the_lectures(words: list[str], seed: int
 
 @PROPERTY_SETTINGS
 @given(words=WORDS, block_size=st.integers(1, 8))
-def test_windows_are_left_padded_contexts_of_every_character_and_the_end(words: list[str], block_size: int) -> None:
+def test_windows_are_left_padded_contexts_of_every_character_and_the_end(
+    words: list[str], block_size: int
+) -> None:
     vocab = Vocabulary.from_words(words)
     x, y = build_windows(words, vocab, block_size)
     assert x.shape == (sum(len(w) + 1 for w in words), block_size) and y.shape == (x.shape[0],)

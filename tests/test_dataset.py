@@ -17,7 +17,9 @@ from makemore_sweep.data.corpus import (
 )
 
 
-def lecture_build_dataset(words: list[str], block_size: int, stoi: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def lecture_build_dataset(
+    words: list[str], block_size: int, stoi: dict[str, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The lectures' reference loop, kept verbatim in spirit to check the vectorised version."""
     xs, ys = [], []
     for w in words:
@@ -32,7 +34,11 @@ def lecture_build_dataset(words: list[str], block_size: int, stoi: dict[str, int
 
 def test_split_sizes_match_the_contract(names_path: Path) -> None:
     splits = load_splits(names_path, block_size=3)
-    assert (len(splits.train[0]), len(splits.val[0]), len(splits.test[0])) == (182_625, 22_655, 22_866)
+    assert (len(splits.train[0]), len(splits.val[0]), len(splits.test[0])) == (
+        182_625,
+        22_655,
+        22_866,
+    )
     assert splits.vocab.size == 27
     assert splits.vocab.chars[0] == "."
     assert list(splits.vocab.chars[1:]) == sorted(splits.vocab.chars[1:])
@@ -81,9 +87,16 @@ def test_a_workers_split_cache_keeps_the_recently_used_context_lengths(tmp_path:
     names = tmp_path / "names.txt"
     names.write_text("emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\nevelyn\nabigail\n")
     datamodule._SPLITS.clear()
-    first = {b: datamodule.cached_splits(names, b, 42, (0.8, 0.1, 0.1)) for b in range(1, datamodule._SPLITS_KEPT + 1)}
-    assert datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is first[1]  # used again: now the most recent
-    datamodule.cached_splits(names, 99, 42, (0.8, 0.1, 0.1))  # one more length: the least recent (2) goes
+    first = {
+        b: datamodule.cached_splits(names, b, 42, (0.8, 0.1, 0.1))
+        for b in range(1, datamodule._SPLITS_KEPT + 1)
+    }
+    assert (
+        datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is first[1]
+    )  # used again: now the most recent
+    datamodule.cached_splits(
+        names, 99, 42, (0.8, 0.1, 0.1)
+    )  # one more length: the least recent (2) goes
     assert datamodule.cached_splits(names, 1, 42, (0.8, 0.1, 0.1)) is first[1]
     assert datamodule.cached_splits(names, 3, 42, (0.8, 0.1, 0.1)) is first[3]
     assert datamodule.cached_splits(names, 2, 42, (0.8, 0.1, 0.1)) is not first[2]

@@ -15,7 +15,9 @@ from makemore_sweep.training.metrics_file import read_metrics
 
 
 @pytest.mark.slow
-def test_sgd_at_an_absurd_learning_rate_stops_as_diverged(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_sgd_at_an_absurd_learning_rate_stops_as_diverged(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     run_dir = tmp_path / "run"
     result = train_cli(
         [
@@ -52,4 +54,6 @@ def test_diverged_error_survives_pickling() -> None:
     assert isinstance(error, TrainingDiverged) and error.step == 7
     assert "at step 7" in str(error)
     above_limit = TrainingDiverged(step=3, loss=1e9, limit=100.0)
-    assert str(pickle.loads(pickle.dumps(above_limit))) == str(above_limit)  # the limit survives too
+    assert str(pickle.loads(pickle.dumps(above_limit))) == str(
+        above_limit
+    )  # the limit survives too

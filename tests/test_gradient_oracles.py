@@ -26,11 +26,20 @@ TOLERANCE = 1e-6
 
 
 def make_model(
-    vocab_size: int, block_size: int, n_embd: int, n_hidden: int, n_layers: int = 1, batchnorm: bool = True, direct: bool = False, seed: int = 0
+    vocab_size: int,
+    block_size: int,
+    n_embd: int,
+    n_hidden: int,
+    n_layers: int = 1,
+    batchnorm: bool = True,
+    direct: bool = False,
+    seed: int = 0,
 ) -> MLPLanguageModel:
     """The real model in float64, every parameter randomised so no gradient hides behind a 0 or 1."""
     torch.manual_seed(seed)
-    spec = ModelConfig(n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers, batchnorm=batchnorm, direct=direct)
+    spec = ModelConfig(
+        n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers, batchnorm=batchnorm, direct=direct
+    )
     model = MLPLanguageModel(vocab_size, block_size, spec).double().train()
     with torch.no_grad():
         for param in model.parameters():
@@ -38,18 +47,24 @@ def make_model(
     return model
 
 
-def make_batch(vocab_size: int, block_size: int, batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    vocab_size: int, block_size: int, batch: int, seed: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(0, vocab_size, (batch, block_size), generator=generator)
     y = torch.randint(0, vocab_size, (batch,), generator=generator)
     return x, y
 
 
-def autograd_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+def autograd_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(x), y)
     loss.backward()
-    return float(loss.detach()), {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    return float(loss.detach()), {
+        name: p.grad.detach().clone() for name, p in model.named_parameters()
+    }
 
 
 # -- the hand derivation ---------------------------------------------------------------------
@@ -129,8 +144,14 @@ def manual_gradients(
             # d/dx of (x - mean)/sqrt(var + eps) for the whole batch at once; the variance's
             # 1/n (or 1/(n-1)) shows up as the factor on the last term.
             correction = n / (n - 1) if bessel else 1.0
-            dpre = cache.inv_std / n * (
-                n * dxhat - dxhat.sum(0, keepdim=True) - correction * cache.xhat * (dxhat * cache.xhat).sum(0, keepdim=True)
+            dpre = (
+                cache.inv_std
+                / n
+                * (
+                    n * dxhat
+                    - dxhat.sum(0, keepdim=True)
+                    - correction * cache.xhat * (dxhat * cache.xhat).sum(0, keepdim=True)
+                )
             )
         name = names[id(cache.linear)]
         grads[f"{name}.weight"] = dpre.T @ cache.h_in
@@ -154,8 +175,18 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> di
     [(1, True, False), (2, True, False), (1, True, True), (2, False, False)],
     ids=["bn-1-layer", "bn-2-layers", "bn-direct", "no-bn-2-layers"],
 )
-def test_hand_derived_gradients_match_autograd(n_layers: int, batchnorm: bool, direct: bool) -> None:
-    model = make_model(vocab_size=27, block_size=3, n_embd=10, n_hidden=64, n_layers=n_layers, batchnorm=batchnorm, direct=direct)
+def test_hand_derived_gradients_match_autograd(
+    n_layers: int, batchnorm: bool, direct: bool
+) -> None:
+    model = make_model(
+        vocab_size=27,
+        block_size=3,
+        n_embd=10,
+        n_hidden=64,
+        n_layers=n_layers,
+        batchnorm=batchnorm,
+        direct=direct,
+    )
     x, y = make_batch(27, 3, batch=32)
     torch_loss, torch_grads = autograd_gradients(model, x, y)
     manual_loss, manual_grads = manual_gradients(model, x, y)
@@ -190,7 +221,9 @@ def grads_of(values: list) -> torch.Tensor:
     return torch.stack([grads_of(v) for v in values])
 
 
-def scalar_forward(model: MLPLanguageModel, params: dict[str, list], x: torch.Tensor, y: torch.Tensor) -> Value:
+def scalar_forward(
+    model: MLPLanguageModel, params: dict[str, list], x: torch.Tensor, y: torch.Tensor
+) -> Value:
     """The model's training-mode forward and mean cross-entropy, one scalar at a time."""
     n = x.shape[0]
     table = params["embedding.weight"]
@@ -201,7 +234,10 @@ def scalar_forward(model: MLPLanguageModel, params: dict[str, list], x: torch.Te
         name = f"hidden.{index}"
         weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
         pre = [
-            [total(w * h for w, h in zip(w_row, row, strict=True)) + (bias[j] if bias else 0.0) for j, w_row in enumerate(weight)]
+            [
+                total(w * h for w, h in zip(w_row, row, strict=True)) + (bias[j] if bias else 0.0)
+                for j, w_row in enumerate(weight)
+            ]
             for row in rows
         ]
         norm = layers[index + 1] if isinstance(layers[index + 1], nn.BatchNorm1d) else None
@@ -218,7 +254,10 @@ def scalar_forward(model: MLPLanguageModel, params: dict[str, list], x: torch.Te
         index += 3 if norm is not None else 2
     losses = []
     for b, row in enumerate(rows):
-        logits = [total(w * h for w, h in zip(w_row, row, strict=True)) + bias for w_row, bias in zip(params["output.weight"], params["output.bias"], strict=True)]
+        logits = [
+            total(w * h for w, h in zip(w_row, row, strict=True)) + bias
+            for w_row, bias in zip(params["output.weight"], params["output.bias"], strict=True)
+        ]
         shift = max(v.data for v in logits)  # a constant: stabilises exp, leaves gradients alone
         log_norm = total((v - shift).exp() for v in logits).log() + shift
         losses.append(log_norm - logits[int(y[b])])
@@ -227,7 +266,9 @@ def scalar_forward(model: MLPLanguageModel, params: dict[str, list], x: torch.Te
 
 @pytest.mark.parametrize("n_layers", [1, 2])
 def test_scalar_engine_gradients_match_autograd(n_layers: int) -> None:
-    model = make_model(vocab_size=6, block_size=3, n_embd=2, n_hidden=4, n_layers=n_layers, seed=n_layers)
+    model = make_model(
+        vocab_size=6, block_size=3, n_embd=2, n_hidden=4, n_layers=n_layers, seed=n_layers
+    )
     x, y = make_batch(6, 3, batch=5, seed=7)
     torch_loss, torch_grads = autograd_gradients(model, x, y)
     params = {name: to_values(p.detach()) for name, p in model.named_parameters()}
@@ -284,12 +325,17 @@ def test_running_statistics_use_the_unbiased_variance_and_drive_eval_mode() -> N
         model(x)  # one training-mode forward updates the running statistics
         m = norm.momentum
         assert torch.allclose(norm.running_mean, m * pre.mean(0), atol=1e-12)
-        assert torch.allclose(norm.running_var, (1 - m) * 1.0 + m * pre.var(0, unbiased=True), atol=1e-12)
+        assert torch.allclose(
+            norm.running_var, (1 - m) * 1.0 + m * pre.var(0, unbiased=True), atol=1e-12
+        )
 
         model.eval()
         single = x[:1]
         pre_single = hidden_input(model, single)
-        expected = norm.weight * (pre_single - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) + norm.bias
+        expected = (
+            norm.weight * (pre_single - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+            + norm.bias
+        )
         assert torch.allclose(norm(pre_single), expected, atol=1e-12)
         # In eval mode an example's prediction does not depend on the rest of the batch.
         assert torch.allclose(model(x)[:1], model(single), atol=1e-12)

@@ -18,8 +18,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "makemore_sweep"
 STAGES = ("data", "model", "training", "sweeper", "report", "cluster", "cli")
 LEAVES = ("errors", "redaction", "config", "compat")
-THIRD_PARTY = ("lightning", "hydra", "hydra_plugins", "omegaconf", "optuna", "submitit", "wandb", "torch")
-MAX_LINES = 300
+THIRD_PARTY = (
+    "lightning",
+    "hydra",
+    "hydra_plugins",
+    "omegaconf",
+    "optuna",
+    "submitit",
+    "wandb",
+    "torch",
+)
+MAX_LINES = 500  # one concern may take 500 lines: split by concern, not by length (issue 19)
 
 
 def modules() -> list[Path]:
@@ -100,7 +109,9 @@ def test_no_private_library_name_outside_compat() -> None:
             continue
         tree = ast.parse(path.read_text())
         for line, target in imported_modules(tree):
-            if target.split(".")[0] in THIRD_PARTY and any(is_private(part) for part in target.split(".")):
+            if target.split(".")[0] in THIRD_PARTY and any(
+                is_private(part) for part in target.split(".")
+            ):
                 found.append(f"{module_name(path)}:{line} imports {target}")
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and is_private(node.attr) and node.attr not in ours:
@@ -109,7 +120,9 @@ def test_no_private_library_name_outside_compat() -> None:
 
 
 def test_every_module_is_small_enough_to_read_in_one_sitting() -> None:
-    long = {module_name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        module_name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -130,7 +143,9 @@ if {entry!r}.endswith("report"):
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("lightning", "pytorch_lightning"))
 print("LIGHTNING:", loaded)
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LIGHTNING: []" in result.stdout, result.stdout[-2000:]
     if entry.endswith("report"):

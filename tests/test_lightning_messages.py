@@ -29,7 +29,9 @@ def test_makemore_train_prints_each_lightning_line_once(tmp_path: Path, names_pa
     assert output.count("GPU available:") == 1, output
     [log] = (tmp_path / "outputs").glob("*/*/train.log")
     assert log.read_text().count(FIT_STOPPED) == 1  # and the run's log keeps them
-    assert "makemore run · " in result.stdout and "dev loss (best)" in result.stdout  # the run's own summary
+    assert (
+        "makemore run · " in result.stdout and "dev loss (best)" in result.stdout
+    )  # the run's own summary
 
 
 def test_train_from_python_leaves_logging_as_it_was(tmp_path: Path, names_path: Path) -> None:
@@ -45,7 +47,13 @@ train({[*SHORT, f"data.path={names_path}"]!r}, output_dir="run")
 print("handlers after:", handlers())
 """
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=user_shell_env(), capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=user_shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (result.stdout + result.stderr).count(FIT_STOPPED) == 1

@@ -24,7 +24,14 @@ CONTENT = b"emma\nolivia\nava\n"
 @pytest.fixture(autouse=True)
 def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Talk to 127.0.0.1 directly even on a machine whose environment sets an HTTP proxy."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -52,7 +59,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def test_download_with_the_right_checksum_is_kept(served: str, tmp_path: Path) -> None:
     target = tmp_path / "data" / "names.txt"
-    path = ensure_names_file(target, url=f"{served}/names.txt", sha256=hashlib.sha256(CONTENT).hexdigest())
+    path = ensure_names_file(
+        target, url=f"{served}/names.txt", sha256=hashlib.sha256(CONTENT).hexdigest()
+    )
     assert path == target and target.read_bytes() == CONTENT
     assert list(target.parent.iterdir()) == [target]  # no temporary file left
 
@@ -64,7 +73,9 @@ def test_download_with_a_wrong_checksum_is_refused_and_removed(served: str, tmp_
     message = str(caught.value)
     assert hashlib.sha256(CONTENT).hexdigest() in message and "0" * 64 in message
     assert str(target.resolve()) in message
-    assert not (tmp_path / "data").exists()  # neither the file, nor a .part file, nor the new folder
+    assert not (
+        tmp_path / "data"
+    ).exists()  # neither the file, nor a .part file, nor the new folder
 
 
 def test_unreachable_server_names_the_path_and_how_to_fix(tmp_path: Path) -> None:
@@ -72,7 +83,9 @@ def test_unreachable_server_names_the_path_and_how_to_fix(tmp_path: Path) -> Non
     with pytest.raises(DataError) as caught:
         ensure_names_file(target, url="http://127.0.0.1:1/names.txt")
     message = str(caught.value)
-    assert str(target) in message and "could not be downloaded" in message and "data.path" in message
+    assert (
+        str(target) in message and "could not be downloaded" in message and "data.path" in message
+    )
     assert not (tmp_path / "data").exists()
 
 

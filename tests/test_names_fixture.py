@@ -15,7 +15,9 @@ from makemore_sweep.data.names_file import NAMES_ENV, checkout_names_file
 A_TEST_NEEDING_NAMES = "tests/test_data_validation.py::test_lecture_split_sizes_on_names_txt"
 
 
-def test_env_then_checkout_then_shared_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_then_checkout_then_shared_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     checkout, shared = tmp_path / "checkout", tmp_path / "shared" / "data" / "names.txt"
     monkeypatch.delenv(NAMES_ENV, raising=False)
     assert checkout_names_file(checkout) is None
@@ -31,14 +33,30 @@ def test_env_then_checkout_then_shared_copy(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [(None, "1 skipped"), ("true", "1 error")])
-def test_without_names_txt_tests_skip_with_a_reason_or_fail_in_ci(tmp_path: Path, ci: str | None, outcome: str) -> None:
+def test_without_names_txt_tests_skip_with_a_reason_or_fail_in_ci(
+    tmp_path: Path, ci: str | None, outcome: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env[NAMES_ENV] = str(tmp_path / "missing" / "names.txt")
     if ci:
         env["CI"] = ci
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", A_TEST_NEEDING_NAMES],
-        check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            A_TEST_NEEDING_NAMES,
+        ],
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert outcome in result.stdout, result.stdout[-2000:]
     assert (result.returncode != 0) == bool(ci)

@@ -31,13 +31,17 @@ class PlainPrecisionThroughThePlugin(Precision):
     """32-bit, but not Lightning's own class: the module takes the plugin path, not its fast path."""
 
 
-def fit(names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_args: object) -> tuple[LanguageModelTask, L.Trainer]:
+def fit(
+    names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_args: object
+) -> tuple[LanguageModelTask, L.Trainer]:
     """SGD for `steps` optimiser steps (10 per Lightning call) with the run's own module and data."""
     L.seed_everything(0, verbose=False)
     data = asdict(DataConfig(path=str(names_path), block_size=3, batch_size=32, download=False))
     datamodule = NamesDataModule(**{k: v for k, v in data.items() if k != "_target_"})
     datamodule.setup()
-    datamodule.step_plan = StepPlan(max_steps=steps, val_every_n_steps=steps, steps_per_execution=min(10, steps))
+    datamodule.step_plan = StepPlan(
+        max_steps=steps, val_every_n_steps=steps, steps_per_execution=min(10, steps)
+    )
     module = LanguageModelTask(
         vocab=list(datamodule.splits.vocab.chars),
         block_size=3,
@@ -66,14 +70,20 @@ def fit(names_path: Path, steps: int = STEPS, grad_clip: float = 0.0, **trainer_
 def initial_parameters() -> dict[str, torch.Tensor]:
     L.seed_everything(0, verbose=False)
     module = LanguageModelTask(
-        vocab=list(".abcdefghijklmnopqrstuvwxyz"), block_size=3, network=NETWORK, optim={}, max_steps=1,
+        vocab=list(".abcdefghijklmnopqrstuvwxyz"),
+        block_size=3,
+        network=NETWORK,
+        optim={},
+        max_steps=1,
         divergence_loss=RunConfig().divergence_loss,
     )
     return {name: p.detach().clone() for name, p in module.named_parameters()}
 
 
 def fp16_scaled(init_scale: float = 2.0**16) -> MixedPrecision:
-    return MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=init_scale))
+    return MixedPrecision(
+        "16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=init_scale)
+    )
 
 
 def largest_gap(a: LanguageModelTask, b: LanguageModelTask) -> float:
@@ -102,14 +112,18 @@ def test_overflowing_fp16_steps_are_skipped_and_the_scale_backs_off(names_path: 
     plugin = fp16_scaled(init_scale=2.0**40)
     module, trainer = fit(names_path, steps=5, plugins=[plugin])
     assert trainer.global_step == 5  # skipped steps still count, as in Lightning's own loop
-    assert plugin.scaler is not None and plugin.scaler.get_scale() == 2.0**35  # halved after each overflow
+    assert (
+        plugin.scaler is not None and plugin.scaler.get_scale() == 2.0**35
+    )  # halved after each overflow
     for name, value in initial_parameters().items():
         assert torch.equal(dict(module.named_parameters())[name].detach(), value), name
 
 
 def test_the_32_bit_fast_path_steps_exactly_like_lightnings_own_step(names_path: Path) -> None:
     fast, fast_trainer = fit(names_path, grad_clip=1.0, precision="32-true")
-    public, public_trainer = fit(names_path, grad_clip=1.0, plugins=[PlainPrecisionThroughThePlugin()])
+    public, public_trainer = fit(
+        names_path, grad_clip=1.0, plugins=[PlainPrecisionThroughThePlugin()]
+    )
     assert fast._plain_steps and not public._plain_steps
     assert fast_trainer.global_step == public_trainer.global_step == STEPS
     for (name, a), (_, b) in zip(fast.named_parameters(), public.named_parameters(), strict=True):
@@ -117,13 +131,21 @@ def test_the_32_bit_fast_path_steps_exactly_like_lightnings_own_step(names_path:
 
 
 @pytest.mark.slow
-def test_bf16_mixed_trains_to_the_dev_loss_of_32_bit(tmp_path: Path, names_path: Path, run_env: dict[str, str]) -> None:
+def test_bf16_mixed_trains_to_the_dev_loss_of_32_bit(
+    tmp_path: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
     """`trainer.precision=bf16-mixed` through makemore-train: bf16 autocast on CPU, same dev loss up to rounding."""
     dev = {}
     for precision in ("32-true", "bf16-mixed"):
         run_dir = tmp_path / precision
-        args = [f"data.path={names_path}", "trainer.max_steps=500", "trainer.val_every_n_steps=250", "logger=csv",
-                f"trainer.precision={precision}", f"hydra.run.dir={run_dir}"]
+        args = [
+            f"data.path={names_path}",
+            "trainer.max_steps=500",
+            "trainer.val_every_n_steps=250",
+            "logger=csv",
+            f"trainer.precision={precision}",
+            f"hydra.run.dir={run_dir}",
+        ]
         result = train_cli(args, tmp_path, run_env)
         assert result.returncode == 0, result.stderr[-3000:]
         metrics = json.loads((run_dir / "metrics.json").read_text())

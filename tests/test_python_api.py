@@ -25,7 +25,9 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'hydra', 'optuna', 'wandb'})\n"
         "print(heavy, callable(makemore_sweep.train), callable(sweep))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["[]", "True", "True"]
 
 
@@ -35,10 +37,14 @@ def test_sweep_is_the_api_function_even_once_the_sweeper_package_is_loaded() -> 
     import makemore_sweep.sweeper.export
     from makemore_sweep import sweep
 
-    assert makemore_sweep.sweep is sweep and callable(sweep) and sweep.__module__ == "makemore_sweep"
+    assert (
+        makemore_sweep.sweep is sweep and callable(sweep) and sweep.__module__ == "makemore_sweep"
+    )
 
 
-def test_user_configs_come_first_and_exports_go_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_configs_come_first_and_exports_go_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs" / "model").mkdir(parents=True)
     (tmp_path / "configs" / "experiment").mkdir()
@@ -50,9 +56,9 @@ def test_user_configs_come_first_and_exports_go_there(tmp_path: Path, monkeypatc
     config, _ = compose_config(["experiment=mine"])
     assert (config.seed, config.model.n_hidden) == (7, 123)
     sources = [(s.provider, s.path) for s in config.hydra.runtime.config_sources]
-    assert sources.index(("makemore-sweep user configs", str(tmp_path / "configs"))) < sources.index(
-        ("main", "makemore_sweep.conf")
-    )
+    assert sources.index(
+        ("makemore-sweep user configs", str(tmp_path / "configs"))
+    ) < sources.index(("main", "makemore_sweep.conf"))
     assert experiment_export_dir() == tmp_path / "configs" / "experiment"
 
 
@@ -71,7 +77,9 @@ def test_train_twice_in_one_process_returns_each_runs_metrics(
 
     monkeypatch.chdir(tmp_path)
     first = train([f"data.path={names_path}", *FAST])
-    second = train([f"data.path={names_path}", *FAST, "model.n_hidden=100"], output_dir=tmp_path / "second run")
+    second = train(
+        [f"data.path={names_path}", *FAST, "model.n_hidden=100"], output_dir=tmp_path / "second run"
+    )
 
     [first_dir] = (tmp_path / "outputs").glob("*/*")
     assert first == json.loads((first_dir / "metrics.json").read_text())
@@ -93,7 +101,12 @@ def test_sweep_returns_the_study_and_train_reruns_its_exported_best(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    args = [f"data.path={names_path}", "hydra.sweeper.n_trials=2", "trainer.max_steps=100", "logger=none"]
+    args = [
+        f"data.path={names_path}",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_steps=100",
+        "logger=none",
+    ]
     summary = sweep(STUDY, args)
 
     study = load_study(tmp_path)
@@ -102,7 +115,10 @@ def test_sweep_returns_the_study_and_train_reruns_its_exported_best(
     assert summary["best"]["params"] == study.best_params
     assert summary["sweep_dir"] == str(tmp_path / "multirun" / STUDY)
     assert summary["experiment"] == f"{STUDY}_best"
-    assert Path(summary["experiment_file"]) == tmp_path / "configs" / "experiment" / f"{STUDY}_best.yaml"
+    assert (
+        Path(summary["experiment_file"])
+        == tmp_path / "configs" / "experiment" / f"{STUDY}_best.yaml"
+    )
 
     rerun = train([f"experiment={STUDY}_best"], output_dir=tmp_path / "rerun")
     assert rerun["val_loss"] == pytest.approx(study.best_value, abs=1e-4)
@@ -115,17 +131,29 @@ def test_a_multi_objective_sweep_returns_its_pareto_front_with_the_experiments(
     from makemore_sweep import sweep
 
     monkeypatch.chdir(tmp_path)
-    summary = sweep("pareto", [f"data.path={names_path}", "hydra.sweeper.n_trials=3", "trainer.max_steps=60", "logger=none"])
+    summary = sweep(
+        "pareto",
+        [
+            f"data.path={names_path}",
+            "hydra.sweeper.n_trials=3",
+            "trainer.max_steps=60",
+            "logger=none",
+        ],
+    )
 
     study = load_study(tmp_path, "dev_vs_size")
     front = sorted(study.best_trials, key=lambda t: t.values[0])
     assert summary["objectives"] == ["val_loss", "n_params"]
-    assert [(f["number"], f["values"]) for f in summary["pareto_front"]] == [(t.number, t.values) for t in front]
+    assert [(f["number"], f["values"]) for f in summary["pareto_front"]] == [
+        (t.number, t.values) for t in front
+    ]
     for entry in summary["pareto_front"]:
         assert (tmp_path / "configs" / "experiment" / f"{entry['experiment']}.yaml").is_file()
 
 
-def test_sweep_hands_its_process_the_data_path_of_the_callers_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_hands_its_process_the_data_path_of_the_callers_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """sweep() starts makemore-train with the overrides composed here: the default data.path
     (data/names.txt) is already absolute, under the caller's working directory."""
     monkeypatch.chdir(tmp_path)
@@ -153,7 +181,10 @@ def test_train_reads_relative_data_paths_from_the_callers_folder(
     relative = train(["data.path=../shared/names.txt", *tiny], output_dir="runs/relative")
 
     assert default["n_train"] == relative["n_train"] == 182_625
-    for run, read in [("default", notebooks / "data" / "names.txt"), ("relative", shared / "names.txt")]:
+    for run, read in [
+        ("default", notebooks / "data" / "names.txt"),
+        ("relative", shared / "names.txt"),
+    ]:
         saved = notebooks / "runs" / run / ".hydra"
         # What the run recorded (and resume= replays) is the file it read, wherever it is replayed from.
         assert OmegaConf.load(saved / "config.yaml").data.path == str(read)
@@ -161,7 +192,9 @@ def test_train_reads_relative_data_paths_from_the_callers_folder(
 
 
 @pytest.mark.slow
-def test_a_data_path_that_cannot_be_read_is_named_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_data_path_that_cannot_be_read_is_named_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from makemore_sweep import train
 
     (tmp_path / "notebooks").mkdir()
@@ -169,4 +202,6 @@ def test_a_data_path_that_cannot_be_read_is_named_absolute(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path / "notebooks")
     with pytest.raises(DataError) as raised:
         train(["data.path=blocked/names.txt", "logger=none"], output_dir=tmp_path / "run")
-    assert str(raised.value).startswith(f"{tmp_path / 'notebooks' / 'blocked' / 'names.txt'} is missing")
+    assert str(raised.value).startswith(
+        f"{tmp_path / 'notebooks' / 'blocked' / 'names.txt'} is missing"
+    )

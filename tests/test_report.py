@@ -310,7 +310,9 @@ def test_report_of_a_multi_objective_study_draws_its_pareto_front(tmp_path: Path
     journal = tmp_path / "pareto.log"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name="pareto", storage=storage, directions=["minimize", "minimize"])
+    study = optuna.create_study(
+        study_name="pareto", storage=storage, directions=["minimize", "minimize"]
+    )
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         study.set_metric_names(["val_loss", "n_params"])
 
@@ -325,7 +327,9 @@ def test_report_of_a_multi_objective_study_draws_its_pareto_front(tmp_path: Path
     source = load_study_source(f"journal:{journal}", "pareto")
     assert source.multi_objective and source.objectives == ("val_loss", "n_params")
     assert source.pareto_front == front
-    assert all(t.value == t.values[0] for t in source.completed)  # the dev loss is the report's value
+    assert all(
+        t.value == t.values[0] for t in source.completed
+    )  # the dev loss is the report's value
     axes = pareto_figure(source).axes[0]
     assert axes.get_title(loc="left") == "Pareto front · pareto" and axes.get_xlabel() == "n_params"
     front_line = axes.get_lines()[0]  # drawn first: the step line through the front

@@ -51,7 +51,9 @@ def start_training(args: list[str], cwd: Path, env: dict[str, str]) -> subproces
     )
 
 
-def wait_for_checkpoint_step(process: subprocess.Popen[str], checkpoint: Path, after_step: int) -> int:
+def wait_for_checkpoint_step(
+    process: subprocess.Popen[str], checkpoint: Path, after_step: int
+) -> int:
     """Poll until `checkpoint` holds a step beyond `after_step`; return that step.
 
     Lightning writes checkpoints atomically (temporary file, then rename), so a file that
@@ -60,7 +62,9 @@ def wait_for_checkpoint_step(process: subprocess.Popen[str], checkpoint: Path, a
     deadline = time.monotonic() + WAIT_S
     seen_mtime = None
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"training ended before it could be stopped: {process.communicate()}"
+        assert process.poll() is None, (
+            f"training ended before it could be stopped: {process.communicate()}"
+        )
         if checkpoint.is_file() and checkpoint.stat().st_mtime_ns != seen_mtime:
             seen_mtime = checkpoint.stat().st_mtime_ns
             step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
@@ -71,11 +75,15 @@ def wait_for_checkpoint_step(process: subprocess.Popen[str], checkpoint: Path, a
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_kind_of_result(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_killed_run_resumes_to_the_same_kind_of_result(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     run_dir = tmp_path / "run"
     last = run_dir / LAST_CHECKPOINT
 
-    first = start_training([f"data.path={names_path}", *RUN_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env)
+    first = start_training(
+        [f"data.path={names_path}", *RUN_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env
+    )
     killed_at = wait_for_checkpoint_step(first, last, after_step=0)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
@@ -101,7 +109,9 @@ def test_killed_run_resumes_to_the_same_kind_of_result(names_path: Path, tmp_pat
     metrics = read_metrics(run_dir)
     assert metrics["state"] == "completed" and metrics["error"] is None
     assert metrics["steps"] == MAX_STEPS
-    assert [step for step, _ in metrics["val_history"]] == list(range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY))
+    assert [step for step, _ in metrics["val_history"]] == list(
+        range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY)
+    )
     assert metrics["val_loss"] is not None and metrics["val_loss"] < metrics["init_loss"]
     assert metrics["samples"]
 
@@ -121,12 +131,24 @@ def test_killed_run_resumes_to_the_same_kind_of_result(names_path: Path, tmp_pat
 def test_resume_replays_the_saved_overrides_and_lets_new_ones_win(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=600\n- optim=sgd\n- ckpt_path=last\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text(
+        "- trainer.max_steps=600\n- optim=sgd\n- ckpt_path=last\n"
+    )
     (run_dir / LAST_CHECKPOINT).parent.mkdir()
     (run_dir / LAST_CHECKPOINT).write_bytes(b"")
     argv = expand_resume_argument([f"resume={run_dir}", "trainer.max_steps=900"])
-    assert argv == ["optim=sgd", f"hydra.run.dir={run_dir}", "ckpt_path=last", "trainer.max_steps=900"]
-    assert [override_key(o) for o in ("+a.b=1", "~c", "++d=2", "optim=sgd")] == ["a.b", "c", "d", "optim"]
+    assert argv == [
+        "optim=sgd",
+        f"hydra.run.dir={run_dir}",
+        "ckpt_path=last",
+        "trainer.max_steps=900",
+    ]
+    assert [override_key(o) for o in ("+a.b=1", "~c", "++d=2", "optim=sgd")] == [
+        "a.b",
+        "c",
+        "d",
+        "optim",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -134,11 +156,19 @@ def test_resume_replays_the_saved_overrides_and_lets_new_ones_win(tmp_path: Path
     [
         (lambda d: None, "no such folder"),
         (lambda d: d.mkdir(), "not a makemore-train output folder"),
-        (lambda d: (d / ".hydra").mkdir(parents=True) or (d / ".hydra" / "overrides.yaml").write_text("[]\n"), "nothing to resume"),
+        (
+            lambda d: (
+                (d / ".hydra").mkdir(parents=True)
+                or (d / ".hydra" / "overrides.yaml").write_text("[]\n")
+            ),
+            "nothing to resume",
+        ),
     ],
     ids=["no-folder", "not-a-run", "no-checkpoint"],
 )
-def test_resume_of_something_that_cannot_be_resumed_says_why(make, words: str, tmp_path: Path) -> None:
+def test_resume_of_something_that_cannot_be_resumed_says_why(
+    make, words: str, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
     make(run_dir)
     with pytest.raises(ConfigError, match=words):
@@ -178,8 +208,24 @@ class _Trap:
 
 # Dropout and AdamW: the resumed run needs the global torch RNG, the sampler's own generator and
 # the optimiser's moments exactly as they were; the one-cycle schedule needs the step count.
-EXACT_ARGS = ["trainer.max_steps=1200", "trainer.val_every_n_steps=150", "model.n_hidden=32", "model.dropout=0.2", "logger=csv"]
-COMPARED = ("val_loss", "test_loss", "train_loss", "init_loss", "steps", "best_step", "steps_to_target", "samples", "novel_fraction")
+EXACT_ARGS = [
+    "trainer.max_steps=1200",
+    "trainer.val_every_n_steps=150",
+    "model.n_hidden=32",
+    "model.dropout=0.2",
+    "logger=csv",
+]
+COMPARED = (
+    "val_loss",
+    "test_loss",
+    "train_loss",
+    "init_loss",
+    "steps",
+    "best_step",
+    "steps_to_target",
+    "samples",
+    "novel_fraction",
+)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +234,9 @@ def uninterrupted(names_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    result = train_cli([f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], REPO_ROOT, env)
+    result = train_cli(
+        [f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], REPO_ROOT, env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return read_metrics(run_dir)
 
@@ -199,7 +247,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(
     kill_after: int, uninterrupted: dict, names_path: Path, tmp_path: Path, run_env: dict[str, str]
 ) -> None:
     run_dir = tmp_path / "run"
-    first = start_training([f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env)
+    first = start_training(
+        [f"data.path={names_path}", *EXACT_ARGS, f"hydra.run.dir={run_dir}"], tmp_path, run_env
+    )
     killed_at = wait_for_checkpoint_step(first, run_dir / LAST_CHECKPOINT, after_step=kill_after)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
@@ -210,7 +260,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(
     metrics = read_metrics(run_dir)
     assert metrics["resumed_from_step"] == killed_at
     assert [s for s, _ in metrics["val_history"]] == [s for s, _ in uninterrupted["val_history"]]
-    for (_, got), (_, want) in zip(metrics["val_history"], uninterrupted["val_history"], strict=True):
+    for (_, got), (_, want) in zip(
+        metrics["val_history"], uninterrupted["val_history"], strict=True
+    ):
         assert got == pytest.approx(want, abs=1e-6)
     for key in COMPARED:
         assert metrics[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
@@ -221,7 +273,13 @@ def logged_rates(run_dir: Path) -> dict[int, float]:
     rates = {}
     for path in sorted((run_dir / "csv").glob("metrics*.csv")):
         with path.open() as handle:
-            rates.update({int(float(row["step"])): float(row["lr"]) for row in csv.DictReader(handle) if row.get("lr")})
+            rates.update(
+                {
+                    int(float(row["step"])): float(row["lr"])
+                    for row in csv.DictReader(handle)
+                    if row.get("lr")
+                }
+            )
     return rates
 
 
@@ -231,8 +289,15 @@ def test_a_longer_resume_follows_the_original_schedule_then_holds_its_final_rate
 ) -> None:
     """The lectures' step schedule planned for 300 steps (0.1, then 0.01 from step 150), resumed to 500."""
     run_dir = tmp_path / "run"
-    args = [f"data.path={names_path}", "optim=sgd", "trainer.max_steps=300", "trainer.val_every_n_steps=100",
-            "model.n_hidden=32", "logger=csv", f"hydra.run.dir={run_dir}"]
+    args = [
+        f"data.path={names_path}",
+        "optim=sgd",
+        "trainer.max_steps=300",
+        "trainer.val_every_n_steps=100",
+        "model.n_hidden=32",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+    ]
     assert train_cli(args, tmp_path, run_env).returncode == 0
     longer = train_cli([f"resume={run_dir}", "trainer.max_steps=500"], tmp_path, run_env)
     assert longer.returncode == 0, longer.stdout + longer.stderr
@@ -254,8 +319,14 @@ def test_a_longer_resume_of_a_schedule_that_ends_at_rate_zero_is_refused(
     names_path: Path, tmp_path: Path, run_env: dict[str, str]
 ) -> None:
     run_dir = tmp_path / "run"
-    args = [f"data.path={names_path}", "trainer.max_steps=100", "trainer.val_every_n_steps=100",
-            "model.n_hidden=32", "logger=csv", f"hydra.run.dir={run_dir}"]
+    args = [
+        f"data.path={names_path}",
+        "trainer.max_steps=100",
+        "trainer.val_every_n_steps=100",
+        "model.n_hidden=32",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+    ]
     assert train_cli(args, tmp_path, run_env).returncode == 0
     longer = train_cli([f"resume={run_dir}", "trainer.max_steps=200"], tmp_path, run_env)
     message = assert_clean_failure(longer, "trainer.max_steps=200")

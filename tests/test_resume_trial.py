@@ -53,7 +53,9 @@ def test_training_names_the_trial_key_as_the_sweeper_does() -> None:
 def folder_state(root: Path) -> dict[str, str]:
     """Every file under `root` (relative path → sha256 of its bytes)."""
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -63,7 +65,9 @@ def trial_states(database: Path) -> list[tuple[int, str]]:
         return sorted(db.execute("SELECT number, state FROM trials").fetchall())
 
 
-def interrupt_after_first_checkpoint(args: list[str], cwd: Path, env: dict[str, str], checkpoint: Path) -> str:
+def interrupt_after_first_checkpoint(
+    args: list[str], cwd: Path, env: dict[str, str], checkpoint: Path
+) -> str:
     """Run a sweep, SIGINT its process group (Ctrl-C in a terminal) once `checkpoint` exists; its stderr."""
     sweep = subprocess.Popen(
         [sys.executable, "-m", "makemore_sweep.cli.train", *args],
@@ -77,7 +81,9 @@ def interrupt_after_first_checkpoint(args: list[str], cwd: Path, env: dict[str, 
     try:
         deadline = time.monotonic() + 300
         while not checkpoint.is_file():  # Lightning writes it atomically: once there, it is whole
-            assert sweep.poll() is None, f"the sweep ended before it could be interrupted: {sweep.communicate()[1][-3000:]}"
+            assert sweep.poll() is None, (
+                f"the sweep ended before it could be interrupted: {sweep.communicate()[1][-3000:]}"
+            )
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.05)
         os.killpg(sweep.pid, signal.SIGINT)
@@ -102,9 +108,13 @@ def test_resume_of_an_interrupted_trial_is_refused_and_its_advice_continues_it(
     names_path: Path, tmp_path: Path, run_env: dict[str, str]
 ) -> None:
     # Study B, the default study name the incident's replay swept into, already in this folder.
-    bystander = sweep_args(names_path, tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.workers=1", steps=40)
+    bystander = sweep_args(
+        names_path, tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.workers=1", steps=40
+    )
     assert train_cli(bystander, tmp_path, run_env).returncode == 0
-    assert [state for _, state in trial_states(tmp_path / "studies" / f"{STUDY}.db")] == ["COMPLETE"]
+    assert [state for _, state in trial_states(tmp_path / "studies" / f"{STUDY}.db")] == [
+        "COMPLETE"
+    ]
 
     # Study A, interrupted with Ctrl-C while trial 0 trains (one worker, in the sweep's process).
     trial_dir = tmp_path / "multirun" / STUDY_A / "trial_0"
@@ -117,7 +127,9 @@ def test_resume_of_an_interrupted_trial_is_refused_and_its_advice_continues_it(
         "hydra.sweeper.pruner=none",
         steps=300,
     )
-    sweep_err = interrupt_after_first_checkpoint(args, tmp_path, run_env, trial_dir / LAST_CHECKPOINT)
+    sweep_err = interrupt_after_first_checkpoint(
+        args, tmp_path, run_env, trial_dir / LAST_CHECKPOINT
+    )
 
     # The trial's own message names its study and the sweep command, never resume=.
     interrupted = read_metrics(trial_dir)
@@ -128,47 +140,74 @@ def test_resume_of_an_interrupted_trial_is_refused_and_its_advice_continues_it(
     assert f"error: {interrupted['error']}" in sweep_err.splitlines()
 
     before = folder_state(tmp_path)
-    trials_before = {name: trial_states(tmp_path / "studies" / f"{name}.db") for name in (STUDY, STUDY_A)}
+    trials_before = {
+        name: trial_states(tmp_path / "studies" / f"{name}.db") for name in (STUDY, STUDY_A)
+    }
     refused = train_cli([f"resume={trial_dir.relative_to(tmp_path)}"], tmp_path, run_env)
     assert refused.returncode == 2
     line = the_error_line(refused)
-    assert line.startswith(f"error: resume={trial_dir}: this folder is trial 0 of Optuna study {STUDY_A}; {ADVICE}")
+    assert line.startswith(
+        f"error: resume={trial_dir}: this folder is trial 0 of Optuna study {STUDY_A}; {ADVICE}"
+    )
     command = shlex.split(line.split(ADVICE, 1)[1])
     assert command[0] == "makemore-train" and "sweep=beat_2p2" in command
     assert f"hydra.sweeper.study_name={STUDY_A}" in command and "hydra.mode=MULTIRUN" not in command
-    assert not any(arg.startswith(("+optuna_trial", "model.n_hidden=", "threads=", "ckpt_path=")) for arg in command)
+    assert not any(
+        arg.startswith(("+optuna_trial", "model.n_hidden=", "threads=", "ckpt_path="))
+        for arg in command
+    )
 
     # From another folder, the advice goes back to the sweep's own (its paths are relative to it).
     elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
     elsewhere.mkdir()
     from_elsewhere = train_cli([f"resume={trial_dir}"], elsewhere, run_env)
     assert from_elsewhere.returncode == 2
-    assert f"{ADVICE}cd {shlex.quote(str(tmp_path))} && makemore-train " in the_error_line(from_elsewhere)
+    assert f"{ADVICE}cd {shlex.quote(str(tmp_path))} && makemore-train " in the_error_line(
+        from_elsewhere
+    )
     assert list(elsewhere.iterdir()) == []
 
     # Nothing was composed or written: both studies and all trial folders are byte for byte as they were.
     assert folder_state(tmp_path) == before
-    assert {name: trial_states(tmp_path / "studies" / f"{name}.db") for name in (STUDY, STUDY_A)} == trials_before
+    assert {
+        name: trial_states(tmp_path / "studies" / f"{name}.db") for name in (STUDY, STUDY_A)
+    } == trials_before
 
     # The advice is right: its command continues trial 0 of study A from its checkpoint.
     continued = train_cli(command[1:], tmp_path, run_env)
     assert continued.returncode == 0, continued.stderr[-3000:]
     assert "[trial 0] CONTINUED" in continued.stdout
     metrics = read_metrics(trial_dir)
-    assert metrics["state"] == "completed" and metrics["steps"] == 300 and metrics["resumed_from_step"] > 0
-    assert trial_states(tmp_path / "studies" / f"{STUDY_A}.db") == [(0, "COMPLETE"), (1, "COMPLETE")]
+    assert (
+        metrics["state"] == "completed"
+        and metrics["steps"] == 300
+        and metrics["resumed_from_step"] > 0
+    )
+    assert trial_states(tmp_path / "studies" / f"{STUDY_A}.db") == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+    ]
     assert trial_states(tmp_path / "studies" / f"{STUDY}.db") == trials_before[STUDY]
-    assert sorted(p.name for p in (tmp_path / "studies").glob("*.db")) == sorted(f"{n}.db" for n in (STUDY, STUDY_A))
+    assert sorted(p.name for p in (tmp_path / "studies").glob("*.db")) == sorted(
+        f"{n}.db" for n in (STUDY, STUDY_A)
+    )
 
 
-def trial_folder(root: Path, overrides: list[str], hydra_overrides: list[str], params: dict[str, str]) -> Path:
+def trial_folder(
+    root: Path, overrides: list[str], hydra_overrides: list[str], params: dict[str, str]
+) -> Path:
     """A trial folder as the sweeper and Hydra write it (.hydra/config.yaml, overrides.yaml, hydra.yaml)."""
     trial_dir = root / "multirun" / "s" / "trial_3"
     (trial_dir / ".hydra").mkdir(parents=True)
     identity = {"number": 3, "study_name": "s", "base_dir": str(root)}
-    OmegaConf.save(OmegaConf.create({"seed": 1, TRIAL_KEY: identity}), trial_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"seed": 1, TRIAL_KEY: identity}), trial_dir / ".hydra" / "config.yaml"
+    )
     OmegaConf.save(OmegaConf.create(overrides), trial_dir / ".hydra" / "overrides.yaml")
-    hydra = {"sweeper": {"params": params}, "overrides": {"hydra": hydra_overrides, "task": overrides}}
+    hydra = {
+        "sweeper": {"params": params},
+        "overrides": {"hydra": hydra_overrides, "task": overrides},
+    }
     OmegaConf.save(OmegaConf.create({"hydra": hydra}), trial_dir / ".hydra" / "hydra.yaml")
     return trial_dir
 
@@ -201,7 +240,12 @@ def test_a_trial_is_refused_with_the_command_of_its_sweep_as_the_sweep_folder_re
         "ckpt_path=last",
     ]
     storage = f"hydra.sweeper.storage=postgresql://optuna:{MASK}@db.example/optuna"
-    trial_dir = trial_folder(tmp_path, trial, [storage, "hydra.mode=MULTIRUN"], {"model.n_hidden": "int(interval(100, 500))"})
+    trial_dir = trial_folder(
+        tmp_path,
+        trial,
+        [storage, "hydra.mode=MULTIRUN"],
+        {"model.n_hidden": "int(interval(100, 500))"},
+    )
 
     # From the trial's own record: its sampled parameters and the sweeper's additions left out.
     message = refusal(trial_dir)
@@ -218,7 +262,14 @@ def test_a_trial_is_refused_with_the_command_of_its_sweep_as_the_sweep_folder_re
 
     # Hydra's multirun.yaml in the sweep folder holds the sweep's own arguments, search ranges included.
     task = ["sweep=beat_2p2", "optim.lr=interval(0.01, 0.1)"]
-    record = {"hydra": {"overrides": {"hydra": ["hydra.sweeper.study_name=s", "hydra.mode=MULTIRUN"], "task": task}}}
+    record = {
+        "hydra": {
+            "overrides": {
+                "hydra": ["hydra.sweeper.study_name=s", "hydra.mode=MULTIRUN"],
+                "task": task,
+            }
+        }
+    }
     OmegaConf.save(OmegaConf.create(record), trial_dir.parent / "multirun.yaml")
     assert command_in(refusal(trial_dir)) == ["makemore-train", *task, "hydra.sweeper.study_name=s"]
 
@@ -226,17 +277,26 @@ def test_a_trial_is_refused_with_the_command_of_its_sweep_as_the_sweep_folder_re
 def test_a_trial_whose_sweep_command_cannot_be_read_is_still_refused(tmp_path: Path) -> None:
     trial_dir = tmp_path / "trial_7"
     (trial_dir / ".hydra").mkdir(parents=True)
-    overrides = ["optim.lr=0.02", "+optuna_trial.number=7", "+optuna_trial.study_name='mine'", "+optuna_trial.base_dir='/w'"]
+    overrides = [
+        "optim.lr=0.02",
+        "+optuna_trial.number=7",
+        "+optuna_trial.study_name='mine'",
+        "+optuna_trial.base_dir='/w'",
+    ]
     OmegaConf.save(OmegaConf.create(overrides), trial_dir / ".hydra" / "overrides.yaml")
     message = refusal(trial_dir)
     assert message.startswith(f"resume={trial_dir}: this folder is trial 7 of Optuna study mine; ")
-    assert message.endswith("run the sweep's command again in /w with hydra.sweeper.study_name=mine")
+    assert message.endswith(
+        "run the sweep's command again in /w with hydra.sweeper.study_name=mine"
+    )
 
 
 def test_a_secret_saved_as_a_bare_mask_still_reads(tmp_path: Path) -> None:
     """Redaction writes `api_token: ***`, which YAML takes for an alias: such run folders exist."""
     saved = tmp_path / "config.yaml"
-    saved.write_text(f"notes:\n  api_token: {MASK}\n  url: postgresql://u:{MASK}@h/db\nlist:\n- {MASK}\n")
+    saved.write_text(
+        f"notes:\n  api_token: {MASK}\n  url: postgresql://u:{MASK}@h/db\nlist:\n- {MASK}\n"
+    )
     assert OmegaConf.to_container(load_saved_yaml(saved)) == {
         "notes": {"api_token": MASK, "url": f"postgresql://u:{MASK}@h/db"},
         "list": [MASK],
@@ -245,7 +305,13 @@ def test_a_secret_saved_as_a_bare_mask_still_reads(tmp_path: Path) -> None:
 
 # --- a finished run -----------------------------------------------------------------------------
 
-TINY_RUN = ["trainer.max_steps=100", "trainer.val_every_n_steps=50", "model.n_hidden=32", "data.batch_size=32", "logger=csv"]
+TINY_RUN = [
+    "trainer.max_steps=100",
+    "trainer.val_every_n_steps=50",
+    "model.n_hidden=32",
+    "data.batch_size=32",
+    "logger=csv",
+]
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +320,9 @@ def finished_run_dir(names_path: Path, tmp_path_factory: pytest.TempPathFactory)
 
     root = tmp_path_factory.mktemp("finished")
     run_dir = root / "run"
-    result = train_cli([f"data.path={names_path}", *TINY_RUN, f"hydra.run.dir={run_dir}"], root, user_shell_env())
+    result = train_cli(
+        [f"data.path={names_path}", *TINY_RUN, f"hydra.run.dir={run_dir}"], root, user_shell_env()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_metrics(run_dir)["state"] == "completed"
     return run_dir
@@ -262,11 +330,17 @@ def finished_run_dir(names_path: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def stamps(run_dir: Path) -> dict[str, tuple[int, bytes]]:
     """(mtime, bytes) of every file of a run folder."""
-    return {str(p.relative_to(run_dir)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(run_dir)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
-def test_resume_of_a_finished_run_says_so_and_trains_nothing(finished_run_dir: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_resume_of_a_finished_run_says_so_and_trains_nothing(
+    finished_run_dir: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     before = stamps(finished_run_dir)
     result = train_cli([f"resume={finished_run_dir}", "logger=none"], tmp_path, run_env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -282,7 +356,9 @@ def test_resume_of_a_finished_run_says_so_and_trains_nothing(finished_run_dir: P
 
 
 @pytest.mark.slow
-def test_only_a_larger_step_budget_continues_a_finished_run(finished_run_dir: Path, tmp_path: Path) -> None:
+def test_only_a_larger_step_budget_continues_a_finished_run(
+    finished_run_dir: Path, tmp_path: Path
+) -> None:
     for given in ([], ["trainer.max_steps=100"], ["trainer.max_steps=60", "logger=none"]):
         with pytest.raises(RunFinished):
             expand_resume_argument([f"resume={finished_run_dir}", *given])
@@ -291,9 +367,10 @@ def test_only_a_larger_step_budget_continues_a_finished_run(finished_run_dir: Pa
         assert "ckpt_path=last" in argv and given[0] in argv
 
 
-
 @pytest.mark.slow
-def test_an_interrupted_run_is_continued_not_answered(finished_run_dir: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_an_interrupted_run_is_continued_not_answered(
+    finished_run_dir: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     copy = tmp_path / "run"
     subprocess.run(["cp", "-a", str(finished_run_dir), str(copy)], check=True)
     metrics = read_metrics(copy)
@@ -305,7 +382,9 @@ def test_an_interrupted_run_is_continued_not_answered(finished_run_dir: Path, tm
 
 
 @pytest.mark.slow
-def test_the_notebook_api_returns_a_finished_runs_metrics_without_training(finished_run_dir: Path) -> None:
+def test_the_notebook_api_returns_a_finished_runs_metrics_without_training(
+    finished_run_dir: Path,
+) -> None:
     from makemore_sweep import train
 
     before = stamps(finished_run_dir)

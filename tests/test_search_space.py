@@ -44,11 +44,18 @@ def test_the_command_line_adds_fixes_and_replaces_dimensions() -> None:
         {"model.n_embd": "int(interval(8, 32))", "optim.lr": "tag(log, interval(0.001, 0.03))"},
         ["optim.lr=0.01", "model.n_layers=int(interval(1, 3))", "sweep=beat_2p2", "~trainer.foo"],
     )
-    assert space.distributions == {"model.n_embd": IntDistribution(8, 32), "model.n_layers": IntDistribution(1, 3)}
+    assert space.distributions == {
+        "model.n_embd": IntDistribution(8, 32),
+        "model.n_layers": IntDistribution(1, 3),
+    }
     assert space.fixed_params == {"optim.lr": "0.01", "sweep": "beat_2p2"}
     assert space.fixed_overrides == ["~trainer.foo"]
     assert space.trial_overrides({"model.n_embd": 9, "model.n_layers": 2}) == [
-        "model.n_embd=9", "model.n_layers=2", "optim.lr=0.01", "sweep=beat_2p2", "~trainer.foo",
+        "model.n_embd=9",
+        "model.n_layers=2",
+        "optim.lr=0.01",
+        "sweep=beat_2p2",
+        "~trainer.foo",
     ]
 
 
@@ -67,7 +74,9 @@ def test_a_study_asks_with_the_space_and_enqueued_values_win(tmp_path: Path) -> 
 
 
 def test_grid_choices_and_errors_name_the_parameter() -> None:
-    space = build_search_space({"a": "range(1, 4)", "b": "choice(x, y)", "c": "range(0.0, 1.0, step=0.5)"}, [])
+    space = build_search_space(
+        {"a": "range(1, 4)", "b": "choice(x, y)", "c": "range(0.0, 1.0, step=0.5)"}, []
+    )
     assert space.grid() == {"a": [1, 2, 3], "b": ["x", "y"], "c": [0.0, 0.5]}
     with pytest.raises(ConfigError, match=r"hydra\.sweeper\.params\.d is continuous"):
         build_search_space({"d": "interval(0, 1.5)"}, []).grid()
@@ -83,8 +92,13 @@ def test_the_sweeper_uses_no_private_name_of_the_upstream_plugins() -> None:
         r"hydra_optuna_sweeper\._impl|_get_directions|_configure_trials|_process_searchspace_config"
         r"|_parse_sweeper_params_config|_to_grid_sampler_choices|_EXECUTOR|\._suggest\(|\._storage\b|hydra\._internal"
     )
-    sources = [*(REPO_ROOT / "src" / "makemore_sweep" / "sweep").glob("*.py"), *(REPO_ROOT / "src" / "makemore_sweep" / "cluster").glob("*.py")]
-    offenders = [f"{p.name}: {m.group(0)}" for p in sources for m in private.finditer(p.read_text())]
+    sources = [
+        *(REPO_ROOT / "src" / "makemore_sweep" / "sweep").glob("*.py"),
+        *(REPO_ROOT / "src" / "makemore_sweep" / "cluster").glob("*.py"),
+    ]
+    offenders = [
+        f"{p.name}: {m.group(0)}" for p in sources for m in private.finditer(p.read_text())
+    ]
     assert offenders == []
     too_long = [p.name for p in sources if len(p.read_text().splitlines()) > 300]
     assert too_long == []
@@ -98,6 +112,8 @@ def widen_with_dropout(config: object, trial: optuna.Trial) -> None:
 def test_a_custom_search_space_extends_each_new_trial() -> None:
     from omegaconf import OmegaConf
 
-    space = build_search_space({"a": "int(interval(1, 3))"}, [], "test_search_space.widen_with_dropout")
+    space = build_search_space(
+        {"a": "int(interval(1, 3))"}, [], "test_search_space.widen_with_dropout"
+    )
     trial = space.suggest(optuna.create_study(), OmegaConf.create())
     assert set(trial.params) == {"a", "model.dropout"}

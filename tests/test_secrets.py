@@ -20,7 +20,9 @@ def files_containing(folder: Path, needle: str) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_api_key_and_passwords_are_not_written_anywhere(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     run_dir = tmp_path / "run"
     result = train_cli(
         [
@@ -47,12 +49,21 @@ def test_api_key_and_passwords_are_not_written_anywhere(names_path: Path, tmp_pa
 
 
 @pytest.mark.slow
-def test_resume_never_replays_a_masked_secret(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
+def test_resume_never_replays_a_masked_secret(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
     run_dir = tmp_path / "run"
     token = f"+notes.api_token={TOKEN}"
     # The step schedule, so the finished run can be continued for more steps (onecycle ends at a rate of 0).
-    args = [f"data.path={names_path}", "optim=sgd", "trainer.max_steps=50", "trainer.val_every_n_steps=50", "logger=csv",
-            f"hydra.run.dir={run_dir}", token]
+    args = [
+        f"data.path={names_path}",
+        "optim=sgd",
+        "trainer.max_steps=50",
+        "trainer.val_every_n_steps=50",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        token,
+    ]
     assert train_cli(args, cwd=tmp_path, env=run_env).returncode == 0
 
     longer = "trainer.max_steps=100"  # a finished run is only continued for more steps
@@ -72,7 +83,10 @@ def test_resume_never_replays_a_masked_secret(names_path: Path, tmp_path: Path, 
         ("storage: postgresql://u:pw@host/db", "storage: postgresql://u:***@host/db"),
         ("  password: hunter2", "  password: ***"),
         ("- +db.password=hunter2", "- +db.password=***"),
-        ("override_dirname: a=1,+x.api_token=abc,b=2", "override_dirname: a=1,+x.api_token=***,b=2"),
+        (
+            "override_dirname: a=1,+x.api_token=abc,b=2",
+            "override_dirname: a=1,+x.api_token=***,b=2",
+        ),
         ("password: ${oc.env:PGPASSWORD}", "password: ${oc.env:PGPASSWORD}"),
         ("lr: 0.01", "lr: 0.01"),
     ],

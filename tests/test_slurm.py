@@ -272,11 +272,15 @@ def test_a_sweep_with_two_workers_runs_all_its_trials_in_two_slurm_jobs(
     # No storage given: a journal file in the sweep folder, which the nodes share.
     journal = sweep_dir / "optuna-study.journal"
     assert f"journal:{journal}" in result.stdout
-    study = optuna.load_study(study_name="workers-on-slurm", storage=open_storage(f"journal:{journal}"))
+    study = optuna.load_study(
+        study_name="workers-on-slurm", storage=open_storage(f"journal:{journal}")
+    )
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     assert [t.state in finished for t in study.trials] == [True] * 3
     # Two jobs were submitted, and every trial ran inside one of them.
-    submitted = {d.name for d in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", d.name)}
+    submitted = {
+        d.name for d in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", d.name)
+    }
     assert len(submitted) == 2
     trials = [read_metrics(sweep_dir / f"trial_{t.number}") for t in study.trials]
     ran_in = {f"{m['slurm_array_job_id']}_{m['slurm_array_task_id']}" for m in trials}
@@ -310,7 +314,12 @@ def test_jobs_that_cannot_start_end_the_sweep_with_one_sentence(
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: SLURM cannot start the sweep's jobs"), result.stderr[-2000:]
     assert "hydra.launcher.gpus_per_node" in last_line and "has no GPUs" in last_line
-    assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
+    assert (
+        subprocess.run(
+            ["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True
+        ).stdout.strip()
+        == ""
+    )
 
     # More CPUs than any node has: accepted by sbatch, then pending for good (PartitionConfig).
     started = time.monotonic()
@@ -332,13 +341,25 @@ def test_jobs_that_cannot_start_end_the_sweep_with_one_sentence(
     assert time.monotonic() - started < 120
     assert pending.returncode != 0 and "Traceback" not in pending.stderr
     last_line = pending.stderr.strip().splitlines()[-1]
-    assert "pends with reason" in last_line and "hydra.launcher.cpus_per_task" in last_line, pending.stderr[-2000:]
+    assert "pends with reason" in last_line and "hydra.launcher.cpus_per_task" in last_line, (
+        pending.stderr[-2000:]
+    )
     assert pending.stderr.count("sacct error") <= 1  # submitit's warning, once at most
-    assert subprocess.run(["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True).stdout.strip() == ""
+    assert (
+        subprocess.run(
+            ["squeue", "-h"], check=False, env=slurm_env, capture_output=True, text=True
+        ).stdout.strip()
+        == ""
+    )
 
     # An SQLite study would be shared by the nodes: refused before any job is submitted.
     refused = train_cli(
-        [f"sweep={SWEEP}", *ON_LOCAL_CLUSTER, f"hydra.sweeper.storage=sqlite:///{tmp_path}/x.db", f"data.path={names_path}"],
+        [
+            f"sweep={SWEEP}",
+            *ON_LOCAL_CLUSTER,
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/x.db",
+            f"data.path={names_path}",
+        ],
         cwd=tmp_path,
         env=slurm_env,
         timeout=180,

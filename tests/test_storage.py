@@ -44,7 +44,9 @@ def test_journal_urls_name_a_relative_or_absolute_file(url: str, path: Path) -> 
 
 def test_sqlite_storage_keeps_the_study_and_never_creates_a_folder(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/studies/beat.db"
-    with pytest.raises(StorageError, match=f"The folder {tmp_path}/studies of the storage {url} does not exist"):
+    with pytest.raises(
+        StorageError, match=f"The folder {tmp_path}/studies of the storage {url} does not exist"
+    ):
         open_storage(url)
     assert not (tmp_path / "studies").exists()  # a mistyped path must not become a new, empty study
     (tmp_path / "studies").mkdir()
@@ -113,6 +115,7 @@ def test_a_password_on_the_command_line_never_reaches_the_output_or_w_and_b(
         if written.is_file():
             assert SECRET.encode() not in written.read_bytes(), written
 
+
 PASSWORD = "Sentinel-Db-Pw"
 
 
@@ -120,7 +123,9 @@ def test_a_usable_sqlite_file_is_opened_and_holds_optuna_tables(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     check_storage_url(url)
     assert (tmp_path / "study.db").is_file()
-    optuna.create_study(storage=url, study_name="after-the-check")  # the file is a real Optuna storage
+    optuna.create_study(
+        storage=url, study_name="after-the-check"
+    )  # the file is a real Optuna storage
 
 
 def test_sqlite_in_a_folder_that_cannot_be_made_names_the_url(tmp_path: Path) -> None:
@@ -165,7 +170,10 @@ def test_plain_postgresql_url_fails_in_one_masked_sentence_whatever_driver_is_in
     [
         ("postgres://u:pw@127.0.0.1:1/x", "write postgresql://"),
         ("not a url", "not a database URL"),
-        ("nosuchdb://u:pw@host/x", "unknown scheme nosuchdb"),  # a typo, not a missing driver (issue 18)
+        (
+            "nosuchdb://u:pw@host/x",
+            "unknown scheme nosuchdb",
+        ),  # a typo, not a missing driver (issue 18)
     ],
 )
 def test_malformed_urls(url: str, words: str) -> None:

@@ -30,7 +30,10 @@ def test_a_four_trial_sweep_fills_the_study_and_exports_its_best_trial(
     for trial in study.trials:
         assert f"[trial {trial.number}] {trial.state.name}" in result.stdout
     best = study.best_trial
-    assert f"[sweep] best trial {best.number}: dev {best.value:.4f}, test {best.user_attrs['test_loss']:.4f}" in result.stdout
+    assert (
+        f"[sweep] best trial {best.number}: dev {best.value:.4f}, test {best.user_attrs['test_loss']:.4f}"
+        in result.stdout
+    )
 
     # Each trial's run: metrics.json names its trial; its W&B run is in the study's group.
     for trial in study.trials:
@@ -47,19 +50,31 @@ def test_a_four_trial_sweep_fills_the_study_and_exports_its_best_trial(
     experiment = tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml"
     assert f"makemore-train experiment={STUDY}_best" in result.stdout
     rerun = train_cli(
-        [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"experiment={STUDY}_best", "logger=none"],
+        [
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+            f"experiment={STUDY}_best",
+            "logger=none",
+        ],
         cwd=tmp_path,
         env=run_env,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    [rerun_metrics] = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("metrics.json")]
+    [rerun_metrics] = [
+        json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("metrics.json")
+    ]
     assert rerun_metrics["val_loss"] == pytest.approx(best.value, abs=1e-4), experiment.read_text()
 
 
 def test_parallel_trials_run_as_separate_processes_sharing_the_cores(
     names_path: Path, tmp_path: Path, run_env: dict[str, str]
 ) -> None:
-    args = sweep_args(names_path, tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/launcher=local")
+    args = sweep_args(
+        names_path,
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=local",
+    )
     result = train_cli(args, cwd=tmp_path, env=run_env)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -74,8 +89,17 @@ def test_parallel_trials_run_as_separate_processes_sharing_the_cores(
     assert len(list((tmp_path / "multirun" / STUDY / ".submitit").glob("*/*_result.pkl"))) == 2
 
 
-def test_a_plain_grid_multirun_still_works(names_path: Path, tmp_path: Path, run_env: dict[str, str]) -> None:
-    args = ["-m", "model.n_hidden=16,32", f"data.path={names_path}", "trainer.max_steps=40", "trainer.val_every_n_steps=20", "logger=none"]
+def test_a_plain_grid_multirun_still_works(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    args = [
+        "-m",
+        "model.n_hidden=16,32",
+        f"data.path={names_path}",
+        "trainer.max_steps=40",
+        "trainer.val_every_n_steps=20",
+        "logger=none",
+    ]
     result = train_cli(args, cwd=tmp_path, env=run_env)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted((tmp_path / "multirun").rglob("metrics.json"))

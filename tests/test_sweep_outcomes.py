@@ -63,7 +63,10 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(
     study = load_study(tmp_path)
     [failed] = trials_in(study, TrialState.FAIL)
     assert failed.number == 0
-    assert failed.user_attrs["fail_reason"] == "model.n_hidden=-5 is invalid: it must be an integer ≥ 1."
+    assert (
+        failed.user_attrs["fail_reason"]
+        == "model.n_hidden=-5 is invalid: it must be an integer ≥ 1."
+    )
     assert len(trials_in(study, TrialState.COMPLETE)) == 2
     assert "[trial 0] FAIL" in result.stdout and "model.n_hidden=-5 is invalid" in result.stdout
 
@@ -84,7 +87,9 @@ def test_more_failures_than_allowed_stop_the_sweep_with_one_sentence(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: Too many failed trials: 1, more than hydra.sweeper.max_failure_rate=0")
+    assert last_line.startswith(
+        "error: Too many failed trials: 1, more than hydra.sweeper.max_failure_rate=0"
+    )
     assert "model.n_hidden=-5 is invalid" in last_line
     [failed] = load_study(tmp_path).trials
     assert failed.state == TrialState.FAIL

@@ -40,14 +40,19 @@ from makemore_sweep.sweeper.storage import (
 
 # -- storage --------------------------------------------------------------------------------
 def test_default_storage_is_an_sqlite_file_under_the_run_folder(tmp_path: Path) -> None:
-    assert resolve_storage_url(None, "s1", tmp_path) == f"sqlite:///{tmp_path.resolve()}/studies/s1.db"
+    assert (
+        resolve_storage_url(None, "s1", tmp_path) == f"sqlite:///{tmp_path.resolve()}/studies/s1.db"
+    )
 
 
 def test_relative_file_storages_become_absolute_and_others_are_kept(tmp_path: Path) -> None:
     base = tmp_path.resolve()
     assert resolve_storage_url("sqlite:///db/x.db", "s", tmp_path) == f"sqlite:///{base}/db/x.db"
     assert resolve_storage_url("sqlite:////abs/x.db", "s", tmp_path) == "sqlite:////abs/x.db"
-    assert resolve_storage_url("journal:studies/x.log", "s", tmp_path) == f"journal:{base}/studies/x.log"
+    assert (
+        resolve_storage_url("journal:studies/x.log", "s", tmp_path)
+        == f"journal:{base}/studies/x.log"
+    )
     assert resolve_storage_url("journal:///abs/x.log", "s", tmp_path) == "journal:/abs/x.log"
     url = "postgresql://user:pw@db.example:5432/optuna"
     assert resolve_storage_url(url, "s", tmp_path) == url
@@ -80,7 +85,9 @@ def test_plain_postgresql_urls_use_whichever_driver_is_installed() -> None:
 
 # -- pruners --------------------------------------------------------------------------------
 def test_pruners_are_built_by_name_with_their_options() -> None:
-    assert isinstance(build_pruner("median", {"median": {"n_startup_trials": 2}}), optuna.pruners.MedianPruner)
+    assert isinstance(
+        build_pruner("median", {"median": {"n_startup_trials": 2}}), optuna.pruners.MedianPruner
+    )
     assert isinstance(build_pruner("hyperband", {}), optuna.pruners.HyperbandPruner)
     assert isinstance(build_pruner("none", None), optuna.pruners.NopPruner)
 
@@ -103,9 +110,13 @@ def test_the_patient_pruner_wraps_a_median_pruner_with_the_rest_of_its_options()
     assert options["patience"] == 3, "the caller's options are left as they were"
 
 
-@pytest.mark.parametrize("options", [{"min_delta": 0.0}, {"patience": -1}, {"patience": 2, "no_such_option": 1}])
+@pytest.mark.parametrize(
+    "options", [{"min_delta": 0.0}, {"patience": -1}, {"patience": 2, "no_such_option": 1}]
+)
 def test_bad_patient_options_name_the_key(options: dict[str, object]) -> None:
-    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.pruner_options\.patient=.* is invalid: "):
+    with pytest.raises(
+        ConfigError, match=r"hydra\.sweeper\.pruner_options\.patient=.* is invalid: "
+    ):
         build_pruner("patient", {"patient": options})
 
 
@@ -141,9 +152,15 @@ def test_trials_of_a_dead_process_are_abandoned_and_live_ones_are_kept(tmp_path:
     mine, killed, other_host, unclaimed, released = (study.ask() for _ in range(5))
     leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
     leases.claim(leases.trial_id(mine.number))
-    killed.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "sweep_id": "gone", "token": "k"})
-    other_host.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "o"})
-    released.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": os.getpid(), "token": "r", "released": True})
+    killed.set_user_attr(
+        OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "sweep_id": "gone", "token": "k"}
+    )
+    other_host.set_user_attr(
+        OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "o"}
+    )
+    released.set_user_attr(
+        OWNER_ATTR, {"host": HOST, "pid": os.getpid(), "token": "r", "released": True}
+    )
 
     abandoned = {a.number: a.reason for a in leases.abandoned()}
 
@@ -167,7 +184,9 @@ def test_an_abandoned_trial_is_taken_over_by_one_process_only(tmp_path: Path) ->
     assert first.is_mine(study.trials[trial.number])
 
 
-def test_a_trial_asked_but_never_claimed_is_abandoned_after_the_claim_window(tmp_path: Path) -> None:
+def test_a_trial_asked_but_never_claimed_is_abandoned_after_the_claim_window(
+    tmp_path: Path,
+) -> None:
     """A sweep killed between study.ask() and its claim leaves an orphan, which is then continued."""
     storage = open_sweep_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(study_name="s", storage=storage)
@@ -194,9 +213,17 @@ def test_hosts_with_skewed_clocks_never_abandon_each_others_live_trials(tmp_path
         storage.create_new_trial(
             study_id,
             template_trial=FrozenTrial(
-                number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now() + shift,
-                datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
-                intermediate_values={}, trial_id=-1,
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                datetime_start=datetime.now() + shift,
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
             ),
         )
         for shift in (timedelta(days=-1), timedelta(days=1))
@@ -226,7 +253,9 @@ def test_journal_trials_whose_heartbeat_stopped_are_abandoned(tmp_path: Path) ->
     storage = open_sweep_storage(f"journal:{tmp_path}/s.log")
     study = optuna.create_study(study_name="s", storage=storage)
     trial = study.ask()
-    trial.set_user_attr(OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "far"})
+    trial.set_user_attr(
+        OWNER_ATTR, {"host": f"not-{HOST}", "pid": 1, "sweep_id": "far", "token": "far"}
+    )
     trial.set_user_attr(HEARTBEAT_ATTR, 7)
     leases = TrialLeases(study, storage, heartbeat_interval=0.1, grace_period=0.3)
     assert leases.abandoned() == []
@@ -236,7 +265,13 @@ def test_journal_trials_whose_heartbeat_stopped_are_abandoned(tmp_path: Path) ->
 
 # -- the best trial as an experiment -------------------------------------------------------
 def test_the_best_config_keeps_what_differs_and_the_searched_parameters(tmp_path: Path) -> None:
-    default = OmegaConf.create({"model": {"n_embd": 10, "n_hidden": 200}, "trainer": {"max_steps": 4000}, "x": "${model.n_embd}"})
+    default = OmegaConf.create(
+        {
+            "model": {"n_embd": 10, "n_hidden": 200},
+            "trainer": {"max_steps": 4000},
+            "x": "${model.n_embd}",
+        }
+    )
     trial = OmegaConf.create(
         {
             "model": {"n_embd": 10, "n_hidden": 300},

@@ -25,7 +25,12 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials_continuing_the_interrupted_o
 ) -> None:
     # One worker in the sweep's own process: killing the sweep kills the trial it trains.
     args = sweep_args(
-        names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner=none", "hydra.sweeper.workers=1", steps=300
+        names_path,
+        tmp_path,
+        f"hydra.sweeper.n_trials={N_TRIALS}",
+        "hydra.sweeper.pruner=none",
+        "hydra.sweeper.workers=1",
+        steps=300,
     )
     sweep = subprocess.Popen(
         [sys.executable, "-m", "makemore_sweep.cli.train", *args],
@@ -37,7 +42,9 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials_continuing_the_interrupted_o
     )
     try:
         # Kill it while trial 0 is done and trial 1 has written a checkpoint.
-        number, _ = wait_for_running_trial_with_checkpoint(tmp_path, sweep, after_complete=1, timeout=300)
+        number, _ = wait_for_running_trial_with_checkpoint(
+            tmp_path, sweep, after_complete=1, timeout=300
+        )
     finally:
         os.killpg(sweep.pid, signal.SIGKILL)
         sweep.wait()
@@ -57,5 +64,9 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials_continuing_the_interrupted_o
     assert metrics["resumed_from_step"] > 0 and metrics["steps"] == 300
     assert f"[trial {number}] CONTINUED" in result.stdout
     # Completed trials were kept, not redone.
-    assert {t.number: t.value for t in trials_in(after, TrialState.COMPLETE) if t.number in completed_before} == completed_before
+    assert {
+        t.number: t.value
+        for t in trials_in(after, TrialState.COMPLETE)
+        if t.number in completed_before
+    } == completed_before
     assert "resuming: 1 finished" in result.stdout

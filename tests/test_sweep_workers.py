@@ -29,7 +29,12 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     names_path: Path, tmp_path: Path, run_env: dict[str, str]
 ) -> None:
     args = sweep_args(
-        names_path, tmp_path, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.workers=2", "hydra.sweeper.pruner=none", steps=300
+        names_path,
+        tmp_path,
+        f"hydra.sweeper.n_trials={N_TRIALS}",
+        "hydra.sweeper.workers=2",
+        "hydra.sweeper.pruner=none",
+        steps=300,
     )
     # -X importtime lists what the sweep process itself imports (workers log to their own files);
     # that is more than a pipe holds while nobody reads it, so stderr goes to a file.
@@ -56,25 +61,38 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     assert sweep.returncode == 0, stderr[-3000:]
 
     study = load_study(tmp_path)
-    assert len(trials_in(study, *FINISHED)) == len(study.trials) == N_TRIALS  # no FAIL, none left over
+    assert (
+        len(trials_in(study, *FINISHED)) == len(study.trials) == N_TRIALS
+    )  # no FAIL, none left over
     killed = study.trials[number]
     metrics = read_metrics(tmp_path / "multirun" / STUDY / f"trial_{number}")
     assert killed.state == TrialState.COMPLETE and metrics["state"] == "completed"
     assert metrics["resumed_from_step"] > 0 and metrics["steps"] == 300
-    assert killed.user_attrs[OWNER_ATTR]["worker"] != owner["worker"]  # the other worker finished it
+    assert (
+        killed.user_attrs[OWNER_ATTR]["worker"] != owner["worker"]
+    )  # the other worker finished it
     assert f"[trial {number}] CONTINUED" in stdout
     assert "[sweep] worker" in stdout and "stopped" in stdout
 
     # Every trial printed as it ended, in its own folder, with cores // workers threads.
     for trial in study.trials:
         assert f"[trial {trial.number}] COMPLETE" in stdout
-        assert read_metrics(Path(trial.user_attrs["run_dir"]))["torch_threads"] == max(1, available_cores() // 2)
-    assert sorted(p.name for p in (tmp_path / "multirun" / STUDY / ".workers").iterdir()) == ["worker_0", "worker_1"]
+        assert read_metrics(Path(trial.user_attrs["run_dir"]))["torch_threads"] == max(
+            1, available_cores() // 2
+        )
+    assert sorted(p.name for p in (tmp_path / "multirun" / STUDY / ".workers").iterdir()) == [
+        "worker_0",
+        "worker_1",
+    ]
     assert f"[sweep] best trial {study.best_trial.number}" in stdout
     assert (tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
 
     # The sweep process composes, launches and watches: it never loads the training stack,
     # whose import would cost every sweep seconds at its start and at its exit.
-    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert {"optuna", "submitit"} <= imported
     assert not {"torch", "lightning", "matplotlib"} & imported

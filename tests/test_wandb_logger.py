@@ -21,11 +21,16 @@ wandb.finish()
 """
 
 
-def test_wandb_run_starts_without_deprecated_settings_and_keeps_lightnings_step_axis(tmp_path: Path) -> None:
+def test_wandb_run_starts_without_deprecated_settings_and_keeps_lightnings_step_axis(
+    tmp_path: Path,
+) -> None:
     env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", START_A_RUN, str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**env, "PYTHONPATH": ":".join(sys.path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -36,7 +41,12 @@ def test_wandb_run_starts_without_deprecated_settings_and_keeps_lightnings_step_
     records = read_records(run_file)
     metrics = [r.metric for r in records if r.WhichOneof("record_type") == "metric"]
     assert any(m.name == "trainer/global_step" for m in metrics)
-    assert any(m.glob_name == "*" and m.step_metric == "trainer/global_step" and m.options.step_sync for m in metrics)
+    assert any(
+        m.glob_name == "*" and m.step_metric == "trainer/global_step" and m.options.step_sync
+        for m in metrics
+    )
     history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
-    logged = {"/".join(item.nested_key) or item.key: item.value_json for h in history for item in h.item}
+    logged = {
+        "/".join(item.nested_key) or item.key: item.value_json for h in history for item in h.item
+    }
     assert logged["val_loss"] == "2.5" and logged["trainer/global_step"] == "250"

@@ -26,9 +26,17 @@ PACKAGING_INPUTS = ("pyproject.toml", "README.md", "conf", "sweeps", "src")
 STUDY = "beat_2p2"
 
 
-def run(command: list[str | Path], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+def run(
+    command: list[str | Path], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> str:
     result = subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [str(c) for c in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
@@ -37,7 +45,9 @@ def run(command: list[str | Path], cwd: Path, env: dict[str, str] | None = None,
 def package_files(site_packages: Path) -> set[Path]:
     """The installed package's files, bytecode caches aside."""
     root = site_packages / "makemore_sweep"
-    return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +58,51 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in PACKAGING_INPUTS:
         origin = REPO_ROOT / name
-        if origin.is_dir():  # symlinks kept as links, as in a clone (conf/sweep, src/makemore_sweep/conf)
-            shutil.copytree(origin, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        if (
+            origin.is_dir()
+        ):  # symlinks kept as links, as in a clone (conf/sweep, src/makemore_sweep/conf)
+            shutil.copytree(
+                origin,
+                source / name,
+                symlinks=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
         else:
             shutil.copy2(origin, source / name)
     # --no-build-isolation: setuptools comes from the dev dependencies, no index needed.
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", base / "dist", source], cwd=base)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            base / "dist",
+            source,
+        ],
+        cwd=base,
+    )
     [wheel] = (base / "dist").glob("makemore_sweep-*.whl")
 
     target = base / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", target], cwd=base)
     python = target / "bin" / "python"
     # Installed before the dependencies are visible, so pip sees no makemore-sweep to replace.
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", wheel], cwd=base)
-    site_packages = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=base).strip())
-    (site_packages / "zz_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in dependency_paths()))
+    run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", wheel],
+        cwd=base,
+    )
+    site_packages = Path(
+        run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=base
+        ).strip()
+    )
+    (site_packages / "zz_borrowed_dependencies.pth").write_text(
+        "".join(f"{p}\n" for p in dependency_paths())
+    )
     return target
 
 
@@ -80,9 +120,14 @@ def dependency_paths() -> list[str]:
         folder = Path(entry).resolve() if entry else None
         if folder is None or not folder.is_dir() or (folder / "makemore_sweep").exists():
             continue
-        in_stdlib = folder.is_relative_to(stdlib) and not {"site-packages", "dist-packages"} & set(folder.parts)
+        in_stdlib = folder.is_relative_to(stdlib) and not {"site-packages", "dist-packages"} & set(
+            folder.parts
+        )
         # The checkout's own folders (its root, tests/) stay out; a venv inside it (make test's .venv) does not.
-        in_checkout = folder.is_relative_to(REPO_ROOT.resolve()) and not {"site-packages", "dist-packages"} & set(folder.parts)
+        in_checkout = folder.is_relative_to(REPO_ROOT.resolve()) and not {
+            "site-packages",
+            "dist-packages",
+        } & set(folder.parts)
         if in_stdlib or in_checkout:
             continue
         paths.append(str(folder))
@@ -94,14 +139,30 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
 ) -> None:
     bin_dir, work = venv / "bin", tmp_path / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEMORE_ROOT", "WANDB_API_KEY", "WANDB_SERVICE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "MAKEMORE_ROOT", "WANDB_API_KEY", "WANDB_SERVICE")
+    }
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
 
-    where = run([bin_dir / "python", "-c", "import makemore_sweep, makemore_sweep.conf as c; print(makemore_sweep.__file__); print(c.__file__)"], work, env)
+    where = run(
+        [
+            bin_dir / "python",
+            "-c",
+            "import makemore_sweep, makemore_sweep.conf as c; print(makemore_sweep.__file__); print(c.__file__)",
+        ],
+        work,
+        env,
+    )
     site_packages = Path(where.split()[0]).parent.parent
     assert all(Path(line).is_relative_to(venv) for line in where.split()), where
     installed = package_files(site_packages)
-    assert {Path("conf/train.yaml"), Path(f"conf/sweep/{STUDY}.yaml"), Path("report/templates/report.html.j2")} <= installed
+    assert {
+        Path("conf/train.yaml"),
+        Path(f"conf/sweep/{STUDY}.yaml"),
+        Path("report/templates/report.html.j2"),
+    } <= installed
 
     # One run with the default logger (W&B offline).
     data = f"data.path={names_path}"
@@ -110,7 +171,13 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
     assert metrics["steps"] == 300 and metrics["state"] == "completed"
 
     # A two-trial sweep exports its best trial into ./configs/experiment, which the rerun finds.
-    sweep = [data, f"sweep={STUDY}", "hydra.sweeper.n_trials=2", "trainer.max_steps=300", "logger=csv"]
+    sweep = [
+        data,
+        f"sweep={STUDY}",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_steps=300",
+        "logger=csv",
+    ]
     out = run([bin_dir / "makemore-train", *sweep], work, env)
     exported = work / "configs" / "experiment" / f"{STUDY}_best.yaml"
     assert exported.is_file(), out[-3000:]
@@ -119,10 +186,28 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
     results = OmegaConf.load(work / "multirun" / STUDY / "optimization_results.yaml")
     assert rerun["val_loss"] == pytest.approx(results.best_value, abs=1e-4)
 
-    out = run([bin_dir / "makemore-report", "--storage", f"sqlite:///{work}/studies/{STUDY}.db", "--study", STUDY], work, env)
+    out = run(
+        [
+            bin_dir / "makemore-report",
+            "--storage",
+            f"sqlite:///{work}/studies/{STUDY}.db",
+            "--study",
+            STUDY,
+        ],
+        work,
+        env,
+    )
     assert (work / "reports" / STUDY / "report.html").is_file(), out
     assert "2 trials" in out
 
     # Everything it wrote is under the folder it ran in; nothing in the installed package.
     assert package_files(site_packages) == installed
-    assert {p.name for p in work.iterdir()} <= {"outputs", "multirun", "studies", "configs", "rerun", "reports", "wandb"}
+    assert {p.name for p in work.iterdir()} <= {
+        "outputs",
+        "multirun",
+        "studies",
+        "configs",
+        "rerun",
+        "reports",
+        "wandb",
+    }

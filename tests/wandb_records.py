@@ -58,4 +58,6 @@ def exit_codes(path: Path) -> list[int]:
 
 def run_files(run_dir: Path) -> list[Path]:
     """The offline run files under RUN_DIR/wandb, oldest first."""
-    return sorted((Path(run_dir) / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name)
+    return sorted(
+        (Path(run_dir) / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name
+    )

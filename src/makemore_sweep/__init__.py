@@ -22,7 +22,9 @@ __all__ = ["STARTUP_CLOCK", "__version__", "sweep", "train"]
 STARTUP_CLOCK = _time.perf_counter()
 
 
-def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def train(
+    overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """Train one configuration, composed as `makemore-train OVERRIDES` composes it; return its metrics.json.
 
     `output_dir` is the run's folder (default: Hydra's outputs/DATE/TIME under the working
@@ -34,7 +36,9 @@ def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | No
     return train_in_process(overrides, output_dir)
 
 
-def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def sweep(
+    name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """Run the sweep `sweeps/<name>.yaml` (or resume its study) and return the study's summary.
 
     The summary holds study_name, storage, sweep_dir, best, experiment, experiment_file and

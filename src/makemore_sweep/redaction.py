@@ -20,7 +20,9 @@ from pathlib import Path
 
 MASK = "***"
 SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|api_key|token)", re.IGNORECASE)
-URL_PASSWORD_PATTERN = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
+URL_PASSWORD_PATTERN = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)"
+)
 
 
 def mask_secrets(text: str) -> str:

@@ -14,4 +14,9 @@ from makemore_sweep.cluster.slurm_launcher import CheckedSlurmLauncher
 from makemore_sweep.config.search_path import UserConfigSearchPath
 from makemore_sweep.sweeper.plugin import MakemoreOptunaSweeper
 
-__all__ = ["CheckedSlurmLauncher", "MakemoreOptunaSweeper", "ThreadSplittingLocalLauncher", "UserConfigSearchPath"]
+__all__ = [
+    "CheckedSlurmLauncher",
+    "MakemoreOptunaSweeper",
+    "ThreadSplittingLocalLauncher",
+    "UserConfigSearchPath",
+]

@@ -46,7 +46,10 @@ def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, list[str]]:
     if isinstance(data_path, str) and not Path(data_path).expanduser().is_absolute():
         # Composed again with the absolute path in place of the relative one (or the default), so
         # that the config and the recorded overrides (what resume= replays) agree on it.
-        args = [*(a for a in args if not DATA_PATH_OVERRIDE.fullmatch(a)), path_override(DATA_PATH, Path(os.path.abspath(data_path)))]
+        args = [
+            *(a for a in args if not DATA_PATH_OVERRIDE.fullmatch(a)),
+            path_override(DATA_PATH, Path(os.path.abspath(data_path))),
+        ]
         config = _compose(args)
     return config, args
 

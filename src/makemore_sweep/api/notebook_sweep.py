@@ -32,7 +32,9 @@ from makemore_sweep.sweeper.export import experiment_name, pareto_experiment_nam
 from makemore_sweep.sweeper.storage import resolve_storage_url
 
 
-def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def sweep(
+    name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """Run the sweep file `sweeps/<name>.yaml` (or resume its study) and return the study's summary.
 
     `overrides` are makemore-train's (`hydra.sweeper.n_trials=4`, `trainer.max_steps=1000`);
@@ -49,9 +51,15 @@ def sweep(name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLik
     config, args = compose_config([f"sweep={name}", *overrides])
     sweeper = config.hydra.sweeper
     if "study_name" not in sweeper or "pruner" not in sweeper:
-        raise ConfigError(f"sweep={name} does not select the makemore_optuna sweeper; name a file of sweeps/.")
+        raise ConfigError(
+            f"sweep={name} does not select the makemore_optuna sweeper; name a file of sweeps/."
+        )
     study_name = str(sweeper.study_name)
-    sweep_dir = Path(output_dir if output_dir is not None else config.hydra.sweep.dir).expanduser().resolve()
+    sweep_dir = (
+        Path(output_dir if output_dir is not None else config.hydra.sweep.dir)
+        .expanduser()
+        .resolve()
+    )
     storage_url = resolve_storage_url(sweeper.get("storage"), study_name, Path.cwd())
     export_dir = Path(sweeper.get("export_dir") or experiment_export_dir())
 
@@ -132,7 +140,10 @@ def run_sweep_process(args: list[str]) -> None:
             child.wait()
             raise
     if child.returncode != 0:
-        reason = last_error or f"makemore-train exited with status {child.returncode}; its output is above."
+        reason = (
+            last_error
+            or f"makemore-train exited with status {child.returncode}; its output is above."
+        )
         error = UserError(f"The sweep {' '.join(args)} failed: {reason}")
         error.exit_code = child.returncode
         raise error

@@ -32,7 +32,9 @@ from makemore_sweep.training.metrics_file import METRICS_FILE
 from makemore_sweep.training.resume_command import RunFinished
 
 
-def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def train(
+    overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """Train one configuration and return the contents of its metrics.json.
 
     `overrides` are makemore-train's command-line overrides (`["model.n_hidden=300"]`,
@@ -52,7 +54,9 @@ def train(overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] | No
             f"train() runs one configuration, but {' '.join(overrides)} asks for a multirun; "
             "run sweeps with makemore_sweep.sweep()."
         )
-    run_dir = Path(output_dir if output_dir is not None else config.hydra.run.dir).expanduser().resolve()
+    run_dir = (
+        Path(output_dir if output_dir is not None else config.hydra.run.dir).expanduser().resolve()
+    )
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.run.dir = str(run_dir)
         config.hydra.runtime.output_dir = str(run_dir)

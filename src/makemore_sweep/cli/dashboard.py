@@ -1,6 +1,6 @@
 """optuna-dashboard over a study's storage, on 127.0.0.1 only (`make dashboard STORAGE=... STUDY=...`).
 
-    python -m makemore_sweep.cli.dashboard --storage URL [--study NAME] [--port 8080]
+python -m makemore_sweep.cli.dashboard --storage URL [--study NAME] [--port 8080]
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--storage", required=True, help=STORAGE_HELP)
     parser.add_argument("--study", help="study to open (its address is printed)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
     return parser.parse_args(argv)
 
 

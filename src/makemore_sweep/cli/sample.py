@@ -15,7 +15,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("run_dir", type=Path, help="output folder of a makemore-train run")
     parser.add_argument("--n", type=int, default=20, help="how many names (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)"
+    )
     return parser.parse_args(argv)
 
 
@@ -27,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.temperature <= 0:
         raise ConfigError(f"--temperature {args.temperature} is invalid: it must be a number > 0.")
     model = network_from_checkpoint(best_checkpoint_of(args.run_dir))
-    for name in sample_names(model.network, model.vocab, model.block_size, args.n, args.seed, args.temperature):
+    for name in sample_names(
+        model.network, model.vocab, model.block_size, args.n, args.seed, args.temperature
+    ):
         print(name)
 
 

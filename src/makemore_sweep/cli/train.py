@@ -43,7 +43,11 @@ def silence_known_noise() -> None:
 
 # Hydra builds conf/train.yaml's `hydra.callbacks` itself; naming them here as allowed targets
 # keeps its "no execution whitelist" warning off every run.
-@hydra.main(config_path=CONFIG_SOURCE, config_name=PRIMARY_CONFIG, execution_whitelist=HYDRA_CALLBACK_TARGETS)
+@hydra.main(
+    config_path=CONFIG_SOURCE,
+    config_name=PRIMARY_CONFIG,
+    execution_whitelist=HYDRA_CALLBACK_TARGETS,
+)
 def train(cfg: DictConfig) -> Objective:
     """Train one configuration and return its best dev loss (what sweepers minimise), or the
     values of `hydra.sweeper.objectives` when it is a trial of a multi-objective sweep.
@@ -66,7 +70,9 @@ def train(cfg: DictConfig) -> Objective:
 def selects_sweep(args: list[str]) -> bool:
     """True when the command line picks a sweep file (`sweep=NAME`) without choosing a mode."""
     picks = any(re.fullmatch(r"\+{0,2}sweep=(?!null$).+", a) for a in args)
-    chooses_mode = any(a in ("-m", "--multirun", "-r", "--run") or a.startswith("hydra.mode=") for a in args)
+    chooses_mode = any(
+        a in ("-m", "--multirun", "-r", "--run") or a.startswith("hydra.mode=") for a in args
+    )
     return picks and not chooses_mode
 
 

@@ -44,7 +44,9 @@ def split_threads(job_overrides: Sequence[Sequence[str]], cores: int) -> list[li
 class ThreadSplittingLocalLauncher(PatientSubmititLauncher):
     cluster = "local"
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         assert self.config is not None
         if self.config.get(THREADS_KEY) is None:
             job_overrides = split_threads(job_overrides, available_cores())

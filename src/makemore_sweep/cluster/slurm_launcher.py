@@ -41,7 +41,14 @@ FATAL_REASONS: dict[str, tuple[str, ...]] = {
 }
 # QOSMaxCpuPerJobLimit, AssocMaxGRESPerJob, QOSMaxWallDurationPerJobLimit, ...: above a per-job limit.
 PER_JOB_LIMIT = re.compile(r"^(QOS|Assoc)(Max|Min)\w*PerJob\w*$")
-LIMIT_KEYS = {"Cpu": "cpus_per_task", "GRES": "gpus_per_node", "Gres": "gpus_per_node", "Mem": "mem_gb", "Wall": "timeout_min", "Node": "nodes"}
+LIMIT_KEYS = {
+    "Cpu": "cpus_per_task",
+    "GRES": "gpus_per_node",
+    "Gres": "gpus_per_node",
+    "Mem": "mem_gb",
+    "Wall": "timeout_min",
+    "Node": "nodes",
+}
 
 
 class JobsCannotStart(UserError):
@@ -51,7 +58,9 @@ class JobsCannotStart(UserError):
 class CheckedSlurmLauncher(PatientSubmititLauncher):
     cluster = "slurm"
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         show_sacct_warning_once()
         self._next_check = 0.0
         self._queued: set[str] = set()
@@ -114,7 +123,10 @@ def queue(job_ids: list[str]) -> dict[str, tuple[str, str]] | None:
     try:
         listed = subprocess.run(
             ["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(job_ids)],
-            check=False, capture_output=True, text=True, timeout=30,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         log.debug("squeue failed: %s", error)
@@ -165,13 +177,25 @@ def cannot_start(what: str, params: dict[str, Any], keys: Sequence[str]) -> Jobs
         if gpus and not nodes.has_gpus:
             found.append(("gpus_per_node", f"{partition} has no GPUs but each job asks for {gpus}"))
         if (params.get("cpus_per_task") or 0) > nodes.cpus:
-            found.append(("cpus_per_task", f"its nodes have {nodes.cpus} CPUs, each job asks for {params['cpus_per_task']}"))
+            found.append(
+                (
+                    "cpus_per_task",
+                    f"its nodes have {nodes.cpus} CPUs, each job asks for {params['cpus_per_task']}",
+                )
+            )
         if (params.get("mem_gb") or 0) * 1024 > nodes.mem_mb > 0:
-            found.append(("mem_gb", f"its nodes have {nodes.mem_mb // 1024} GB, each job asks for {params['mem_gb']}"))
+            found.append(
+                (
+                    "mem_gb",
+                    f"its nodes have {nodes.mem_mb // 1024} GB, each job asks for {params['mem_gb']}",
+                )
+            )
     if found:
         why = "; ".join(reason for _, reason in found)
         change = [key for key, _ in found] + (["partition"] if "partition" in keys else [])
-        return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}, as {why}; change {_keys(change)}.")
+        return JobsCannotStart(
+            f"SLURM cannot start the sweep's jobs: {what}, as {why}; change {_keys(change)}."
+        )
     return JobsCannotStart(f"SLURM cannot start the sweep's jobs: {what}; change {_keys(keys)}.")
 
 
@@ -198,6 +222,8 @@ class _FirstSacctWarningOnly(logging.Filter):
 
 
 def show_sacct_warning_once() -> None:
-    submitit_log = logging.getLogger("submitit")  # submitit's own logger name (submitit.core.logger)
+    submitit_log = logging.getLogger(
+        "submitit"
+    )  # submitit's own logger name (submitit.core.logger)
     if not any(isinstance(f, _FirstSacctWarningOnly) for f in submitit_log.filters):
         submitit_log.addFilter(_FirstSacctWarningOnly())

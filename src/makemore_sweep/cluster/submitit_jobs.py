@@ -34,7 +34,9 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
     # submitit's executor name ("local" or "slurm"), kept by us rather than read from upstream.
     cluster = "local"
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import submitit  # lazily, as upstream: plugin discovery must stay fast
 
         assert self.config is not None and len(job_overrides) > 0
@@ -46,7 +48,15 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
         job_params: list[Any] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+            job_params.append(
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    idx,
+                    f"job_id_for_{idx}",
+                    Singleton.get_state(),
+                )
+            )
         try:
             jobs = self.submit(executor, job_params)
         except Exception as error:  # noqa: BLE001 - sbatch and submitit errors vary; subclasses explain them
@@ -86,12 +96,18 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
     def _executor(self, submitit: Any) -> Any:
         init_keys = {"max_num_timeout", "python"}
         init_params: dict[str, Any] = {"folder": self.params["submitit_folder"]}
-        init_params.update({f"{self.cluster}_{k}": v for k, v in self.params.items() if k in init_keys})
+        init_params.update(
+            {f"{self.cluster}_{k}": v for k, v in self.params.items() if k in init_keys}
+        )
         executor = submitit.AutoExecutor(cluster=self.cluster, **init_params)
         base_keys = set(OmegaConf.structured(BaseQueueConf).keys())
         skipped = init_keys | {"submitit_folder"}
         executor.update_parameters(
-            **{(k if k in base_keys else f"{self.cluster}_{k}"): v for k, v in self.params.items() if k not in skipped}
+            **{
+                (k if k in base_keys else f"{self.cluster}_{k}"): v
+                for k, v in self.params.items()
+                if k not in skipped
+            }
         )
         return executor
 
@@ -101,7 +117,9 @@ def _result(job: Any) -> JobReturn:
         return job.results()[0]
     except Exception as error:  # noqa: BLE001 - killed, lost or failed outside the task: a failed job
         job_return = JobReturn(status=JobStatus.FAILED)
-        job_return.return_value = RuntimeError(f"job {job.job_id} ended without a result: {_first_line(error)}")
+        job_return.return_value = RuntimeError(
+            f"job {job.job_id} ended without a result: {_first_line(error)}"
+        )
         return job_return
 
 

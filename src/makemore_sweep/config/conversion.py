@@ -47,8 +47,14 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
             elif f.name in ANY_TYPED:
                 node = cfg.get(f.name)
                 # Resolved where it stands (its interpolations may point anywhere), then typed.
-                plain = None if node is None else OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
-                values[f.name] = None if plain is None else from_dict(_schema_of(f.name, plain), plain)
+                plain = (
+                    None
+                    if node is None
+                    else OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+                )
+                values[f.name] = (
+                    None if plain is None else from_dict(_schema_of(f.name, plain), plain)
+                )
             elif _is_section(_field_types()[f.name]):
                 values[f.name] = OmegaConf.to_object(cfg[f.name])
             else:
@@ -93,7 +99,9 @@ def unknown_key(key: str) -> ConfigError:
     if close:
         return ConfigError(f"{key} is not a configuration key; did you mean {close[0]}?")
     if known:
-        return ConfigError(f"{key} is not a configuration key; {parent or 'the top level'} has {', '.join(known)}.")
+        return ConfigError(
+            f"{key} is not a configuration key; {parent or 'the top level'} has {', '.join(known)}."
+        )
     return ConfigError(f"{key} is not a configuration key.")
 
 
@@ -148,7 +156,9 @@ def _schema_of(name: str, node: Any) -> type[Section]:
         return options
     chosen = node.get("name") if isinstance(node, DictConfig | dict) else None
     if chosen not in options:
-        raise ConfigError(f"{name}.name={show(chosen)} is invalid: it must be one of {', '.join(options)}.")
+        raise ConfigError(
+            f"{name}.name={show(chosen)} is invalid: it must be one of {', '.join(options)}."
+        )
     return options[chosen]
 
 

@@ -26,10 +26,14 @@ def build(config: Any, **kwargs: Any) -> Any:
     except UserError:
         raise
     except InstantiationException as error:
-        raise ConfigError(f"{_target_of(config)} cannot be built from the configuration: {_one_line(error)}") from error
+        raise ConfigError(
+            f"{_target_of(config)} cannot be built from the configuration: {_one_line(error)}"
+        ) from error
     except _constructor_errors() as error:
         # Raised by the target's constructor: its arguments come from the config.
-        raise ConfigError(f"The configuration of {_target_of(config)} is invalid: {_one_line(error)}") from error
+        raise ConfigError(
+            f"The configuration of {_target_of(config)} is invalid: {_one_line(error)}"
+        ) from error
 
 
 def _constructor_errors() -> tuple[type[Exception], ...]:
@@ -37,7 +41,11 @@ def _constructor_errors() -> tuple[type[Exception], ...]:
     loaded (a Lightning target loads it), its MisconfigurationException. Not importing Lightning
     here keeps it out of the sweep process, which builds launchers only."""
     lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
-    return (TypeError, ValueError, *([lightning_errors.MisconfigurationException] if lightning_errors else []))
+    return (
+        TypeError,
+        ValueError,
+        *([lightning_errors.MisconfigurationException] if lightning_errors else []),
+    )
 
 
 def _target_of(config: Any) -> str:

@@ -58,13 +58,21 @@ class Integer(Rule):
 
     @property
     def allowed(self) -> str:  # type: ignore[override]
-        text = f"an integer ≥ {self.minimum}" if self.maximum is None else f"an integer in [{self.minimum}, {self.maximum}]"
+        text = (
+            f"an integer ≥ {self.minimum}"
+            if self.maximum is None
+            else f"an integer in [{self.minimum}, {self.maximum}]"
+        )
         return f"{text} or null" if self.optional else text
 
     def ok(self, value: Any) -> bool:
         if value is None:
             return self.optional
-        return is_integer(value) and value >= self.minimum and (self.maximum is None or value <= self.maximum)
+        return (
+            is_integer(value)
+            and value >= self.minimum
+            and (self.maximum is None or value <= self.maximum)
+        )
 
 
 @dataclass(frozen=True)
@@ -136,14 +144,25 @@ class Fractions(Rule):
 
     def ok(self, value: Any) -> bool:
         items = list(value) if isinstance(value, list | tuple) else None
-        if items is None or len(items) != self.count or not all(is_number(v) and 0 < v < 1 for v in items):
+        if (
+            items is None
+            or len(items) != self.count
+            or not all(is_number(v) and 0 < v < 1 for v in items)
+        ):
             return False
         return abs(math.fsum(items) - 1.0) <= FRACTION_SUM_TOLERANCE
 
     def check(self, key: str, value: Any) -> None:
         items = list(value) if isinstance(value, list | tuple) else None
-        if items and len(items) == self.count and all(is_number(v) and 0 < v < 1 for v in items) and not self.ok(value):
-            raise ConfigError(f"{key}={show(value)} is invalid: its fractions sum to {math.fsum(items):g}, not 1.")
+        if (
+            items
+            and len(items) == self.count
+            and all(is_number(v) and 0 < v < 1 for v in items)
+            and not self.ok(value)
+        ):
+            raise ConfigError(
+                f"{key}={show(value)} is invalid: its fractions sum to {math.fsum(items):g}, not 1."
+            )
         super().check(key, value)
 
 

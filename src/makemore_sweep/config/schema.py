@@ -36,7 +36,9 @@ from makemore_sweep.errors import ConfigError
 NETWORK_NAMES = ("mlp_bn", "mlp", "bigram")
 OPTIMIZER_NAMES = ("sgd", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "onecycle", "cosine")
-BIGRAM_IGNORES = frozenset({"n_embd", "n_hidden", "n_layers", "batchnorm", "dropout", "bn_momentum", "direct"})
+BIGRAM_IGNORES = frozenset(
+    {"n_embd", "n_hidden", "n_layers", "batchnorm", "dropout", "bn_momentum", "direct"}
+)
 
 
 class Section:
@@ -92,7 +94,9 @@ class ModelConfig(Section):
     n_layers: int = checked(1, Integer(1))
     batchnorm: bool = checked(True, Flag())
     dropout: float = checked(0.0, Number(0.0, 1.0, high_open=True))
-    direct: bool = checked(False, Flag())  # Bengio et al. (2003) direct embedding-to-output connections
+    direct: bool = checked(
+        False, Flag()
+    )  # Bengio et al. (2003) direct embedding-to-output connections
     bn_momentum: float = checked(0.1, Number(0.0, 1.0))
 
     def unchecked(self) -> frozenset[str]:
@@ -124,9 +128,15 @@ class TrainerConfig(Section):
 
     PATH: ClassVar[str] = "trainer"
     _target_: str = "lightning.pytorch.Trainer"
-    max_steps: int | None = checked(4000, Integer(1))  # optimiser steps; may be null when max_epochs is set
-    max_epochs: int | None = checked(None, Integer(1, optional=True))  # passes over the training split; overrides max_steps
-    val_every_n_steps: int = checked(250, Integer(1))  # dev loss (running statistics) every this many steps
+    max_steps: int | None = checked(
+        4000, Integer(1)
+    )  # optimiser steps; may be null when max_epochs is set
+    max_epochs: int | None = checked(
+        None, Integer(1, optional=True)
+    )  # passes over the training split; overrides max_steps
+    val_every_n_steps: int = checked(
+        250, Integer(1)
+    )  # dev loss (running statistics) every this many steps
     steps_per_execution: int = checked(50, Integer(1))  # optimiser steps per Lightning call
     log_every_n_steps: int = checked(50, Integer(1))
     accelerator: str = "auto"
@@ -157,8 +167,12 @@ class LrFindTask(Section):
     min_lr: float = checked(1.0e-4, Number(0.0, low_open=True))
     max_lr: float = checked(10.0, Number(0.0, low_open=True))
     num_steps: int = checked(1000, Integer(10))
-    smoothing_window: float = checked(0.05, Number(0.0, 1.0, low_open=True, high_open=True))  # share of the steps averaged
-    stop_factor: float = checked(4.0, Number(1.0, low_open=True))  # stop once the loss exceeds this multiple of its minimum
+    smoothing_window: float = checked(
+        0.05, Number(0.0, 1.0, low_open=True, high_open=True)
+    )  # share of the steps averaged
+    stop_factor: float = checked(
+        4.0, Number(1.0, low_open=True)
+    )  # stop once the loss exceeds this multiple of its minimum
 
     def check(self) -> None:
         if not self.min_lr < self.max_lr:
@@ -198,13 +212,19 @@ class RunConfig(Section):
 
     PATH: ClassVar[str] = ""
     seed: int = checked(1337, Integer(0, MAX_SEED))
-    target_loss: float = checked(2.2, Number(0.0, low_open=True))  # time_to_target_s: when dev loss first goes under
+    target_loss: float = checked(
+        2.2, Number(0.0, low_open=True)
+    )  # time_to_target_s: when dev loss first goes under
     # A loss above this (nats), like NaN, stops the run as diverged: the right character got a
     # probability below e^-100. Uniform guessing costs ln(27) ≈ 3.3.
     divergence_loss: float = checked(100.0, Number(0.0, low_open=True))
-    threads: int | None = checked(None, Integer(1, optional=True))  # torch CPU threads; null keeps torch's
+    threads: int | None = checked(
+        None, Integer(1, optional=True)
+    )  # torch CPU threads; null keeps torch's
     # "last" or a checkpoint file to continue from; use makemore-train resume=RUN_DIR (docs/robustness.md).
-    ckpt_path: str | None = checked(None, Text("null, last or the path of a checkpoint file", optional=True))
+    ckpt_path: str | None = checked(
+        None, Text("null, last or the path of a checkpoint file", optional=True)
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -221,10 +241,15 @@ class RunConfig(Section):
     def batch_fits(self, n_train: int) -> None:
         """A batch must fit in the training split (known once the data is read)."""
         if self.data.batch_size > n_train:
-            refuse("data.batch_size", self.data.batch_size, f"at most the {n_train} training examples")
+            refuse(
+                "data.batch_size", self.data.batch_size, f"at most the {n_train} training examples"
+            )
 
 
 # Nodes typed `Any` above and kept as they are (unresolved, unchecked).
 UNTYPED = ("logger", "callbacks", "notes")
 # Nodes typed `Any` above whose schema is known: by the value of their `name`, or always.
-ANY_TYPED: dict[str, dict[str, type[Section]] | type[Section]] = {"task": TASKS, "optuna_trial": OptunaTrial}
+ANY_TYPED: dict[str, dict[str, type[Section]] | type[Section]] = {
+    "task": TASKS,
+    "optuna_trial": OptunaTrial,
+}

@@ -25,4 +25,6 @@ class UserConfigSearchPath(SearchPathPlugin):
             return
         if not user_config_dir().is_dir():
             return  # Hydra would warn about a missing search-path folder on every run
-        search_path.prepend(PROVIDER, f"file://{user_config_dir()}", anchor=SearchPathQuery(path=CONFIG_SOURCE))
+        search_path.prepend(
+            PROVIDER, f"file://{user_config_dir()}", anchor=SearchPathQuery(path=CONFIG_SOURCE)
+        )

@@ -77,7 +77,9 @@ class RandomBatchChunks:
         n = len(self.x)
         while remaining > 0:
             k = min(self.steps_per_execution, remaining)
-            index = torch.randint(0, n, (k, self.batch_size), device=self.x.device, generator=self.generator)
+            index = torch.randint(
+                0, n, (k, self.batch_size), device=self.x.device, generator=self.generator
+            )
             remaining -= k
             self.steps_done += k
             yield self.x[index], self.y[index]

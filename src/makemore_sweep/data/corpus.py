@@ -97,7 +97,9 @@ def read_words(path: str | Path) -> list[str]:
             "give a text file with one name per line."
         ) from error
     if "\x00" in text:
-        raise DataError(f"The names file {path} contains NUL bytes; give a text file with one name per line.")
+        raise DataError(
+            f"The names file {path} contains NUL bytes; give a text file with one name per line."
+        )
     words = [line.strip() for line in text.splitlines()]
     words = [w for w in words if w]
     if not words:
@@ -157,7 +159,9 @@ def split_words(
     return parts
 
 
-def build_windows(words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def build_windows(
+    words: Sequence[str], vocab: Vocabulary, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Context windows X (n, block_size) of previous characters, left-padded with '.', and targets Y.
 
     Vectorised: every word becomes `block_size` pads, its characters and a closing '.', laid end
@@ -203,7 +207,9 @@ def load_splits(
 ) -> SplitTensors:
     words = read_words(path)
     vocab = Vocabulary.from_words(words)
-    train_w, val_w, test_w = split_words(words, seed=seed, fractions=fractions, source=f"The names file {path}")
+    train_w, val_w, test_w = split_words(
+        words, seed=seed, fractions=fractions, source=f"The names file {path}"
+    )
     return SplitTensors(
         vocab=vocab,
         train=build_windows(train_w, vocab, block_size),

@@ -26,7 +26,9 @@ _SPLITS: dict[tuple[object, ...], SplitTensors] = {}
 _SPLITS_KEPT = 8
 
 
-def cached_splits(path: Path, block_size: int, seed: int, fractions: tuple[float, float, float]) -> SplitTensors:
+def cached_splits(
+    path: Path, block_size: int, seed: int, fractions: tuple[float, float, float]
+) -> SplitTensors:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, block_size, seed, fractions)
     splits = _SPLITS.pop(key, None)  # re-inserted below: the dict's order is the recency order
@@ -88,7 +90,9 @@ class NamesDataModule(L.LightningDataModule):
 
     def _on_device(self, pair: Batch) -> Batch:
         """Place a split on the trainer's device once, so batches are sliced there."""
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = (
+            self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        )
         return pair[0].to(device), pair[1].to(device)
 
     def train_dataloader(self) -> RandomBatchChunks:

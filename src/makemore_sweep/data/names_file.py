@@ -27,7 +27,10 @@ def checkout_names_file(checkout: Path) -> Path | None:
     if os.environ.get(NAMES_ENV):
         candidates = [Path(os.environ[NAMES_ENV]).expanduser()]
     else:
-        candidates = [checkout / "data" / "names.txt", checkout.parent / "shared" / "data" / "names.txt"]
+        candidates = [
+            checkout / "data" / "names.txt",
+            checkout.parent / "shared" / "data" / "names.txt",
+        ]
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -54,17 +57,23 @@ def ensure_names_file(
     if target.is_file():
         return target
     if target.exists():
-        raise DataError(f"data.path {target} exists but is not a file; point data.path at names.txt.")
+        raise DataError(
+            f"data.path {target} exists but is not a file; point data.path at names.txt."
+        )
     how_to_fix = (
         f"download names.txt from {url} and save it as {target.resolve()}, "
         "or point data.path at an existing copy"
     )
-    new_folders = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
+    new_folders = [
+        folder for folder in (target.parent, *target.parent.parents) if not folder.exists()
+    ]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".names-", suffix=".part")
     except OSError as error:
-        raise DataError(f"{target} is missing and its folder cannot be created ({error.strerror}); {how_to_fix}.") from error
+        raise DataError(
+            f"{target} is missing and its folder cannot be created ({error.strerror}); {how_to_fix}."
+        ) from error
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -75,7 +84,9 @@ def ensure_names_file(
             )
         tmp.replace(target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise DataError(f"{target} is missing and could not be downloaded ({error}); {how_to_fix}.") from error
+        raise DataError(
+            f"{target} is missing and could not be downloaded ({error}); {how_to_fix}."
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
         if not target.is_file():
@@ -98,7 +109,9 @@ def _download(url: str, out: object, label: str) -> None:
 
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
+        with Progress(
+            *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()
+        ) as bar:
             task = bar.add_task(f"downloading {label}", total=total)
             for block in iter(lambda: response.read(1 << 16), b""):
                 out.write(block)  # type: ignore[attr-defined]

@@ -17,8 +17,17 @@ from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOI
 from makemore_sweep.model.networks import build_network
 
 # The paths live in checkpoint_paths (torch-free); they are named here too, beside the loading.
-__all__ = ["BEST_CHECKPOINT", "LAST_CHECKPOINT", "TrainedModel", "best_checkpoint_of", "load_checkpoint", "network_from_checkpoint"]
-WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "TrainedModel",
+    "best_checkpoint_of",
+    "load_checkpoint",
+    "network_from_checkpoint",
+]
+WEIGHTS_ONLY_REFUSAL = (
+    "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"The checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not a PyTorch checkpoint."
         ) from error
     if not isinstance(checkpoint, dict):
-        raise UserError(f"The checkpoint {path} is not a makemore-train checkpoint (it holds no state dict).")
+        raise UserError(
+            f"The checkpoint {path} is not a makemore-train checkpoint (it holds no state dict)."
+        )
     return checkpoint
 
 
@@ -57,9 +68,15 @@ def network_from_checkpoint(path: Path) -> TrainedModel:
         spec = from_dict(ModelConfig, hparams["network"])
         vocab = list(hparams["vocab"])
         block_size = int(hparams["block_size"])
-        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        state = {
+            k.removeprefix("net."): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith("net.")
+        }
     except (KeyError, TypeError, AttributeError) as error:
-        raise UserError(f"The checkpoint {path} is not a makemore-train checkpoint (no {error}).") from error
+        raise UserError(
+            f"The checkpoint {path} is not a makemore-train checkpoint (no {error})."
+        ) from error
     network = build_network(spec, len(vocab), block_size)
     network.load_state_dict(state)
     network.eval()

@@ -76,7 +76,9 @@ class LanguageModelTask(L.LightningModule):
             return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
         if spec.name == "adamw":
             return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2))
-        raise ValueError(f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(
+            f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}"
+        )
 
     def on_fit_start(self) -> None:
         # Plain 32-bit on one device: the precision plugin and strategy would only call autograd
@@ -92,7 +94,11 @@ class LanguageModelTask(L.LightningModule):
 
     def clip_gradient_norm(self, optimizer: torch.optim.Optimizer) -> None:
         if self.optim_spec.grad_clip > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.optim_spec.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.optim_spec.grad_clip,
+                gradient_clip_algorithm="norm",
+            )
 
     def lr_at(self, step: int) -> float:
         spec = self.optim_spec
@@ -135,7 +141,9 @@ class LanguageModelTask(L.LightningModule):
         healthy = torch.isfinite(chunk) & (chunk <= self.divergence_loss)
         if not bool(healthy.all()):
             bad = int((~healthy).nonzero()[0])
-            raise TrainingDiverged(step=first_step + bad, loss=float(chunk[bad]), limit=self.divergence_loss)
+            raise TrainingDiverged(
+                step=first_step + bad, loss=float(chunk[bad]), limit=self.divergence_loss
+            )
         if self.init_loss is None and first_step == 0:
             self.init_loss = float(chunk[0])
         # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
@@ -182,7 +190,9 @@ class LanguageModelTask(L.LightningModule):
         self.init_loss = checkpoint.get("init_loss")
         # A resumed run keeps the learning-rate plan it started with, even when it is now
         # asked to run longer: steps beyond the plan run at the plan's final rate.
-        self.max_steps = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"]))
+        self.max_steps = int(
+            checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"])
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"network": asdict(self.network_spec), "optim": asdict(self.optim_spec)}

@@ -35,7 +35,9 @@ def learning_rate(
     if schedule == "step":
         return base_lr if step < decay_at_frac * total_steps else base_lr * decay_factor
     if schedule not in ("onecycle", "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
+        raise ValueError(
+            f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULE_NAMES)}"
+        )
     warmup = int(warmup_frac * total_steps)
     start = base_lr / 25.0 if schedule == "onecycle" else 0.0
     if step < warmup:

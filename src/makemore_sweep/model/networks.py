@@ -41,7 +41,9 @@ class MLPLanguageModel(nn.Module):
             fan_in = spec.n_hidden
         self.hidden = nn.Sequential(*layers)
         self.output = nn.Linear(fan_in, vocab_size)
-        self.direct = nn.Linear(block_size * spec.n_embd, vocab_size, bias=False) if spec.direct else None
+        self.direct = (
+            nn.Linear(block_size * spec.n_embd, vocab_size, bias=False) if spec.direct else None
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -71,10 +73,14 @@ class BigramModel(nn.Module):
 
     def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig | None = None) -> None:
         super().__init__()
-        self.register_buffer("log_probs", torch.full((vocab_size, vocab_size), -math.log(vocab_size)))
+        self.register_buffer(
+            "log_probs", torch.full((vocab_size, vocab_size), -math.log(vocab_size))
+        )
 
     @torch.no_grad()
-    def fit_counts(self, context: torch.Tensor, target: torch.Tensor, smoothing: float = 1.0) -> None:
+    def fit_counts(
+        self, context: torch.Tensor, target: torch.Tensor, smoothing: float = 1.0
+    ) -> None:
         vocab_size = self.log_probs.shape[0]
         counts = torch.full((vocab_size, vocab_size), smoothing, dtype=torch.float64)
         pairs = context[:, -1] * vocab_size + target
@@ -107,13 +113,17 @@ def has_finite_state(network: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def mean_loss(network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+def mean_loss(
+    network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096
+) -> float:
     """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses running statistics)."""
     was_training = network.training
     network.eval()
     total = 0.0
     for start in range(0, len(x), batch_size):
         logits = network(x[start : start + batch_size])
-        total += F.cross_entropy(logits.float(), y[start : start + batch_size], reduction="sum").item()
+        total += F.cross_entropy(
+            logits.float(), y[start : start + batch_size], reduction="sum"
+        ).item()
     network.train(was_training)
     return total / len(x)

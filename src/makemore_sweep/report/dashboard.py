@@ -38,6 +38,8 @@ def serve_dashboard(storage_url: str, study: str | None, port: int = DEFAULT_POR
     try:
         run_server(storage, host=HOST, port=port)
     except OSError as error:  # the port is taken
-        raise ConfigError(f"--port {port} cannot be used on {HOST} ({error.strerror}); pick another port.") from error
+        raise ConfigError(
+            f"--port {port} cannot be used on {HOST} ({error.strerror}); pick another port."
+        ) from error
     except KeyboardInterrupt:
         pass

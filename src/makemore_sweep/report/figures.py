@@ -144,7 +144,9 @@ def importances_figure(source: ReportSource) -> Figure:
     try:
         with warnings.catch_warnings():
             # Optuna warns that a `target` is taken as lower-is-better: the dev loss is.
-            warnings.filterwarnings("ignore", message=r".*computes the importances of params to achieve low")
+            warnings.filterwarnings(
+                "ignore", message=r".*computes the importances of params to achieve low"
+            )
             plot = optuna.visualization.matplotlib.plot_param_importances
             figure = _optuna_figure(lambda: plot(source.study, **_dev_loss_target(source)))
     except (ValueError, RuntimeError) as error:
@@ -223,19 +225,35 @@ def pareto_figure(source: ReportSource) -> Figure:
     front = sorted((t for t in done if t.number in front_numbers), key=lambda t: t.values[other])  # type: ignore[index]
     figure = _new_figure()
     ax = figure.add_subplot()
-    ax.scatter([t.values[other] for t in done], [t.values[dev] for t in done], color="#9fb3c8", zorder=2, label="trial")  # type: ignore[index]
+    ax.scatter(
+        [t.values[other] for t in done],
+        [t.values[dev] for t in done],
+        color="#9fb3c8",
+        zorder=2,
+        label="trial",
+    )  # type: ignore[index]
     xs, ys = [t.values[other] for t in front], [t.values[dev] for t in front]  # type: ignore[index]
     ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.5, zorder=3)
     ax.scatter(xs, ys, color="#c0392b", zorder=4, label=f"Pareto front ({len(front)} trials)")
     for trial, x, y in zip(front, xs, ys, strict=True):
-        ax.annotate(str(trial.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            str(trial.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
     positive = [t.values[other] for t in done if t.values[other] > 0]  # type: ignore[index]
     if len(positive) == len(done) and max(positive) / min(positive) >= 100:
         ax.set_xscale("log")  # parameter counts span decades
     ax.axhline(TARGET_LOSS, color="#27ae60", linewidth=2, label=f"target {TARGET_LOSS}")
     for label, loss in REFERENCE_LOSSES.items():
         ax.axhline(loss, color="#7f8c8d", linestyle="--", linewidth=1)
-        ax.text(0.01, loss, f"{label} {loss}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="#555555")
+        ax.text(
+            0.01,
+            loss,
+            f"{label} {loss}",
+            transform=ax.get_yaxis_transform(),
+            va="bottom",
+            fontsize=8,
+            color="#555555",
+        )
     ax.set_xlabel(source.objectives[other])
     ax.set_ylabel("dev loss (best of the run)")
     ax.set_title(f"Pareto front · {source.title}", loc="left")

@@ -65,18 +65,26 @@ def multirun_table(sweep_dir: Path, cwd: Path) -> list[str]:
     rows = [list(COLUMNS), *(job_row(trial) for trial in ranked)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     shown = shown_path(sweep_dir, cwd)
-    lines = [f"{PREFIX} {len(ranked)} jobs in {shown}, best dev loss first ({BEST_MARK}: the best):"]
+    lines = [
+        f"{PREFIX} {len(ranked)} jobs in {shown}, best dev loss first ({BEST_MARK}: the best):"
+    ]
     for trial, row in zip([None, *ranked], rows):
         mark = BEST_MARK if trial is not None and trial is best else " "
         # Numbers right-aligned so that their digits line up; the job and its overrides left.
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])), row[-1]]
+        cells = [
+            row[0].ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])),
+            row[-1],
+        ]
         lines.append(f"{PREFIX} {mark} {'  '.join(cells)}".rstrip())
     compare = f"compare them: makemore-report {shlex.quote(shown)}"
     if best is None:
         lines.append(f"{PREFIX} no job completed; {compare}")
     else:
         run = shown_path(best.run_dir, cwd) if best.run_dir else job_label(best)
-        lines.append(f"{PREFIX} best: job {job_label(best)}, dev {best.value:.4f}, in {run}; {compare}")
+        lines.append(
+            f"{PREFIX} best: job {job_label(best)}, dev {best.value:.4f}, in {run}; {compare}"
+        )
     return lines
 
 

@@ -43,7 +43,9 @@ class TrialRecord:
     params: dict[str, Any]
     run_dir: Path | None
     metrics: dict[str, Any] = field(default_factory=dict)
-    values: tuple[float, ...] | None = None  # every objective of a complete trial, in the study's order
+    values: tuple[float, ...] | None = (
+        None  # every objective of a complete trial, in the study's order
+    )
 
     def metric(self, key: str) -> Any:
         return self.metrics.get(key)
@@ -132,10 +134,14 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
         try:
             url = make_url(storage)
         except Exception as error:
-            raise StorageError(f"The Optuna storage URL {shown} cannot be parsed ({error}).") from error
+            raise StorageError(
+                f"The Optuna storage URL {shown} cannot be parsed ({error})."
+            ) from error
         on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
         if on_disk and not Path(url.database).is_file():  # type: ignore[arg-type]
-            raise StorageError(f"The Optuna storage {shown} does not exist: no file at {url.database}.")
+            raise StorageError(
+                f"The Optuna storage {shown} does not exist: no file at {url.database}."
+            )
     opened = studies_storage.open_storage(storage)
     assert opened is not None  # the URL is not empty here
     return opened
@@ -162,7 +168,9 @@ def load_study_source(storage_url: str, study_name: str | None) -> ReportSource:
     objectives = objective_names(study)
     dev = objectives.index(DEV_LOSS) if DEV_LOSS in objectives else 0
     trials = [_record_from_trial(t, dev) for t in study.get_trials(deepcopy=False)]
-    return ReportSource(title=study_name, origin=shown, study=study, trials=trials, objectives=objectives)
+    return ReportSource(
+        title=study_name, origin=shown, study=study, trials=trials, objectives=objectives
+    )
 
 
 def objective_names(study: optuna.Study) -> tuple[str, ...]:

@@ -1,10 +1,10 @@
 """One job per trial, in batches of `hydra.sweeper.n_jobs` (upstream's way, kept for those who use it).
 
-    until the study holds n_trials finished trials:
-        take the abandoned trials to continue, then ask for as many new ones as are missing
-        (at most n_jobs in all), claim them and keep their heartbeat
-        launch them as Hydra jobs with the trial's identity  (the job reports and may prune)
-        record each one: COMPLETE with the job's return, FAIL with its error
+until the study holds n_trials finished trials:
+    take the abandoned trials to continue, then ask for as many new ones as are missing
+    (at most n_jobs in all), claim them and keep their heartbeat
+    launch them as Hydra jobs with the trial's identity  (the job reports and may prune)
+    record each one: COMPLETE with the job's return, FAIL with its error
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ def run_batches(run: SweepRun) -> None:
     launcher = Plugins.instance().instantiate_launcher(
         config=run.config, hydra_context=run.hydra_context, task_function=run.task_function
     )
-    leases = TrialLeases(run.study, run.storage, settings.heartbeat_interval, settings.grace_period, sweep_id=run.sweep_id)
+    leases = TrialLeases(
+        run.study,
+        run.storage,
+        settings.heartbeat_interval,
+        settings.grace_period,
+        sweep_id=run.sweep_id,
+    )
     source = TrialSource(run.study, run.storage, leases, run.space, run.config, settings.n_trials)
     failed: list[FrozenTrial] = []
     job_idx = 0
@@ -48,7 +54,9 @@ def run_batches(run: SweepRun) -> None:
             run.printer.continued(continued.number, continued.continued or "")
             batch.append(continued)
         missing = source.missing()
-        batch += [source.ask_new() for _ in range(min(settings.n_jobs - len(batch), max(missing, 0)))]
+        batch += [
+            source.ask_new() for _ in range(min(settings.n_jobs - len(batch), max(missing, 0)))
+        ]
         if not batch:
             if missing <= 0 and not leases.unclaimed_running():
                 return
@@ -59,7 +67,9 @@ def run_batches(run: SweepRun) -> None:
         returns = _launch(run, launcher, leases, batch, job_idx)
         job_idx += len(batch)
         for claimed, job_return in zip(batch, returns):
-            outcome = record_outcome(run.study, run.storage, claimed.trial_id, job_return, settings.objectives)
+            outcome = record_outcome(
+                run.study, run.storage, claimed.trial_id, job_return, settings.objectives
+            )
             run.printer.trial_finished(outcome, run.study)
             if outcome.state == TrialState.FAIL:
                 failed.append(outcome)
@@ -73,7 +83,9 @@ def _launch(
     trial_ids = [claimed.trial_id for claimed in batch]
     try:
         with leases.keep_alive(trial_ids):
-            returns: list[JobReturn | BaseException] = list(launcher.launch(jobs, initial_job_idx=job_idx))
+            returns: list[JobReturn | BaseException] = list(
+                launcher.launch(jobs, initial_job_idx=job_idx)
+            )
     except Exception as error:  # the launcher itself failed (e.g. a submitit job died)
         if isinstance(error, UserError):  # jobs that cannot start: the sentence says what to change
             _release(leases, trial_ids)

@@ -39,7 +39,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def config_changes(config: DictConfig, baseline: DictConfig, always: Sequence[str] = ()) -> dict[str, Any]:
+def config_changes(
+    config: DictConfig, baseline: DictConfig, always: Sequence[str] = ()
+) -> dict[str, Any]:
     """The values of `config` that `baseline` does not have, as a nested dict.
 
     `always` lists dotted keys (the searched parameters) written even when they equal the
@@ -78,8 +80,9 @@ def _diff(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-
-def write_experiment(directory: Path, name: str, changes: dict[str, Any], header: list[str]) -> Path:
+def write_experiment(
+    directory: Path, name: str, changes: dict[str, Any], header: list[str]
+) -> Path:
     """Write `<directory>/<name>.yaml` as a global-package experiment; return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.yaml"

@@ -203,7 +203,11 @@ class TrialLeases:
         unchanged_s = self._unchanged_for(trial)
         owner = trial.user_attrs.get(OWNER_ATTR)
         if owner is None:
-            return f"never claimed for {self.claim_window_s:g} s" if unchanged_s > self.claim_window_s else None
+            return (
+                f"never claimed for {self.claim_window_s:g} s"
+                if unchanged_s > self.claim_window_s
+                else None
+            )
         if owner.get("released"):
             return "stopped and released by its worker"
         if owner.get("token") == self.owner["token"]:

@@ -68,18 +68,26 @@ def _storage_key(url: str, base_dir: Path) -> str:
 # --- settings ---------------------------------------------------------------------------------
 
 
-def defining_settings(config: DictConfig, settings: SweepSettings, space: SearchSpace) -> dict[str, Any]:
+def defining_settings(
+    config: DictConfig, settings: SweepSettings, space: SearchSpace
+) -> dict[str, Any]:
     """What defines the study's trials, as JSON-ready values keyed by the config key a user changes."""
     pruner = str(settings.pruner).lower()
     options = settings.pruner_options.get(pruner) if settings.pruner_options is not None else None
     # In the order a refusal names them: what users change most often first.
-    record: dict[str, Any] = {key: OmegaConf.select(config, key, default=None) for key in TRAINER_KEYS}
-    record.update({
-        "hydra.sweeper.objectives": list(settings.objectives),
-        "hydra.sweeper.pruner": pruner,
-        f"hydra.sweeper.pruner_options.{pruner}": _plain(options) or {},
-        "hydra.sweeper.params": {name: distribution_to_json(d) for name, d in sorted(space.distributions.items())},
-    })
+    record: dict[str, Any] = {
+        key: OmegaConf.select(config, key, default=None) for key in TRAINER_KEYS
+    }
+    record.update(
+        {
+            "hydra.sweeper.objectives": list(settings.objectives),
+            "hydra.sweeper.pruner": pruner,
+            f"hydra.sweeper.pruner_options.{pruner}": _plain(options) or {},
+            "hydra.sweeper.params": {
+                name: distribution_to_json(d) for name, d in sorted(space.distributions.items())
+            },
+        }
+    )
     return record
 
 
@@ -195,7 +203,9 @@ def claim_sweep_folder(sweep_dir: Path, label: str, study_has_trials: bool) -> N
         # Exclusive creation: of two sweeps that start together, one names the folder, and the
         # other reads that name back (the same study cooperates; another is refused).
         with open(sweep_dir / OWNER_FILE, "x", encoding="utf-8") as handle:
-            handle.write(f"# The Optuna study whose trials this folder holds (makemore-sweep).\nstudy: {json.dumps(label)}\n")
+            handle.write(
+                f"# The Optuna study whose trials this folder holds (makemore-sweep).\nstudy: {json.dumps(label)}\n"
+            )
     except FileExistsError:
         check_sweep_folder(sweep_dir, label)
 

@@ -134,13 +134,19 @@ class MakemoreOptunaSweeper(Sweeper):
         self.task_function: TaskFunction | None = None
         self.launcher = None  # launchers are made per sweep mode (study_run.py)
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
 
     def sweep(self, arguments: list[str]) -> None:
-        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        assert (
+            self.config is not None
+            and self.hydra_context is not None
+            and self.task_function is not None
+        )
         from makemore_sweep.sweeper.study_run import run_sweep
 
         try:

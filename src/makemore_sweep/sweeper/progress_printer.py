@@ -54,17 +54,33 @@ class SweepPrinter:
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
-    def plan(self, study: optuna.Study, storage_label: str, n_trials: int, counts: Mapping[TrialState, int]) -> None:
+    def plan(
+        self,
+        study: optuna.Study,
+        storage_label: str,
+        n_trials: int,
+        counts: Mapping[TrialState, int],
+    ) -> None:
         """The first line: what the study holds and what this run will do about it."""
-        done, failed, running = finished(counts), counts[TrialState.FAIL], counts[TrialState.RUNNING]
+        done, failed, running = (
+            finished(counts),
+            counts[TrialState.FAIL],
+            counts[TrialState.RUNNING],
+        )
         where = f"[sweep] study {study.study_name} in {storage_label}:"
         if not done + failed + running:
             self.say(f"{where} {n_trials} trials in total")
             return
-        held = f"{done} finished" + (f", {failed} failed" if failed else "") + (f", {running} unfinished" if running else "")
+        held = (
+            f"{done} finished"
+            + (f", {failed} failed" if failed else "")
+            + (f", {running} unfinished" if running else "")
+        )
         if done < n_trials:
             continued = f", {running} of them continued" if running else ""
-            self.say(f"{where} n_trials={n_trials}, resuming: {held}; {n_trials - done} to run{continued}")
+            self.say(
+                f"{where} n_trials={n_trials}, resuming: {held}; {n_trials - done} to run{continued}"
+            )
         else:
             self.say(f"{where} {held}, n_trials={n_trials}: nothing to run")
 
@@ -94,12 +110,13 @@ class SweepPrinter:
             self.say("[sweep] no trial completed, so there is no best trial yet")
             return None
         test_loss = best_run_metrics(best).get("test_loss", best.user_attrs.get("test_loss"))
-        self.say(f"[sweep] best trial {best.number}: dev {_loss(best.value)}, test {_loss(test_loss)}")
+        self.say(
+            f"[sweep] best trial {best.number}: dev {_loss(best.value)}, test {_loss(test_loss)}"
+        )
         self.say(f"[sweep]   params: {format_params(best.params)}")
         if best.user_attrs.get("run_dir"):
             self.say(f"[sweep]   run: {best.user_attrs['run_dir']}")
         return best
-
 
     def _trial_on_front(self, trial: FrozenTrial, study: optuna.Study) -> None:
         front = {t.number for t in study.best_trials}
@@ -108,19 +125,29 @@ class SweepPrinter:
             outcome = f"COMPLETE {objective_text(study, trial)} ({place})"
         else:
             outcome = f"{trial.state.name:<8} {trial.user_attrs.get(FAIL_REASON_ATTR, '')}"
-        self.say(f"[trial {trial.number}] {outcome} | front: {len(front)} trials | {format_params(trial.params)}")
+        self.say(
+            f"[trial {trial.number}] {outcome} | front: {len(front)} trials | {format_params(trial.params)}"
+        )
 
-    def pareto_front(self, study: optuna.Study, counts: Mapping[TrialState, int]) -> list[FrozenTrial]:
+    def pareto_front(
+        self, study: optuna.Study, counts: Mapping[TrialState, int]
+    ) -> list[FrozenTrial]:
         """Print the Pareto front of a multi-objective study (by its first objective); return it."""
         states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
         self.say(f"[sweep] study {study.study_name}: {states}")
         front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
         names = objective_names(study)
-        directions = ", ".join(f"{name} ({d.name.lower()})" for name, d in zip(names, study.directions))
+        directions = ", ".join(
+            f"{name} ({d.name.lower()})" for name, d in zip(names, study.directions)
+        )
         self.say(f"[sweep] Pareto front over {directions}: {len(front)} trials")
         for trial in front:
-            test = "" if "test_loss" in names else f", test {_loss(trial.user_attrs.get('test_loss'))}"
-            self.say(f"[sweep]   trial {trial.number}: {objective_text(study, trial)}{test} | {format_params(trial.params)}")
+            test = (
+                "" if "test_loss" in names else f", test {_loss(trial.user_attrs.get('test_loss'))}"
+            )
+            self.say(
+                f"[sweep]   trial {trial.number}: {objective_text(study, trial)}{test} | {format_params(trial.params)}"
+            )
         return front
 
 
@@ -129,7 +156,9 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 
 def objective_text(study: optuna.Study, trial: FrozenTrial) -> str:
-    return ", ".join(f"{name} {_figure(value)}" for name, value in zip(objective_names(study), trial.values))
+    return ", ".join(
+        f"{name} {_figure(value)}" for name, value in zip(objective_names(study), trial.values)
+    )
 
 
 def _figure(value: float) -> str:

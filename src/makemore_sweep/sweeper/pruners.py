@@ -39,7 +39,9 @@ def _patient(**options: Any) -> optuna.pruners.PatientPruner:
     keeps the option overridable as `pruner_options.patient.patience=3` from the command line."""
     own = {key: options.pop(key) for key in PATIENT_KEYS if key in options}
     if "patience" not in own:
-        raise TypeError("it needs patience (validations without improvement before a trial may be pruned)")
+        raise TypeError(
+            "it needs patience (validations without improvement before a trial may be pruned)"
+        )
     wrapped = optuna.pruners.MedianPruner(**options)
     # Optuna marks PatientPruner experimental; every trial process builds it, so the warning
     # would fill every trial's log with the same line.
@@ -48,14 +50,20 @@ def _patient(**options: Any) -> optuna.pruners.PatientPruner:
         return optuna.pruners.PatientPruner(wrapped, **own)
 
 
-def build_pruner(name: str | None, options: Mapping[str, Mapping[str, Any]] | None = None) -> optuna.pruners.BasePruner:
+def build_pruner(
+    name: str | None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> optuna.pruners.BasePruner:
     """`name` is a key of PRUNERS; `options[name]` are the Optuna pruner's keyword arguments."""
     key = "none" if name is None else str(name).lower()
     if key not in PRUNERS:
-        raise ConfigError(f"hydra.sweeper.pruner={name} is invalid: it must be one of {', '.join(PRUNERS)}.")
+        raise ConfigError(
+            f"hydra.sweeper.pruner={name} is invalid: it must be one of {', '.join(PRUNERS)}."
+        )
     kwargs = dict((options or {}).get(key) or {})
     build: Callable[..., optuna.pruners.BasePruner] = _patient if key == "patient" else PRUNERS[key]
     try:
         return build(**dict(kwargs))
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"hydra.sweeper.pruner_options.{key}={kwargs} is invalid: {error}.") from error
+        raise ConfigError(
+            f"hydra.sweeper.pruner_options.{key}={kwargs} is invalid: {error}."
+        ) from error

@@ -78,7 +78,9 @@ class SearchSpace:
 
 
 def build_search_space(
-    params: Mapping[str, Any] | None, arguments: Sequence[str], custom_search_space: str | None = None
+    params: Mapping[str, Any] | None,
+    arguments: Sequence[str],
+    custom_search_space: str | None = None,
 ) -> SearchSpace:
     """The space of `hydra.sweeper.params` with the command line's sweep `arguments` on top."""
     lines = [*(f"{key}={value}" for key, value in (params or {}).items()), *arguments]
@@ -109,7 +111,8 @@ def build_search_space(
     if custom_search_space:
         # The user named this function in hydra.sweeper.custom_search_space: that one may run.
         extender = instantiate(
-            {"_target_": custom_search_space, "_partial_": True}, _execution_whitelist_=(custom_search_space,)
+            {"_target_": custom_search_space, "_partial_": True},
+            _execution_whitelist_=(custom_search_space,),
         )
     return SearchSpace(distributions, fixed_params, fixed_overrides, extender)
 
@@ -130,7 +133,9 @@ def distribution_from_override(override: Override) -> BaseDistribution | str:
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(int(value.start), int(value.end), log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)
-    raise ValueError(f"{override.input_line} is not a sweep Optuna can sample (use choice, range or interval)")
+    raise ValueError(
+        f"{override.input_line} is not a sweep Optuna can sample (use choice, range or interval)"
+    )
 
 
 def _range_distribution(override: Override, value: RangeSweep) -> BaseDistribution:
@@ -161,7 +166,9 @@ def _encoded(override: Override) -> list[CategoricalChoiceType]:
     choices = list(override.sweep_iterator(transformer=Transformer.encode))
     for choice in choices:
         if not isinstance(choice, (str, int, float, bool, type(None))):
-            raise TypeError(f"a choice must be a str, int, float, bool or null, not {type(choice).__name__}")
+            raise TypeError(
+                f"a choice must be a str, int, float, bool or null, not {type(choice).__name__}"
+            )
     return choices
 
 

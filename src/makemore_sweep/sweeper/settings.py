@@ -54,13 +54,21 @@ class SweepSettings:
     def check(self) -> None:
         self.check_objectives()
         if self.n_trials < 1:
-            raise ConfigError(f"hydra.sweeper.n_trials={self.n_trials} is invalid: it must be an integer ≥ 1.")
+            raise ConfigError(
+                f"hydra.sweeper.n_trials={self.n_trials} is invalid: it must be an integer ≥ 1."
+            )
         if self.n_jobs < 1:
-            raise ConfigError(f"hydra.sweeper.n_jobs={self.n_jobs} is invalid: it must be an integer ≥ 1.")
+            raise ConfigError(
+                f"hydra.sweeper.n_jobs={self.n_jobs} is invalid: it must be an integer ≥ 1."
+            )
         if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"hydra.sweeper.workers={self.workers} is invalid: it must be null, 0 or a positive integer.")
+            raise ConfigError(
+                f"hydra.sweeper.workers={self.workers} is invalid: it must be null, 0 or a positive integer."
+            )
         if not 0.0 <= self.max_failure_rate <= 1.0:
-            raise ConfigError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is invalid: it must lie in [0, 1].")
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is invalid: it must lie in [0, 1]."
+            )
         if not 0 < self.heartbeat_interval < self.grace_period:
             raise ConfigError(
                 "hydra.sweeper.heartbeat_interval and grace_period are invalid: "
@@ -70,12 +78,20 @@ class SweepSettings:
     def check_objectives(self) -> None:
         shown = f"[{','.join(self.objectives)}]"
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
-            raise ConfigError(f"hydra.sweeper.objectives={shown} is invalid: list one or more distinct metrics.json keys.")
+            raise ConfigError(
+                f"hydra.sweeper.objectives={shown} is invalid: list one or more distinct metrics.json keys."
+            )
         for key in self.objectives:
             if key not in OBJECTIVE_KEYS:
                 close = difflib.get_close_matches(key, OBJECTIVE_KEYS, n=1)
-                hint = f"did you mean {close[0]}?" if close else f"choose among {', '.join(OBJECTIVE_KEYS)}."
-                raise ConfigError(f"hydra.sweeper.objectives names {key}, which is not a numeric metrics.json key; {hint}")
+                hint = (
+                    f"did you mean {close[0]}?"
+                    if close
+                    else f"choose among {', '.join(OBJECTIVE_KEYS)}."
+                )
+                raise ConfigError(
+                    f"hydra.sweeper.objectives names {key}, which is not a numeric metrics.json key; {hint}"
+                )
         n_directions = len(directions(self.direction))
         if n_directions != len(self.objectives):
             raise ConfigError(
@@ -107,12 +123,20 @@ def objective_list(objectives: Any) -> tuple[str, ...]:
     """`hydra.sweeper.objectives` as a tuple of names; null means the dev loss alone."""
     if objectives is None:
         return (DEV_LOSS,)
-    values = list(objectives) if isinstance(objectives, (list, tuple)) or OmegaConf.is_list(objectives) else [objectives]
+    values = (
+        list(objectives)
+        if isinstance(objectives, (list, tuple)) or OmegaConf.is_list(objectives)
+        else [objectives]
+    )
     return tuple(str(v) for v in values)
 
 
 def directions(direction: Any) -> list[str]:
-    values = list(direction) if isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction) else [direction]
+    values = (
+        list(direction)
+        if isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction)
+        else [direction]
+    )
     return [v.name if isinstance(v, Enum) else str(v) for v in values]
 
 
@@ -130,7 +154,11 @@ def build_sampler(sampler_config: Any, *, seed_offset: int, parallel: bool) -> A
     (`constant_liar`) so that it does not propose one point several times. A grid sampler is
     returned as a partial: it still needs the grid of the search space.
     """
-    config = OmegaConf.to_container(sampler_config, resolve=True) if OmegaConf.is_config(sampler_config) else dict(sampler_config)
+    config = (
+        OmegaConf.to_container(sampler_config, resolve=True)
+        if OmegaConf.is_config(sampler_config)
+        else dict(sampler_config)
+    )
     assert isinstance(config, dict)
     if config.get("seed") is not None:
         config["seed"] = int(config["seed"]) + seed_offset
@@ -141,4 +169,3 @@ def build_sampler(sampler_config: Any, *, seed_offset: int, parallel: bool) -> A
 
 def is_grid(sampler_config: Any) -> bool:
     return str(sampler_config.get("_target_")) == GRID_TARGET
-

@@ -52,7 +52,15 @@ CREATE_ATTEMPTS = 5
 # parallel and cooperating sweeps write to one file.
 SQLITE_LOCK_TIMEOUT_S = 60
 # What a mistyped scheme is compared with, for "did you mean".
-KNOWN_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql", "journal")
+KNOWN_SCHEMES = (
+    "sqlite",
+    "postgresql",
+    "postgresql+psycopg2",
+    "postgresql+psycopg",
+    "mysql",
+    "mysql+pymysql",
+    "journal",
+)
 
 
 def journal_path(url: str) -> Path:
@@ -120,7 +128,9 @@ def local_lock_path(url: str) -> Path | None:
     return path.parent if path is not None and url.startswith(SQLITE_PREFIX) else None
 
 
-def open_sweep_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
+def open_sweep_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> BaseStorage:
     """`open_storage` for a sweep: its error also names the key to fix."""
     with _naming_the_sweep_key():
         opened = open_storage(url, heartbeat_interval, grace_period)
@@ -185,14 +195,18 @@ def _parse_database_url(url: str) -> URL:
             "postgresql+psycopg2://USER@HOST/DB or journal:PATH."
         ) from None
     if parsed.get_backend_name() == "postgres":
-        raise StorageError(f"The storage URL {shown} uses the scheme postgres://; write postgresql:// instead.")
+        raise StorageError(
+            f"The storage URL {shown} uses the scheme postgres://; write postgresql:// instead."
+        )
     _check_dialect(parsed, shown)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         _check_folder(Path(parsed.database).expanduser(), shown)
     return parsed
 
 
-def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+def _open_rdb(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> RDBStorage:
     shown = mask_secrets(url)
     parsed = _parse_database_url(url)
     backend, password = parsed.get_backend_name(), parsed.password
@@ -205,7 +219,9 @@ def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable since Optuna 2.9
+                warnings.simplefilter(
+                    "ignore", ExperimentalWarning
+                )  # heartbeats: stable since Optuna 2.9
                 return RDBStorage(
                     with_installed_postgres_driver(url),
                     engine_kwargs=engine_kwargs,
@@ -225,10 +241,14 @@ def _open_rdb(url: str, heartbeat_interval: int | None = None, grace_period: int
             ) from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
             if attempt == CREATE_ATTEMPTS:
-                raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
+                raise StorageError(
+                    f"Cannot open the Optuna storage {shown}: {_reason(error, password)}."
+                ) from None
             time.sleep(0.2 * attempt)
         except Exception as error:  # noqa: BLE001 (driver errors vary by backend; all mean "unusable")
-            raise StorageError(f"Cannot open the Optuna storage {shown}: {_reason(error, password)}.") from None
+            raise StorageError(
+                f"Cannot open the Optuna storage {shown}: {_reason(error, password)}."
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -239,7 +259,9 @@ def _open_journal(path: Path) -> JournalStorage:
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
         return JournalStorage(backend)
     except OSError as error:
-        raise StorageError(f"Cannot open the Optuna journal file {path}: {error.strerror or error}.") from None
+        raise StorageError(
+            f"Cannot open the Optuna journal file {path}: {error.strerror or error}."
+        ) from None
 
 
 def _check_dialect(parsed: URL, shown: str) -> None:
@@ -249,15 +271,23 @@ def _check_dialect(parsed: URL, shown: str) -> None:
     except sqlalchemy.exc.NoSuchModuleError:
         scheme = parsed.drivername
         close = difflib.get_close_matches(scheme, KNOWN_SCHEMES, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}{shown[len(scheme):]}?" if close else "use sqlite:///FILE, postgresql://... or journal:FILE."
-        raise StorageError(f"The storage URL {shown} has the unknown scheme {scheme}; {hint}") from None
+        hint = (
+            f"did you mean {close[0]}{shown[len(scheme) :]}?"
+            if close
+            else "use sqlite:///FILE, postgresql://... or journal:FILE."
+        )
+        raise StorageError(
+            f"The storage URL {shown} has the unknown scheme {scheme}; {hint}"
+        ) from None
 
 
 def _check_folder(file: Path, shown: str) -> None:
     """A study file's folder must exist: creating a mistyped path would hide the mistake."""
     folder = file.parent
     if not folder.is_dir():
-        raise StorageError(f"The folder {folder} of the storage {shown} does not exist; create it, or correct the path.")
+        raise StorageError(
+            f"The folder {folder} of the storage {shown} does not exist; create it, or correct the path."
+        )
 
 
 def make_default_folder(url: str, folders: list[Path]) -> None:

@@ -24,7 +24,9 @@ def launcher_runs_on_cluster(launcher_config: Any) -> bool:
         launcher = get_class(str(target)) if target else None
     except Exception:  # noqa: BLE001 - a launcher we cannot import is not ours to judge
         return False
-    return launcher is not None and (issubclass(launcher, SlurmLauncher) or getattr(launcher, "cluster", None) == "slurm")
+    return launcher is not None and (
+        issubclass(launcher, SlurmLauncher) or getattr(launcher, "cluster", None) == "slurm"
+    )
 
 
 def study_storage_url(hydra_config: Any, study_name: str, base_dir: Path) -> str:

@@ -105,7 +105,11 @@ class SweepRun:
 
 
 def run_sweep(
-    config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction, settings: SweepSettings, arguments: list[str]
+    config: DictConfig,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    settings: SweepSettings,
+    arguments: list[str],
 ) -> None:
     settings.check()
     space = build_search_space(settings.params, arguments, settings.custom_search_space)
@@ -118,16 +122,24 @@ def run_sweep(
     check_sweep_storage_location(url)
     label = study_label(name, url, base_dir)
     check_sweep_folder(sweep_dir, label)
-    check_exports(Path(settings.export_dir) if settings.export_dir else experiment_export_dir(), exported_names(name), label)
+    check_exports(
+        Path(settings.export_dir) if settings.export_dir else experiment_export_dir(),
+        exported_names(name),
+        label,
+    )
     storage = open_sweep_storage(url)
     n_earlier = count_trials(storage, name)
     claim_sweep_folder(sweep_dir, label, study_has_trials=n_earlier > 0)
     workers = settings.worker_count()
-    sampler = build_sampler(settings.sampler, seed_offset=n_earlier, parallel=max(workers, settings.n_jobs) > 1)
+    sampler = build_sampler(
+        settings.sampler, seed_offset=n_earlier, parallel=max(workers, settings.n_jobs) > 1
+    )
     if is_grid(settings.sampler):
         grid = space.grid()
         sampler = sampler(grid)
-        settings = settings.with_n_trials(min(settings.n_trials, math.prod(len(v) for v in grid.values())))
+        settings = settings.with_n_trials(
+            min(settings.n_trials, math.prod(len(v) for v in grid.values()))
+        )
     study = open_study(name, storage, sampler, settings)
     keep_study_settings(study, defining_settings(config, settings, space))
     save_sweep_config(config, sweep_dir)  # once nothing more is refused
@@ -135,7 +147,9 @@ def run_sweep(
         for params in settings.enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
 
-    run = SweepRun(config, hydra_context, task_function, settings, space, study, storage, url, n_earlier, label)
+    run = SweepRun(
+        config, hydra_context, task_function, settings, space, study, storage, url, n_earlier, label
+    )
     counts = count_states(study)
     run.printer.plan(study, mask_secrets(url), settings.n_trials, counts)
     if finished(counts) < settings.n_trials:  # else nothing to run: straight to the summary
@@ -157,7 +171,9 @@ def save_sweep_config(config: DictConfig, sweep_dir: Path) -> None:
     (sweep_dir / SWEEP_CONFIG_FILE).write_text(text, encoding="utf-8")
 
 
-def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSampler, settings: SweepSettings) -> optuna.Study:
+def open_study(
+    name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSampler, settings: SweepSettings
+) -> optuna.Study:
     """Create the study, or load it when it exists with the same objectives and directions."""
     wanted = directions(settings.direction)
     # Optuna's "A new study created" / "Using an existing study" says less than the plan line
@@ -174,7 +190,9 @@ def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSam
             load_if_exists=True,
         )
     except ValueError as error:
-        raise ConfigError(f"hydra.sweeper.direction does not fit study {name!r}: {error}.") from error
+        raise ConfigError(
+            f"hydra.sweeper.direction does not fit study {name!r}: {error}."
+        ) from error
     finally:
         optuna.logging.set_verbosity(verbosity)
     if [d.name.lower() for d in study.directions] != [d.lower() for d in wanted]:
@@ -184,7 +202,9 @@ def open_study(name: str, storage: BaseStorage, sampler: optuna.samplers.BaseSam
         )
     known = study.metric_names
     if known is None:
-        with warnings.catch_warnings():  # set_metric_names is marked experimental; the report reads the names
+        with (
+            warnings.catch_warnings()
+        ):  # set_metric_names is marked experimental; the report reads the names
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(settings.objectives))
     elif tuple(known) != settings.objectives:
@@ -201,18 +221,33 @@ def finish(run: SweepRun) -> None:
         front = run.printer.pareto_front(run.study, counts)
         save_pareto_results(run.config, run.study, front, run.storage_url)
         for trial in front:
-            path, name = export_trial(run, trial, pareto_experiment_name(run.study.study_name, trial.number))
-            run.printer.say(f"[sweep]   trial {trial.number} written as {path}: makemore-train experiment={name}")
+            path, name = export_trial(
+                run, trial, pareto_experiment_name(run.study.study_name, trial.number)
+            )
+            run.printer.say(
+                f"[sweep]   trial {trial.number} written as {path}: makemore-train experiment={name}"
+            )
         return
     best = run.printer.best(run.study, counts)
     save_results(run.config, run.study, best, run.storage_url)
     if best is not None:
         path, name = export_trial(run, best, experiment_name(run.study.study_name))
-        run.printer.say(f"[sweep]   written as {path}; reproduce it with: makemore-train experiment={name}")
+        run.printer.say(
+            f"[sweep]   written as {path}; reproduce it with: makemore-train experiment={name}"
+        )
 
 
 def export_trial(run: SweepRun, trial: FrozenTrial, name: str) -> tuple[Path, str]:
-    return export_experiment(run.config, run.hydra_context, run.study, trial, run.space, run.settings.export_dir, name, run.label)
+    return export_experiment(
+        run.config,
+        run.hydra_context,
+        run.study,
+        trial,
+        run.space,
+        run.settings.export_dir,
+        name,
+        run.label,
+    )
 
 
 def count_trials(storage: BaseStorage, name: str) -> int:
@@ -221,5 +256,7 @@ def count_trials(storage: BaseStorage, name: str) -> int:
     except KeyError:
         return 0
     except Exception as error:
-        raise StorageError(f"Cannot read study {name!r} from the Optuna storage: {error}.") from error
+        raise StorageError(
+            f"Cannot read study {name!r} from the Optuna storage: {error}."
+        ) from error
     return len(storage.get_all_trials(study_id, deepcopy=False))

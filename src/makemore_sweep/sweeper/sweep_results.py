@@ -20,15 +20,23 @@ RESULTS_FILE = "optimization_results.yaml"
 LABELS = {"val_loss": "dev", "test_loss": "test"}  # how an experiment's header names the losses
 
 
-def save_results(config: DictConfig, study: optuna.Study, best: FrozenTrial | None, url: str) -> Path:
+def save_results(
+    config: DictConfig, study: optuna.Study, best: FrozenTrial | None, url: str
+) -> Path:
     """optimization_results.yaml in the sweep folder, as the upstream plugin writes it."""
-    results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "storage": mask_secrets(url)}
+    results: dict[str, Any] = {
+        "name": "optuna",
+        "study_name": study.study_name,
+        "storage": mask_secrets(url),
+    }
     if best is not None:
         results.update(best_params=dict(best.params), best_value=best.value, best_trial=best.number)
     return _write(config, results)
 
 
-def save_pareto_results(config: DictConfig, study: optuna.Study, front: list[FrozenTrial], url: str) -> Path:
+def save_pareto_results(
+    config: DictConfig, study: optuna.Study, front: list[FrozenTrial], url: str
+) -> Path:
     """optimization_results.yaml of a multi-objective sweep: its Pareto front as upstream writes it
     (`solutions`: params and values), with each trial's number and the objectives' names."""
     results: dict[str, Any] = {
@@ -37,7 +45,9 @@ def save_pareto_results(config: DictConfig, study: optuna.Study, front: list[Fro
         "storage": mask_secrets(url),
         "objectives": list(study.metric_names or []),
         "directions": [d.name.lower() for d in study.directions],
-        "solutions": [{"trial": t.number, "params": dict(t.params), "values": list(t.values)} for t in front],
+        "solutions": [
+            {"trial": t.number, "params": dict(t.params), "values": list(t.values)} for t in front
+        ],
     }
     return _write(config, results)
 
@@ -62,10 +72,14 @@ def export_experiment(
     """Write `trial` as `<export dir>/<name>.yaml`; return its path and experiment name."""
     loader = hydra_context.config_loader
     trial_config = loader.load_sweep_config(config, space.trial_overrides(trial.params))
-    default_config = loader.load_configuration(config_name=config.hydra.job.config_name, overrides=[], run_mode=RunMode.RUN)
+    default_config = loader.load_configuration(
+        config_name=config.hydra.job.config_name, overrides=[], run_mode=RunMode.RUN
+    )
     directory = Path(export_dir) if export_dir else experiment_export_dir()
     names = study.metric_names or ["val_loss"]
-    figures = [f"{LABELS.get(key, key)} {_figure(value)}" for key, value in zip(names, trial.values)]
+    figures = [
+        f"{LABELS.get(key, key)} {_figure(value)}" for key, value in zip(names, trial.values)
+    ]
     if "test_loss" not in names:
         figures.append(f"test {_figure(trial.user_attrs.get('test_loss', float('nan')))}")
     kind = "Pareto-front trial" if len(trial.values) > 1 else "Best trial"

@@ -84,7 +84,9 @@ class TrialSource:
                 continue
             trial_id = self.leases.trial_id(abandoned.number)
             frozen = self.storage.get_trial(trial_id)
-            self.storage.set_trial_user_attr(trial_id, CONTINUED_ATTR, int(frozen.user_attrs.get(CONTINUED_ATTR, 0)) + 1)
+            self.storage.set_trial_user_attr(
+                trial_id, CONTINUED_ATTR, int(frozen.user_attrs.get(CONTINUED_ATTR, 0)) + 1
+            )
             self.storage.set_trial_user_attr(trial_id, CONTINUED_REASON_ATTR, abandoned.reason)
             params = self._complete_params(trial_id, dict(frozen.params))
             return ClaimedTrial(abandoned.number, trial_id, params, continued=abandoned.reason)
@@ -142,9 +144,13 @@ class TrialSource:
 def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
     """Optuna's public suggest_* call for one distribution."""
     if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
     if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"cannot sample {name}: {type(distribution).__name__} is not supported")
@@ -164,6 +170,7 @@ def trial_run_dir(trial_config: DictConfig) -> Path:
 def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]:
     """Overrides that let a trial's job find its trial (see trial_reporting.py). The storage URL,
     which may hold a password, is never one of them (launchers log overrides)."""
+
     def quoted(text: str) -> str:
         return QuotedString(text=text, quote=Quote.single).with_quotes()
 
@@ -172,4 +179,3 @@ def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]
         f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
         f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
     ]
-

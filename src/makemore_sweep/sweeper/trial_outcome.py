@@ -20,7 +20,9 @@ from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR, OWNER_ATTR
 
 
-def job_result(job_return: JobReturn | BaseException, objectives: Sequence[str]) -> tuple[list[float] | None, str | None]:
+def job_result(
+    job_return: JobReturn | BaseException, objectives: Sequence[str]
+) -> tuple[list[float] | None, str | None]:
     """(the objectives' values, None) for a job that returned them, (None, reason) for one that failed.
 
     A trial's job returns its dev loss, or the list of the sweep's objectives (cli/train.py).
@@ -45,7 +47,9 @@ def failure_reason(job_return: JobReturn | BaseException) -> str | None:
     return f"the job ended with status {job_return.status.name}"
 
 
-def objective_values(returned: Any, objectives: Sequence[str]) -> tuple[list[float] | None, str | None]:
+def objective_values(
+    returned: Any, objectives: Sequence[str]
+) -> tuple[list[float] | None, str | None]:
     raw = list(returned) if isinstance(returned, (list, tuple)) else [returned]
     if len(raw) != len(objectives):
         return None, f"the job returned {returned!r}, not values of {', '.join(objectives)}"

@@ -34,7 +34,16 @@ from makemore_sweep.training.run_hooks import RunHook
 log = logging.getLogger(__name__)
 
 # Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
-OUTCOME_ATTRS = ("val_loss", "test_loss", "train_loss", "n_params", "steps", "train_time_s", "state", "pruned_at_step")
+OUTCOME_ATTRS = (
+    "val_loss",
+    "test_loss",
+    "train_loss",
+    "n_params",
+    "steps",
+    "train_time_s",
+    "state",
+    "pruned_at_step",
+)
 
 
 _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
@@ -56,7 +65,11 @@ class TrialReporter(RunHook):
     """
 
     def __init__(
-        self, study: optuna.Study, trial: optuna.Trial, monitor: str = "val_loss", objectives: tuple[str, ...] = (DEV_LOSS,)
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        monitor: str = "val_loss",
+        objectives: tuple[str, ...] = (DEV_LOSS,),
     ) -> None:
         self.study = study
         self.trial = trial
@@ -82,17 +95,28 @@ class TrialReporter(RunHook):
             return None
         sweeper = HydraConfig.get().sweeper
         if "pruner" not in sweeper:
-            raise ConfigError(f"{TRIAL_CONFIG_KEY} is set but hydra/sweeper is not makemore_optuna; run sweeps with sweep=NAME.")
+            raise ConfigError(
+                f"{TRIAL_CONFIG_KEY} is set but hydra/sweeper is not makemore_optuna; run sweeps with sweep=NAME."
+            )
         name, number = str(identity.study_name), int(identity.number)
         url = study_storage_url(HydraConfig.get(), name, Path(identity.base_dir))
         pruner = build_pruner(sweeper.pruner, sweeper.pruner_options)
         storage = _storage(url)
         try:
             # The trial never samples, so a RandomSampler keeps opening it cheap.
-            study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner)
-            trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), number)
+            study = optuna.load_study(
+                study_name=name,
+                storage=storage,
+                sampler=optuna.samplers.RandomSampler(),
+                pruner=pruner,
+            )
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(name), number
+            )
         except KeyError as error:
-            raise StorageError(f"Optuna study {name!r} has no trial {number} in {mask_secrets(url)}.") from error
+            raise StorageError(
+                f"Optuna study {name!r} has no trial {number} in {mask_secrets(url)}."
+            ) from error
         objectives = objective_list(sweeper.get("objectives"))
         return cls(study=study, trial=optuna.trial.Trial(study, trial_id), objectives=objectives)
 
@@ -108,7 +132,11 @@ class TrialReporter(RunHook):
         return self.pruned_at_step is not None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self._detached or self.monitor not in trainer.callback_metrics:
+        if (
+            trainer.sanity_checking
+            or self._detached
+            or self.monitor not in trainer.callback_metrics
+        ):
             return
         value = float(trainer.callback_metrics[self.monitor])
         step = trainer.global_step
@@ -119,7 +147,10 @@ class TrialReporter(RunHook):
             self.trial.report(value, step)
         except UpdateFinishedTrialError:
             # Another sweep process failed this trial as abandoned; finish the run, report nothing.
-            log.warning("Optuna trial %d is no longer running; pruning is off for this run.", self.trial.number)
+            log.warning(
+                "Optuna trial %d is no longer running; pruning is off for this run.",
+                self.trial.number,
+            )
             self._detached = True
             return
         if step < trainer.max_steps and self.trial.should_prune():
@@ -137,7 +168,9 @@ class TrialReporter(RunHook):
         """What the trial's job returns to the sweeper: the dev loss, or each objective's value."""
         if self.objectives == (DEV_LOSS,):
             return float(metrics[DEV_LOSS])
-        return [None if metrics.get(key) is None else float(metrics[key]) for key in self.objectives]
+        return [
+            None if metrics.get(key) is None else float(metrics[key]) for key in self.objectives
+        ]
 
     def metrics_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
@@ -156,4 +189,8 @@ class TrialReporter(RunHook):
                 # Optuna records the last reported dev loss as the value of a pruned trial.
                 self.study.tell(self.number, state=TrialState.PRUNED)
         except UpdateFinishedTrialError:
-            log.warning("Optuna trial %d was already finished by another process; its outcome is in %s.", self.number, run_dir)
+            log.warning(
+                "Optuna trial %d was already finished by another process; its outcome is in %s.",
+                self.number,
+                run_dir,
+            )

@@ -76,13 +76,26 @@ class WorkerLoop:
         # The worker's own saved Hydra files hold hydra.sweeper.storage, password and all.
         if hydra_cfg.output_subdir:
             redact_run_records(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
-        threads = cfg.get("threads")  # set per worker by the launcher (cores // workers) or by SLURM
+        threads = cfg.get(
+            "threads"
+        )  # set per worker by the launcher (cores // workers) or by SLURM
         study, storage = self._open_study(index)
         leases = TrialLeases(
-            study, storage, self.settings.heartbeat_interval, self.settings.grace_period, sweep_id=self.sweep_id, worker=index
+            study,
+            storage,
+            self.settings.heartbeat_interval,
+            self.settings.grace_period,
+            sweep_id=self.sweep_id,
+            worker=index,
         )
         source = TrialSource(
-            study, storage, leases, self.space, self.master_config, self.settings.n_trials, local_lock_path(self.storage_url)
+            study,
+            storage,
+            leases,
+            self.space,
+            self.master_config,
+            self.settings.n_trials,
+            local_lock_path(self.storage_url),
         )
         ran: list[dict[str, Any]] = []
         with StopRequest().installed() as stop:
@@ -93,29 +106,50 @@ class WorkerLoop:
                 claimed = source.next()
                 if claimed is None:
                     with stop.waiting():
-                        time.sleep(IDLE_POLL_S)  # the last trials run elsewhere; one may yet be abandoned
+                        time.sleep(
+                            IDLE_POLL_S
+                        )  # the last trials run elsewhere; one may yet be abandoned
                     continue
                 outcome = self._run_trial(study, leases, claimed, job_id, threads)
-                ran.append({"number": claimed.number, "state": outcome, "continued": claimed.continued is not None})
+                ran.append(
+                    {
+                        "number": claimed.number,
+                        "state": outcome,
+                        "continued": claimed.continued is not None,
+                    }
+                )
         return {"worker": index, "trials": ran}
 
     def _open_study(self, index: int) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
         storage = open_sweep_storage(self.storage_url)
         # Each worker's sampler gets a seed of its own: equal seeds would propose equal trials.
-        sampler = build_sampler(self.settings.sampler, seed_offset=self.seed_offset + index * WORKER_SEED_STRIDE, parallel=True)
+        sampler = build_sampler(
+            self.settings.sampler,
+            seed_offset=self.seed_offset + index * WORKER_SEED_STRIDE,
+            parallel=True,
+        )
         if is_grid(self.settings.sampler):
             sampler = sampler(self.space.grid())
         pruner = build_pruner(self.settings.pruner, self.settings.pruner_options)
-        study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner)
+        study = optuna.load_study(
+            study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner
+        )
         return study, storage
 
     def _run_trial(
-        self, study: optuna.Study, leases: TrialLeases, claimed: ClaimedTrial, job_id: str, threads: Any
+        self,
+        study: optuna.Study,
+        leases: TrialLeases,
+        claimed: ClaimedTrial,
+        job_id: str,
+        threads: Any,
     ) -> str:
         loader = self.hydra_context.config_loader
         overrides = [
             *self.space.trial_overrides(claimed.params),
-            *identity_overrides(claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)),
+            *identity_overrides(
+                claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)
+            ),
             *([f"threads={threads}"] if threads else []),
         ]
         try:
@@ -123,13 +157,20 @@ class WorkerLoop:
             if claimed.continued is not None:
                 resume = resume_overrides(trial_run_dir(trial_config))
                 if resume:
-                    trial_config = loader.load_sweep_config(self.master_config, [*overrides, *resume])
-                print(f"[trial {claimed.number}] continued ({claimed.continued}){' from its checkpoint' if resume else ''}", flush=True)
+                    trial_config = loader.load_sweep_config(
+                        self.master_config, [*overrides, *resume]
+                    )
+                print(
+                    f"[trial {claimed.number}] continued ({claimed.continued}){' from its checkpoint' if resume else ''}",
+                    flush=True,
+                )
             with open_dict(trial_config.hydra.job):
                 trial_config.hydra.job.id = f"{job_id}_{claimed.number}"
                 trial_config.hydra.job.num = claimed.number
         except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
-            return record_outcome(study, leases.storage, claimed.trial_id, error, self.settings.objectives).state.name
+            return record_outcome(
+                study, leases.storage, claimed.trial_id, error, self.settings.objectives
+            ).state.name
         try:
             with leases.keep_alive([claimed.trial_id]):
                 job_return = run_job(
@@ -145,7 +186,9 @@ class WorkerLoop:
             raise
         finally:
             _finish_leftover_wandb_run()
-        return record_outcome(study, leases.storage, claimed.trial_id, job_return, self.settings.objectives).state.name
+        return record_outcome(
+            study, leases.storage, claimed.trial_id, job_return, self.settings.objectives
+        ).state.name
 
 
 def _finish_leftover_wandb_run() -> None:

@@ -58,7 +58,10 @@ def run_workers(run: SweepRun, workers: int) -> None:
     launcher, where = _launcher(run, task, workers)
     run.printer.say(f"[sweep] {workers} worker{'s' if workers > 1 else ''} {where}")
     # A worker's job is composed like a trial's, the sweep's fixed overrides included, in a folder of its own.
-    jobs = [[*run.space.trial_overrides({}), f"hydra.sweep.subdir={WORKERS_DIR}/worker_{i}"] for i in range(workers)]
+    jobs = [
+        [*run.space.trial_overrides({}), f"hydra.sweep.subdir={WORKERS_DIR}/worker_{i}"]
+        for i in range(workers)
+    ]
     watcher = StudyWatcher(run)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.watch, args=(stop,), name="sweep-watcher", daemon=True)
@@ -81,14 +84,21 @@ def _local_processes(run: SweepRun, task: WorkerLoop) -> Launcher:
     Only the launcher node is taken from that composition: the jobs are still composed from the
     sweep's own config, whose launcher choice Hydra does not let a job change.
     """
-    given = [*run.config.hydra.overrides.hydra, *run.config.hydra.overrides.task]  # as the sweep was composed
+    given = [
+        *run.config.hydra.overrides.hydra,
+        *run.config.hydra.overrides.task,
+    ]  # as the sweep was composed
     local = run.hydra_context.config_loader.load_configuration(
         config_name=str(run.config.hydra.job.config_name),
         overrides=[*map(str, given), "hydra/launcher=local"],
         run_mode=RunMode.MULTIRUN,
     )
-    OmegaConf.copy_cache(from_config=run.config, to_config=local)  # the same ${now:...} as the sweep
-    launcher: Launcher = build(OmegaConf.create(OmegaConf.to_container(local.hydra.launcher, resolve=True)))
+    OmegaConf.copy_cache(
+        from_config=run.config, to_config=local
+    )  # the same ${now:...} as the sweep
+    launcher: Launcher = build(
+        OmegaConf.create(OmegaConf.to_container(local.hydra.launcher, resolve=True))
+    )
     launcher.setup(hydra_context=run.hydra_context, task_function=task, config=run.config)
     return launcher
 
@@ -99,8 +109,14 @@ def _launcher(run: SweepRun, task: WorkerLoop, workers: int) -> tuple[Launcher, 
         # Hydra's basic launcher runs jobs one after the other: workers need processes of their
         # own, placed as the shipped `hydra/launcher=local` config places them.
         return _local_processes(run, task), "as processes on this machine"
-    launcher = Plugins.instance().instantiate_launcher(config=run.config, hydra_context=run.hydra_context, task_function=task)
-    where = {"basic": "in this process", "local": "as processes on this machine", "slurm": "as SLURM jobs"}
+    launcher = Plugins.instance().instantiate_launcher(
+        config=run.config, hydra_context=run.hydra_context, task_function=task
+    )
+    where = {
+        "basic": "in this process",
+        "local": "as processes on this machine",
+        "slurm": "as SLURM jobs",
+    }
     return launcher, where.get(str(choice), f"through hydra/launcher={choice}")
 
 
@@ -154,7 +170,9 @@ class StudyWatcher:
             times = int(trial.user_attrs.get(CONTINUED_ATTR, 0))
             if times > self.continued.get(trial.number, 0):
                 self.continued[trial.number] = times
-                self.run.printer.continued(trial.number, str(trial.user_attrs.get(CONTINUED_REASON_ATTR, "")))
+                self.run.printer.continued(
+                    trial.number, str(trial.user_attrs.get(CONTINUED_REASON_ATTR, ""))
+                )
             if trial.state.is_finished() and trial.number not in self.printed:
                 self.printed.add(trial.number)
                 self.run.printer.trial_finished(trial, self.run.study)

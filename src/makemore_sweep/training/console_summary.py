@@ -20,7 +20,9 @@ def print_summary(metrics: dict[str, Any], run_dir: Path, console: Console | Non
     table.add_column(style="bold")
     table.add_column()
     val = metrics["val_loss"]
-    verdict = "[green]under target[/]" if val is not None and val < target else "[red]not under target[/]"
+    verdict = (
+        "[green]under target[/]" if val is not None and val < target else "[red]not under target[/]"
+    )
     table.add_row("dev loss (best)", f"{_fmt(val)}  {verdict} {target}")
     table.add_row("test loss", _fmt(metrics["test_loss"]))
     table.add_row("train loss", _fmt(metrics["train_loss"]))

@@ -43,7 +43,9 @@ class WandbRunLogger(WandbLogger):
     `init_args` are `wandb.init`'s (group, job_type, mode, ...).
     """
 
-    def __init__(self, project: str, save_dir: str, id: str | None = None, **init_args: Any) -> None:
+    def __init__(
+        self, project: str, save_dir: str, id: str | None = None, **init_args: Any
+    ) -> None:
         run = None
         if rank_zero_only.rank == 0:  # as Lightning does: other processes log nothing
             import wandb
@@ -80,7 +82,9 @@ def _shown_path(path: Path, cwd: Path) -> str:
         return str(absolute)
 
 
-def build_loggers(logger_cfg: DictConfig | None, wandb_id: str | None = None, resuming: bool = False) -> list[Logger]:
+def build_loggers(
+    logger_cfg: DictConfig | None, wandb_id: str | None = None, resuming: bool = False
+) -> list[Logger]:
     """Instantiate every logger of the `logger` group (none for logger=none).
 
     `wandb_id` continues an earlier W&B run (a resumed training run) unless the config names one.

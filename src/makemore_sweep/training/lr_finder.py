@@ -96,7 +96,9 @@ def sweep_rates(
     module.net.train()
     losses: list[float] = []
     best = math.inf
-    steps = track(rates, description="lr finder", transient=True) if progress_bar_wanted() else rates
+    steps = (
+        track(rates, description="lr finder", transient=True) if progress_bar_wanted() else rates
+    )
     for lr in steps:
         for group in optimizer.param_groups:
             group["lr"] = lr

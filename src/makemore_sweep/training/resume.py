@@ -48,7 +48,12 @@ def check_resumed_plan(checkpoint_path: Path, module: LanguageModelTask, plan: S
     """
     checkpoint = load_checkpoint(checkpoint_path)
     done = int(checkpoint.get("global_step", 0))
-    planned = int(checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint.get("hyper_parameters", {}).get("max_steps", plan.max_steps)))
+    planned = int(
+        checkpoint.get(
+            SCHEDULE_STEPS_KEY,
+            checkpoint.get("hyper_parameters", {}).get("max_steps", plan.max_steps),
+        )
+    )
     if plan.max_steps < done:
         raise ConfigError(
             f"The run in {checkpoint_path.parents[1]} has already done {done} steps, more than the {plan.max_steps} "
@@ -66,5 +71,7 @@ def check_resumed_plan(checkpoint_path: Path, module: LanguageModelTask, plan: S
 
 def previous_wandb_run_id(run_dir: Path) -> str | None:
     """The id of the W&B run last written in `run_dir`, so a resumed run continues it."""
-    records = sorted((run_dir / "wandb").glob("*run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
+    records = sorted(
+        (run_dir / "wandb").glob("*run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime
+    )
     return records[-1].stem.removeprefix("run-") if records else None

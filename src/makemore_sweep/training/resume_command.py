@@ -58,7 +58,11 @@ class RunFinished(Exception):
         self.metrics = metrics
         steps = int(metrics["steps"])
         dev = metrics.get("val_loss")
-        figures = f"best dev loss {dev:.4f} in {steps} steps" if isinstance(dev, int | float) else f"{steps} steps"
+        figures = (
+            f"best dev loss {dev:.4f} in {steps} steps"
+            if isinstance(dev, int | float)
+            else f"{steps} steps"
+        )
         super().__init__(
             f"{run_dir}: the run is finished ({figures}); nothing to resume (to train it longer, add "
             f"trainer.max_steps=N with N above {steps} next to resume=)."
@@ -86,13 +90,19 @@ def expand_resume_argument(argv: list[str]) -> list[str]:
     if len(positions) > 1:
         raise ConfigError("resume= is given more than once; give the output folder of one run.")
     if any(arg in ("-m", "--multirun") for arg in argv):
-        raise ConfigError("resume=RUN_DIR continues one run; it cannot be combined with -m/--multirun.")
+        raise ConfigError(
+            "resume=RUN_DIR continues one run; it cannot be combined with -m/--multirun."
+        )
     index = positions[0]
     run_dir = Path(argv[index].split("=", 1)[1]).expanduser().resolve()
     if not run_dir.is_dir():
-        raise ConfigError(f"resume={run_dir}: no such folder; give the output folder of a makemore-train run.")
+        raise ConfigError(
+            f"resume={run_dir}: no such folder; give the output folder of a makemore-train run."
+        )
     if not (run_dir / SAVED_OVERRIDES).is_file():
-        raise ConfigError(f"resume={run_dir}: the folder has no {SAVED_OVERRIDES}; it is not a makemore-train output folder.")
+        raise ConfigError(
+            f"resume={run_dir}: the folder has no {SAVED_OVERRIDES}; it is not a makemore-train output folder."
+        )
     trial = sweep_trial_of(run_dir)
     if trial is not None:
         # Before anything is composed: replaying a trial's overrides would start another study's sweep.
@@ -144,7 +154,11 @@ def finished_run(run_dir: Path, given: list[str]) -> RunFinished | None:
         metrics = read_metrics(run_dir)
     except (OSError, ValueError):  # no metrics.json yet (killed), or a damaged one
         return None
-    if not isinstance(metrics, dict) or metrics.get("state") != "completed" or not isinstance(metrics.get("steps"), int):
+    if (
+        not isinstance(metrics, dict)
+        or metrics.get("state") != "completed"
+        or not isinstance(metrics.get("steps"), int)
+    ):
         return None
     planned = _planned_steps(run_dir, given, metrics.get("n_train"))
     if planned is None or planned > metrics["steps"]:
@@ -184,13 +198,19 @@ def sweep_trial_of(run_dir: Path) -> SweepTrial | None:
     if identity.get("number") is None:
         return None
     base = identity.get("base_dir")
-    return SweepTrial(int(identity["number"]), str(identity.get("study_name")), Path(str(base)) if base else None)
+    return SweepTrial(
+        int(identity["number"]), str(identity.get("study_name")), Path(str(base)) if base else None
+    )
 
 
 def continue_trial_advice(run_dir: Path, trial: SweepTrial) -> str:
     """How a trial is continued: by its sweep, whose command is read back from the folders it wrote."""
     base = trial.base_dir
-    where = "" if base is None or base.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(base))} && "
+    where = (
+        ""
+        if base is None or base.resolve() == Path.cwd().resolve()
+        else f"cd {shlex.quote(str(base))} && "
+    )
     in_base = "" if base is None else f" in {base}"
     command = sweep_command_of_trial(run_dir, trial)
     if command is None:
@@ -200,7 +220,9 @@ def continue_trial_advice(run_dir: Path, trial: SweepTrial) -> str:
             + shlex.quote(f"{STUDY_NAME_KEY}={_override_value(trial.study_name)}")
         )
     masked = sorted({override_key(o) for o in command if MASK in o})
-    again = f" (give the secret of {', '.join(masked)} again where it shows {MASK})" if masked else ""
+    again = (
+        f" (give the secret of {', '.join(masked)} again where it shows {MASK})" if masked else ""
+    )
     return f"the sweep continues it when its command is run again{again}: {where}makemore-train {shlex.join(command)}"
 
 
@@ -247,7 +269,10 @@ def _searched_keys(hydra_record: Path) -> set[str]:
 
 def _sweep_task_overrides(trial_task: list[str], searched: set[str]) -> list[str]:
     """A trial's task overrides less what the sweeper gave this trial (see sweep_command_of_trial)."""
-    identity = next((i for i, o in enumerate(trial_task) if override_key(o).startswith(f"{TRIAL_KEY}.")), len(trial_task))
+    identity = next(
+        (i for i, o in enumerate(trial_task) if override_key(o).startswith(f"{TRIAL_KEY}.")),
+        len(trial_task),
+    )
     before = trial_task[:identity]
     sampled = 0
     while sampled < len(before) and override_key(before[sampled]) in searched:
@@ -268,7 +293,9 @@ def _trial_identity(overrides: list[str]) -> dict[str, Any]:
 def load_saved_yaml(path: Path) -> Any:
     """A file of the run's .hydra/ (or multirun.yaml), also when a secret was masked there as a bare `***`."""
     text = path.read_text(encoding="utf-8")
-    return OmegaConf.create(_BARE_MASK.sub(lambda m: f"{m[1]}'{MASK}'", text) if MASK in text else text)
+    return OmegaConf.create(
+        _BARE_MASK.sub(lambda m: f"{m[1]}'{MASK}'", text) if MASK in text else text
+    )
 
 
 def _saved(path: Path, key: str | None = None) -> Any:

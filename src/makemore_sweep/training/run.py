@@ -86,7 +86,11 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
         _convert_="all",
     )
     monitor = RunMonitor(target_loss=cfg.target_loss)
-    callbacks = [monitor, RandomStateKeeper(), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None)]
+    callbacks = [
+        monitor,
+        RandomStateKeeper(),
+        *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None),
+    ]
     resume_from = resume_checkpoint(resume_from, run_dir, job)
     if resume_from:
         check_resumed_plan(resume_from, module, plan)
@@ -107,7 +111,9 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
     best_path = run_dir / BEST_CHECKPOINT
 
     def record(state: str, error: str | None) -> dict[str, Any]:
-        metrics = collect_metrics(cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job)
+        metrics = collect_metrics(
+            cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job
+        )
         save_outcome(run_dir, metrics, hooks)
         return metrics
 
@@ -128,7 +134,9 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
         finish_loggers(loggers, status="failed")
         # No full stop: the line ends with a command to copy.
         print(f"error: {stopped}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT) from None
+        raise SystemExit(
+            EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
+        ) from None
 
     metrics = record("pruned" if any(hook.stopped_early for hook in hooks) else "completed", None)
     images = {key: png for hook in hooks for key, png in hook.images(run_dir).items()}
@@ -141,7 +149,9 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
 def continue_advice(run_dir: Path, hooks: Sequence[RunHook]) -> str:
     """What the interrupted-run message recommends: a hook's advice (a sweep's trial is continued
     by its sweep, never by resume=, which would replay it as another study's sweep), else resume=."""
-    advice = next((text for text in (hook.continue_advice(run_dir) for hook in hooks) if text), None)
+    advice = next(
+        (text for text in (hook.continue_advice(run_dir) for hook in hooks) if text), None
+    )
     return advice or f"continue it with makemore-train resume={run_dir}"
 
 
@@ -172,7 +182,9 @@ def fit_by_counting(
     if val_loss < monitor.target_loss:
         monitor.time_to_target_s, monitor.steps_to_target = monitor.elapsed_s(), 0
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, best_path)
+    torch.save(
+        {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, best_path
+    )
 
 
 def collect_metrics(
@@ -191,7 +203,10 @@ def collect_metrics(
     splits = datamodule.splits
     network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
     chunk = cfg.data.eval_batch_size
-    losses = {name: _finite_or_none(mean_loss(network, *getattr(splits, name), chunk)) for name in ("train", "val", "test")}
+    losses = {
+        name: _finite_or_none(mean_loss(network, *getattr(splits, name), chunk))
+        for name in ("train", "val", "test")
+    }
     # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
     samples = (
         sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)

@@ -39,7 +39,9 @@ class RunMonitor(L.Callback):
         if trainer.global_step > 0:  # restored from a checkpoint before training started
             self.resumed_from_step = trainer.global_step
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.startup_s is None:
             self.startup_s = round(time.perf_counter() - makemore_sweep.STARTUP_CLOCK, 3)
 

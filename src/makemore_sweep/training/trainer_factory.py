@@ -18,7 +18,13 @@ from makemore_sweep.config.instantiation import build as instantiate
 from makemore_sweep.data.batches import StepPlan
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
-LOOP_KEYS = ("max_steps", "max_epochs", "val_every_n_steps", "steps_per_execution", "log_every_n_steps")
+LOOP_KEYS = (
+    "max_steps",
+    "max_epochs",
+    "val_every_n_steps",
+    "steps_per_execution",
+    "log_every_n_steps",
+)
 
 
 def plan_steps(trainer_cfg: DictConfig, n_train: int, batch_size: int) -> StepPlan:
@@ -65,7 +71,9 @@ def build_trainer(
     run_dir: Path,
 ) -> L.Trainer:
     print_lightning_messages_once()
-    lightning_args = {k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in LOOP_KEYS}  # type: ignore[union-attr]
+    lightning_args = {
+        k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in LOOP_KEYS
+    }  # type: ignore[union-attr]
     show_bar = progress_bar_wanted()
     if show_bar:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
