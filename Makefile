@@ -5,6 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+DASHBOARD_STAMP := $(VENV)/.installed-dashboard
 # names.txt: data/names.txt if you have it, else the shared copy beside a checkout, else download.
 NAMES ?= $(firstword $(wildcard data/names.txt ../shared/data/names.txt))
 DATA_ARG := $(if $(NAMES),data.path=$(abspath $(NAMES)),)
@@ -18,11 +19,13 @@ STORAGE ?=
 STUDY ?=
 PORT ?= 8080
 
-.PHONY: install dev train test bench sync dashboard clean help
+.PHONY: install dev train test test-fast lint bench sync dashboard clean help
 
 help:
 	@echo "make train   set up (.venv) and train the default model (ARGS='key=value ...' to override)"
 	@echo "make test    set up the dev dependencies and run the test suite"
+	@echo "make test-fast   the tests without the slow and service ones (a few minutes)"
+	@echo "make lint    ruff check, ruff format --check (src, tests, scripts) and mypy (src)"
 	@echo "make bench   run the benchmarks (scripts/) and print their figures"
 	@echo "make sync    upload the offline W&B runs under RUNS=multirun/DATE/TIME (after wandb login)"
 	@echo "make dashboard STORAGE=URL [STUDY=NAME] [PORT=8080]   optuna-dashboard on 127.0.0.1"
@@ -37,6 +40,10 @@ $(DEV_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(DASHBOARD_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dashboard]'
+	touch $@
+
 install: $(STAMP)
 
 dev: $(DEV_STAMP)
@@ -47,6 +54,17 @@ train: $(STAMP)
 test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -m "not slow and not service" $(PYTEST_ARGS)
+
+# All three checks run (and print) even when one fails; the target fails if any did.
+lint: $(DEV_STAMP)
+	@status=0; \
+	echo "ruff check src tests scripts"; $(VENV)/bin/ruff check src tests scripts || status=1; \
+	echo "ruff format --check src tests scripts"; $(VENV)/bin/ruff format --check src tests scripts || status=1; \
+	echo "mypy (src, settings in pyproject.toml)"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
+
 bench: $(DEV_STAMP)
 	$(PY) scripts/bench_step.py
 
@@ -55,7 +73,7 @@ sync: $(STAMP)
 	test -n "$$runs" || { echo "no offline W&B runs under $(RUNS); set RUNS=multirun/DATE/TIME" >&2; exit 2; }; \
 	$(VENV)/bin/wandb sync $(SYNC_ARGS) $$runs
 
-dashboard: $(STAMP)
+dashboard: $(DASHBOARD_STAMP)
 	@test -n "$(STORAGE)" || { echo "usage: make dashboard STORAGE=sqlite:///FILE.db [STUDY=NAME] [PORT=8080]" >&2; exit 2; }
 	$(PY) -m makemore_sweep.cli.dashboard --storage '$(STORAGE)' $(if $(STUDY),--study '$(STUDY)') --port $(PORT)
 

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,14 @@ def running_trials(database: Path) -> tuple[int, dict[int, dict[str, Any]]]:
 
 
 def wait_for_running_trial_with_checkpoint(
-    workdir: Path, sweep: subprocess.Popen[Any], timeout: float, after_complete: int = 0
+    workdir: Path,
+    sweep: subprocess.Popen[Any],
+    timeout: float,
+    after_complete: int = 0,
+    owned_by: Callable[[dict[str, Any]], bool] = lambda owner: True,
 ) -> tuple[int, dict[str, Any]]:
-    """A RUNNING trial that has written checkpoints/last.ckpt, and its owner; fails on timeout."""
+    """A RUNNING trial that has written checkpoints/last.ckpt, and its owner (one `owned_by`
+    accepts); fails on timeout."""
     database = workdir / "studies" / f"{STUDY}.db"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sweep.poll() is None:
@@ -46,6 +52,7 @@ def wait_for_running_trial_with_checkpoint(
             if (
                 complete >= after_complete
                 and owner
+                and owned_by(owner)
                 and (workdir / "multirun" / STUDY / f"trial_{number}" / LAST_CHECKPOINT).is_file()
             ):
                 return number, owner

@@ -277,13 +277,19 @@ def test_a_sweep_with_two_workers_runs_all_its_trials_in_two_slurm_jobs(
     )
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     assert [t.state in finished for t in study.trials] == [True] * 3
-    # Two jobs were submitted, and every trial ran inside one of them.
+    # Two jobs were submitted (each worker alone, so that a dead one can be replaced by a job
+    # of its own), and every trial ran inside one of them.
     submitted = {
-        d.name for d in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", d.name)
+        d.name for d in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+(_\d+)?", d.name)
     }
     assert len(submitted) == 2
     trials = [read_metrics(sweep_dir / f"trial_{t.number}") for t in study.trials]
-    ran_in = {f"{m['slurm_array_job_id']}_{m['slurm_array_task_id']}" for m in trials}
+    ran_in = {
+        f"{m['slurm_array_job_id']}_{m['slurm_array_task_id']}"
+        if m["slurm_array_job_id"]
+        else str(m["slurm_job_id"])
+        for m in trials
+    }
     assert ran_in <= submitted
     assert [m["torch_threads"] for m in trials] == [1, 1, 1]  # cpus_per_task of the worker's job
 
@@ -366,3 +372,63 @@ def test_jobs_that_cannot_start_end_the_sweep_with_one_sentence(
     )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "is an SQLite file" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_a_cancelled_worker_job_is_replaced_by_a_new_job_and_the_sweep_ends_well(
+    slurm_env: dict[str, str], names_path: Path, tmp_path: Path
+) -> None:
+    sweep_dir = tmp_path / "multirun"
+    args = [
+        f"sweep={SWEEP}",
+        *ON_LOCAL_CLUSTER,
+        "hydra.sweeper.n_trials=6",  # enough left when the death is seen (~35 s: squeue)
+        "hydra.sweeper.workers=2",
+        "hydra.sweeper.pruner=none",
+        "hydra.sweeper.study_name=heal-on-slurm",
+        f"hydra.sweeper.export_dir={tmp_path / 'experiments'}",
+        f"data.path={names_path}",
+        "trainer.max_steps=800",
+        "trainer.val_every_n_steps=50",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
+        cwd=tmp_path,
+        env=slurm_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Once a trial has a checkpoint, one worker job is cancelled, as an admin or a lost node would.
+        deadline = time.monotonic() + 300
+        while not list(sweep_dir.glob(f"trial_*/{LAST_CHECKPOINT}")):
+            assert time.monotonic() < deadline and sweep.poll() is None, "no trial checkpointed"
+            time.sleep(0.2)
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(queued) == 2, queued
+        subprocess.run(["scancel", queued[0]], env=slurm_env, check=True)
+        stdout, stderr = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, 9)
+    result = subprocess.CompletedProcess(sweep.args, sweep.returncode, stdout, stderr)
+    assert sweep.returncode == 0, _failure(result, sweep_dir)
+
+    study = optuna.load_study(
+        study_name="heal-on-slurm",
+        storage=open_storage(f"journal:{sweep_dir / 'optuna-study.journal'}"),
+    )
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert [t.state in finished for t in study.trials] == [True] * 6  # no FAIL
+    # The cancelled job's worker was replaced by a third job, in one line.
+    assert re.search(
+        r"\[sweep\] worker [01] died \(its job \S+ ended without a result, .*\); worker 2 started",
+        stdout,
+    ), stdout
+    for noise in ("Traceback", "Error executing job", ".pkl", "error:"):
+        assert noise not in stdout + stderr, (stdout + stderr)[-3000:]

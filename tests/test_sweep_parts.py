@@ -30,12 +30,15 @@ from makemore_sweep.sweeper.leases import (
     process_is_alive,
 )
 from makemore_sweep.sweeper.pruners import build_pruner
+from makemore_sweep.sweeper.search_space import build_search_space
 from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import (
+    claim_lock,
     open_sweep_storage,
     resolve_storage_url,
     with_installed_postgres_driver,
 )
+from makemore_sweep.sweeper.trial_claims import TrialSource
 
 
 # -- storage --------------------------------------------------------------------------------
@@ -178,10 +181,14 @@ def test_an_abandoned_trial_is_taken_over_by_one_process_only(tmp_path: Path) ->
     trial.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "token": "k"})
     first = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
     second = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
-    assert first.take_over(trial.number)
+    (seen_by_first,), (seen_by_second,) = first.abandoned(), second.abandoned()
+    assert first.take_over(seen_by_first)
+    # The second saw it abandoned too, a moment before: it is taken only as it was seen.
+    assert not second.take_over(seen_by_second)
     # Now owned by a live process (this one, with a beating heartbeat): not abandoned any more.
     assert second.abandoned() == []
     assert first.is_mine(study.trials[trial.number])
+    assert study.trials[trial.number].state == TrialState.RUNNING  # same number, same trial
 
 
 def test_a_trial_asked_but_never_claimed_is_abandoned_after_the_claim_window(
@@ -307,3 +314,30 @@ def test_sigterm_stops_a_waiting_worker_at_once_and_a_busy_one_after_its_trial()
         with pytest.raises(SystemExit):
             busy.stop_if_requested()  # ...and the worker stops before its next trial
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_trial_put_back_by_a_takeover_and_asked_for_is_continued_not_restarted(
+    tmp_path: Path,
+) -> None:
+    """Between another process's put-back and its pop, a plain ask may pop the trial first."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    storage = open_sweep_storage(url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    space = build_search_space({"optim.lr": "interval(0.001, 0.1)"}, [])
+    trial = study.ask(space.distributions)
+    trial.set_user_attr(OWNER_ATTR, {"host": HOST, "pid": dead_pid(), "token": "k"})
+    storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)  # put back
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    source = TrialSource(
+        study,
+        storage,
+        leases,
+        space,
+        OmegaConf.create({}),
+        2,
+        lambda: claim_lock(url, storage, "s"),
+    )
+    asked = source.ask_new()
+    assert asked.number == trial.number and asked.params == trial.params
+    assert asked.continued is not None  # resumed from its checkpoint, in its own folder
+    assert len(study.trials) == 1 and leases.is_mine(study.trials[0])

@@ -72,7 +72,9 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
         killed.user_attrs[OWNER_ATTR]["worker"] != owner["worker"]
     )  # the other worker finished it
     assert f"[trial {number}] CONTINUED" in stdout
-    assert "[sweep] worker" in stdout and "stopped" in stdout
+    # The dead worker was replaced, in one line (issue 19), and nothing else was said of it.
+    assert f"[sweep] worker {owner['worker']} died" in stdout and "worker 2 started" in stdout
+    assert "Error executing job" not in stdout + stderr and ".pkl" not in stdout + stderr
 
     # Every trial printed as it ended, in its own folder, with cores // workers threads.
     for trial in study.trials:
@@ -80,9 +82,11 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
         assert read_metrics(Path(trial.user_attrs["run_dir"]))["torch_threads"] == max(
             1, available_cores() // 2
         )
+    # The two workers, and the one that replaced the dead one.
     assert sorted(p.name for p in (tmp_path / "multirun" / STUDY / ".workers").iterdir()) == [
         "worker_0",
         "worker_1",
+        "worker_2",
     ]
     assert f"[sweep] best trial {study.best_trial.number}" in stdout
     assert (tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
@@ -96,3 +100,58 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     }
     assert {"optuna", "submitit"} <= imported
     assert not {"torch", "lightning", "matplotlib"} & imported
+
+
+def test_both_workers_killed_one_after_the_other_are_replaced_and_the_sweep_ends_well(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    n_trials = 4
+    args = sweep_args(
+        names_path,
+        tmp_path,
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.workers=2",
+        "hydra.sweeper.pruner=none",
+        steps=300,
+    )
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
+        cwd=tmp_path,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    killed: dict[int, int] = {}  # worker index → the trial it was running
+    try:
+        for _ in range(2):  # worker 0 and worker 1, whichever is caught first, then the other
+            number, owner = wait_for_running_trial_with_checkpoint(
+                tmp_path,
+                sweep,
+                timeout=300,
+                owned_by=lambda owner: owner.get("worker") in {0, 1} - killed.keys(),
+            )
+            os.kill(int(owner["pid"]), signal.SIGKILL)
+            killed[int(owner["worker"])] = number
+        stdout, stderr = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 0, stderr[-3000:]
+
+    study = load_study(tmp_path)
+    assert len(trials_in(study, *FINISHED)) == len(study.trials) == n_trials  # no FAIL
+    continued = [
+        t.number
+        for t in study.trials
+        if read_metrics(tmp_path / "multirun" / STUDY / f"trial_{t.number}")["resumed_from_step"]
+    ]
+    assert set(killed.values()) <= set(continued) and len(continued) >= 2
+    # One line per replacement, and nothing else about the dead workers.
+    for worker, number in killed.items():
+        assert f"[sweep] worker {worker} died (" in stdout, stdout
+        assert f"started; trial {number} continues" in stdout
+    assert "worker 2 started" in stdout and "worker 3 started" in stdout
+    for noise in ("Traceback", "Error executing job", ".pkl", "error:"):
+        assert noise not in stdout + stderr, (stdout + stderr)[-3000:]

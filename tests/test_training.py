@@ -50,6 +50,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, names_path: Path) -> P
     return only_run_dir(cwd)
 
 
+@pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_default_run_beats_2p2_and_writes_every_contract_key(default_run: Path) -> None:
     metrics = json.loads((default_run / "metrics.json").read_text())
     assert set(CONTRACT_KEYS) <= metrics.keys()
@@ -67,6 +68,7 @@ def test_default_run_beats_2p2_and_writes_every_contract_key(default_run: Path) 
     assert (default_run / "csv" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_offline_wandb_run_reads_back_with_the_dev_loss(default_run: Path) -> None:
     run = next((default_run / "wandb").glob("offline-run-*"))
     wandb_cli = Path(sys.executable).with_name("wandb")
@@ -85,11 +87,13 @@ def test_offline_wandb_run_reads_back_with_the_dev_loss(default_run: Path) -> No
     assert record["state"] == "finished"
 
 
+@pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_best_checkpoint_loads_weights_only(default_run: Path) -> None:
     checkpoint = torch.load(default_run / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["vocab"][0] == "."
 
 
+@pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_sample_command_prints_names(default_run: Path) -> None:
     result = subprocess.run(
         [
@@ -141,6 +145,7 @@ def test_sample_command_names_a_missing_run(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "nope" in result.stderr
 
 
+@pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_plain_mlp_trains_under_2p3(
     tmp_path: Path, names_path: Path, run_env: dict[str, str]
 ) -> None:

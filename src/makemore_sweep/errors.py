@@ -36,6 +36,15 @@ class StorageError(UserError):
     """The Optuna storage cannot be reached or used."""
 
 
+class MissingExtraError(UserError):
+    """An optional feature's library is not installed; the message names the pip extra that brings it."""
+
+    @classmethod
+    def needs(cls, feature: str, package: str, extra: str) -> MissingExtraError:
+        """E.g. "the dashboard needs optuna-dashboard: pip install 'makemore-sweep[dashboard]'"."""
+        return cls(f"{feature} needs {package}: pip install 'makemore-sweep[{extra}]'")
+
+
 class TrainingDiverged(UserError):
     """The training loss became NaN, infinite or larger than `divergence_loss`."""
 
@@ -57,6 +66,11 @@ class TrainingDiverged(UserError):
         # Exceptions pickle as cls(*args) = cls(message); a sweep's trial may raise this in
         # another process (submitit pickles it back), so rebuild it from its fields.
         return (type(self), (self.step, self.loss, self.limit))
+
+
+class JobLost(Exception):
+    """A job ended without a result (killed, out of memory, a lost node): its message is a plain
+    sentence, printed as it is, without the class name a programming error would get."""
 
 
 def debug_enabled() -> bool:

@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import makemore_sweep
+from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.redaction import hide_secrets_in_command_line, redact_run_records
 from makemore_sweep.report.embeddings import plot_run_embeddings
 from makemore_sweep.sweeper.trial_reporting import TrialReporter
@@ -59,9 +60,11 @@ def run_task(cfg: DictConfig) -> Objective:
         run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
         Path(hydra_cfg.sweep.dir) if multirun else None,
     )
-    if cfg.get("task") and cfg.task.name == "lr_find":
-        return run_lr_find(cfg, run_dir).suggested_lr
+    # The one check of the run's configuration; below, training reads the typed `run`.
+    run = load_run_config(cfg)
+    if run.task is not None and run.task.name == "lr_find":
+        return run_lr_find(cfg, run, run_dir).suggested_lr
     hooks = run_hooks(cfg)
-    metrics = run_training(cfg, run_dir, hooks)
+    metrics = run_training(cfg, run, run_dir, hooks)
     trial = next((hook for hook in hooks if isinstance(hook, TrialReporter)), None)
     return float(metrics["val_loss"]) if trial is None else trial.objective_values(metrics)

@@ -16,8 +16,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hydra.core.utils import JobReturn
-
 from makemore_sweep.cluster.submitit_jobs import GRACEFUL_STOP_S, PatientSubmititLauncher
 
 THREADS_KEY = "threads"
@@ -31,9 +29,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def split_threads(job_overrides: Sequence[Sequence[str]], cores: int) -> list[list[str]]:
-    """Add `threads=N` to each job that does not set it, N = cores // number of jobs (≥ 1)."""
-    per_job = max(1, cores // max(1, len(job_overrides)))
+def split_threads(
+    job_overrides: Sequence[Sequence[str]], cores: int, jobs: int | None = None
+) -> list[list[str]]:
+    """Add `threads=N` to each job that does not set it, N = cores // jobs at once (≥ 1; by
+    default the jobs given)."""
+    per_job = max(1, cores // max(1, jobs or len(job_overrides)))
     split = []
     for overrides in job_overrides:
         sets_threads = any(o.lstrip("+~").startswith(f"{THREADS_KEY}=") for o in overrides)
@@ -43,14 +44,16 @@ def split_threads(job_overrides: Sequence[Sequence[str]], cores: int) -> list[li
 
 class ThreadSplittingLocalLauncher(PatientSubmititLauncher):
     cluster = "local"
+    # Jobs that run at once besides those of one launch: a sweep starts its workers one launch
+    # each, and they share the cores all the same.
+    parallel_jobs = 0
 
-    def launch(
-        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-    ) -> Sequence[JobReturn]:
+    def start(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
         assert self.config is not None
         if self.config.get(THREADS_KEY) is None:
-            job_overrides = split_threads(job_overrides, available_cores())
-        return super().launch(job_overrides, initial_job_idx)
+            jobs = max(len(job_overrides), self.parallel_jobs)
+            job_overrides = split_threads(job_overrides, available_cores(), jobs)
+        return super().start(job_overrides, initial_job_idx)
 
     def submit(self, executor: Any, job_params: list[Any]) -> list[Any]:
         """Start the jobs deaf to Ctrl-C: the terminal's SIGINT would reach them too, and submitit's

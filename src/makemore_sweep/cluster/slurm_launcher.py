@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.core.utils import JobReturn
-
 from makemore_sweep.cluster.submitit_jobs import PatientSubmititLauncher
 from makemore_sweep.errors import UserError
 
@@ -55,17 +53,33 @@ class JobsCannotStart(UserError):
     """SLURM refused the jobs, or they pend for a reason that will not go away."""
 
 
+# Final states of a job that squeue may still list (a preempted job is requeued: not final).
+ENDED_STATES = frozenset(
+    {
+        "CANCELLED",
+        "COMPLETED",
+        "FAILED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+    }
+)
+
+
 class CheckedSlurmLauncher(PatientSubmititLauncher):
     cluster = "slurm"
 
-    def launch(
-        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-    ) -> Sequence[JobReturn]:
+    def start(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
         show_sacct_warning_once()
-        self._next_check = 0.0
-        self._queued: set[str] = set()
-        self._missing_since: dict[str, float] = {}
-        return super().launch(job_overrides, initial_job_idx)
+        # Shared by the launches of one sweep, which wait in threads of their own (one worker
+        # each): keyed by job, so each launch looks after its own jobs.
+        if not hasattr(self, "_missing_since"):
+            self._next_check: dict[tuple[str, ...], float] = {}
+            self._missing_since: dict[str, float] = {}
+            self._last_state: dict[str, str] = {}
+        return super().start(job_overrides, initial_job_idx)
 
     def submission_failed(self, error: Exception) -> Exception:
         text = " ".join(str(error).split())
@@ -87,16 +101,36 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         since = self._missing_since.get(str(job.job_id))
         return since is not None and time.monotonic() - since > LEFT_QUEUE_GRACE_S
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The waiting state of this sweep's launches means nothing in a job, and other threads
+        # change it while a replacement worker's job is pickled.
+        state = super().__getstate__()
+        state.pop("_next_check", None)
+        state.pop("_missing_since", None)
+        state.pop("_last_state", None)
+        return state
+
+    def final_state(self, job: Any) -> str:
+        # submitit's job.state asks sacct, which a cluster without accounting does not have.
+        last = self._last_state.get(str(job.job_id))
+        if last in ENDED_STATES:
+            return f"{last}, then gone from the queue"
+        return f"gone from the queue (last seen {last or 'nowhere'})"
+
     def check_jobs(self, jobs: Sequence[Any]) -> None:
-        if time.monotonic() < self._next_check:
+        these = tuple(str(job.job_id) for job in jobs)
+        if time.monotonic() < self._next_check.get(these, 0.0):
             return
-        self._next_check = time.monotonic() + CHECK_EVERY_S
+        self._next_check[these] = time.monotonic() + CHECK_EVERY_S
         listed = queue(sorted({str(job.job_id).split("_")[0] for job in jobs}))
         if listed is None:
             return  # squeue failed this time: look again later
         for job in jobs:
             job_id = str(job.job_id)
+            # squeue keeps an ended job listed for a while (MinJobAge) in its final state.
             if job_id in listed:
+                self._last_state[job_id] = listed[job_id][0]
+            if job_id in listed and listed[job_id][0] not in ENDED_STATES:
                 self._missing_since.pop(job_id, None)
             else:
                 self._missing_since.setdefault(job_id, time.monotonic())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import OmegaConf
+
+from makemore_sweep.errors import JobLost
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,30 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
     # submitit's executor name ("local" or "slurm"), kept by us rather than read from upstream.
     cluster = "local"
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        # Set by the sweep to stop launches waiting in other threads (one launch per worker).
+        self.stop_requested = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # submitit pickles the launcher into each job; an Event does not pickle and means
+        # nothing there.
+        state = dict(self.__dict__)
+        state.pop("stop_requested", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.stop_requested = threading.Event()
+
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        return self.wait(self.start(job_overrides, initial_job_idx))
+
+    def start(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
+        """Submit the jobs and return at once: a sweep starts each worker alone (in its main
+        thread, where signals can be set) and waits for each in a thread of its own."""
         import submitit  # lazily, as upstream: plugin discovery must stay fast
 
         assert self.config is not None and len(job_overrides) > 0
@@ -58,17 +82,37 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
                 )
             )
         try:
-            jobs = self.submit(executor, job_params)
+            return self.submit(executor, job_params)
         except Exception as error:  # noqa: BLE001 - sbatch and submitit errors vary; subclasses explain them
             raise self.submission_failed(error) from None
+
+    def wait(self, jobs: Sequence[Any]) -> list[JobReturn]:
+        """Wait for every job, whatever happens to one; a dead one becomes a failed JobReturn."""
         try:
             while not all(self.job_done(job) for job in jobs):
+                if self.stop_requested.is_set():  # the sweep stops: another thread's Ctrl-C
+                    raise KeyboardInterrupt
                 self.check_jobs(jobs)
                 time.sleep(POLL_S)
         except BaseException:
             self.stop_jobs(jobs)
             raise
-        return [_result(job) for job in jobs]
+        return [self.result(job) for job in jobs]
+
+    def result(self, job: Any) -> JobReturn:
+        """The job's JobReturn; a failed one when it ended without a result.
+
+        A job is done (job_done) once its result file is there or it has left the queue for
+        good; without the file it was killed, and submitit's own wait would ask the cluster's
+        accounting (sacct), which may not exist, forever.
+        """
+        if not job.paths.result_pickle.exists():
+            return _no_result(job, f"in state {self.final_state(job)}")
+        return _result(job)
+
+    def final_state(self, job: Any) -> str:
+        """How a job that ended without a result was last seen (subclasses know better)."""
+        return str(job.state)
 
     # -- what subclasses may add --------------------------------------------------------
     def submit(self, executor: Any, job_params: list[Any]) -> list[Any]:
@@ -113,16 +157,19 @@ class PatientSubmititLauncher(BaseSubmititLauncher):
 
 
 def _result(job: Any) -> JobReturn:
+    from submitit.core.utils import FailedJobError
+
     try:
         return job.results()[0]
-    except Exception as error:  # noqa: BLE001 - killed, lost or failed outside the task: a failed job
-        job_return = JobReturn(status=JobStatus.FAILED)
-        job_return.return_value = RuntimeError(
-            f"job {job.job_id} ended without a result: {_first_line(error)}"
-        )
-        return job_return
+    except FailedJobError as error:  # the job raised: its traceback's last line is the cause
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return _no_result(job, lines[-1] if lines else "it failed")
+    except Exception as error:  # noqa: BLE001 - a damaged result: a failed job
+        return _no_result(job, type(error).__name__)
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+def _no_result(job: Any, how: str) -> JobReturn:
+    # submitit's own message names its pickle paths; how it ended says what happened.
+    job_return = JobReturn(status=JobStatus.FAILED)
+    job_return.return_value = JobLost(f"its job {job.job_id} ended without a result, {how}")
+    return job_return

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
@@ -33,8 +33,8 @@ S = TypeVar("S", bound=Section)
 def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
     """The composed configuration as a checked RunConfig; ConfigError names the first bad key.
 
-    Called before any work with `n_train=None`, and again once the data is read with the
-    number of training examples, to check that a batch fits in the training split.
+    Called once before any work (cli/train_job.py); once the data is read, `RunConfig.batch_fits`
+    checks that a batch fits in the training split.
     `logger` and `callbacks` are kept as they are (unresolved): their `_target_` constructors
     check them when they are built; `notes` is free-form.
     """
@@ -53,7 +53,10 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
                     else OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
                 )
                 values[f.name] = (
-                    None if plain is None else from_dict(_schema_of(f.name, plain), plain)
+                    None
+                    if plain is None
+                    # a non-mapping fails in from_dict with a ConfigError
+                    else from_dict(_schema_of(f.name, plain), typing.cast(Mapping[str, Any], plain))
                 )
             elif _is_section(_field_types()[f.name]):
                 values[f.name] = OmegaConf.to_object(cfg[f.name])
@@ -167,7 +170,7 @@ def _field_types(schema: type[Section] = RunConfig) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
 
 
-def _is_section(kind: Any) -> bool:
+def _is_section(kind: Any) -> TypeGuard[type[Section]]:
     return isinstance(kind, type) and issubclass(kind, Section)
 
 

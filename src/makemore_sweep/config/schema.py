@@ -14,7 +14,7 @@ an int field), and that refusal is reported with the same sentence as a value ou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, ClassVar
 
 from omegaconf import MISSING
@@ -45,6 +45,8 @@ class Section:
     """A node of the configuration at the dotted path `PATH`; checks its fields' rules when built."""
 
     PATH: ClassVar[str]
+    # Every section is a dataclass; this makes type[Section] a dataclass type for the checker.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def key(self, name: str) -> str:
         return f"{self.PATH}.{name}" if self.PATH else name
@@ -55,7 +57,7 @@ class Section:
 
     def __post_init__(self) -> None:
         skip = self.unchecked()
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             rule = f.metadata.get(RULE)
             if rule is not None and f.name not in skip:
                 rule.check(self.key(f.name), getattr(self, f.name))

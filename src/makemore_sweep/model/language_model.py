@@ -64,7 +64,8 @@ class LanguageModelTask(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
         spec = self.optim_spec
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, param in self.net.named_parameters():
             # Weight decay on matrices only: decaying BatchNorm gains and biases hurts.
             (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
@@ -92,10 +93,12 @@ class LanguageModelTask(L.LightningModule):
         # clipping threshold applies to the true gradient norm at every precision.
         self.clip_gradient_norm(optimizer)
 
-    def clip_gradient_norm(self, optimizer: torch.optim.Optimizer) -> None:
+    def clip_gradient_norm(self, optimizer: torch.optim.Optimizer | LightningOptimizer) -> None:
         if self.optim_spec.grad_clip > 0:
+            # Clipping reads only the parameter groups, the same through Lightning's wrapper.
+            raw = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
             self.clip_gradients(
-                optimizer,
+                raw,
                 gradient_clip_val=self.optim_spec.grad_clip,
                 gradient_clip_algorithm="norm",
             )

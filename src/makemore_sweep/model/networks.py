@@ -70,6 +70,7 @@ class BigramModel(nn.Module):
     """The count bigram with add-one smoothing: 'trained' by counting, evaluated like the MLP."""
 
     trainable = False
+    log_probs: torch.Tensor  # a buffer: saved in checkpoints, never trained
 
     def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig | None = None) -> None:
         super().__init__()

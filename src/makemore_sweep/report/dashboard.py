@@ -6,7 +6,7 @@ exists, prints the address of its page, then serves until interrupted.
 
 from __future__ import annotations
 
-from makemore_sweep.errors import ConfigError, StorageError
+from makemore_sweep.errors import ConfigError, MissingExtraError, StorageError
 from makemore_sweep.redaction import mask_secrets
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the dashboard can edit studies and has no authentication
@@ -17,8 +17,11 @@ def serve_dashboard(storage_url: str, study: str | None, port: int = DEFAULT_POR
     """Serve optuna-dashboard for `storage_url` on 127.0.0.1:`port` until interrupted."""
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is invalid: it must be between 1 and 65535.")
+    try:
+        from optuna_dashboard import run_server
+    except ModuleNotFoundError as error:  # an extra: pip install 'makemore-sweep[dashboard]'
+        raise MissingExtraError.needs("the dashboard", "optuna-dashboard", "dashboard") from error
     import optuna
-    from optuna_dashboard import run_server
 
     from makemore_sweep.report.sources import open_storage
 

@@ -19,11 +19,13 @@ matplotlib.use("Agg")  # optuna's plots go through pyplot; never open a window
 import matplotlib.pyplot as plt
 import numpy as np
 import optuna
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.report.embeddings import draw_embeddings, embedding_table, project_to_2d
-from makemore_sweep.report.sources import DEV_LOSS, ReportSource, TrialRecord, dev_loss_curve
+from makemore_sweep.report.sources import DEV_LOSS, ReportSource, dev_loss_curve
 
 TARGET_LOSS = 2.2
 # Dev losses published in the makemore lectures, on the same split (see DESIGN.md).
@@ -91,7 +93,9 @@ def history_figure(source: ReportSource) -> Figure:
     ax.set_xlabel("trial")
     ax.set_ylabel("dev loss (best of the run)")
     ax.set_title(f"optimisation history · {source.title}", loc="left")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
     return figure
@@ -105,10 +109,12 @@ def _optuna_figure(plot: Callable[[], object]) -> Figure:
     with matplotlib.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         result = plot()
-    axes = result.flat[0] if isinstance(result, np.ndarray) else result
-    figure = axes.figure  # type: ignore[union-attr]
+    axes = result.flat[0] if isinstance(result, np.ndarray) else result  # Axes, or a grid of them
+    figure = axes.get_figure(root=True) if isinstance(axes, Axes) else None
+    if figure is None:
+        raise TypeError(f"an Optuna plot returned {type(result).__name__}, not matplotlib Axes")
     figure.set_dpi(DPI)
-    return figure  # type: ignore[return-value]
+    return figure
 
 
 def _require_search(source: ReportSource, min_completed: int) -> None:
@@ -169,12 +175,12 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
     figure = _new_figure()
     ax = figure.add_subplot()
     drawn = 0
-    bigram: TrialRecord | None = None
+    bigram: tuple[int, float] | None = None  # the best bigram run: trial number, dev loss
     for trial in source.ranked():
         if trial.value is None:
             continue
         if trial.model_name == "bigram":
-            bigram = bigram or trial
+            bigram = bigram or (trial.number, trial.value)
             continue
         points = dev_loss_curve(trial)
         if drawn < n_curves and points:
@@ -192,12 +198,13 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
             "no completed trial has a learning curve (csv/metrics.csv or val_history)"
         )
     if bigram is not None:
+        number, loss = bigram
         ax.axhline(
-            float(bigram.value),
+            loss,
             color="#7f8c8d",
             linestyle="--",
-            label=f"bigram baseline (trial {bigram.number}): {bigram.value:.4f}",
-        )  # type: ignore[arg-type]
+            label=f"bigram baseline (trial {number}): {loss:.4f}",
+        )
     else:
         ax.axhline(
             BIGRAM_REFERENCE,
@@ -218,28 +225,27 @@ def pareto_figure(source: ReportSource) -> Figure:
     """Dev loss against the second objective (e.g. n_params), the Pareto front highlighted."""
     dev = source.objectives.index(DEV_LOSS) if DEV_LOSS in source.objectives else 0
     other = next(i for i in range(len(source.objectives)) if i != dev)
-    done = [t for t in source.completed if t.values is not None]
+    # (trial number, objective values) of the completed trials
+    done = [(t.number, t.values) for t in source.completed if t.values is not None]
     if not done:
         raise FigureSkipped("no trial has completed yet")
     front_numbers = set(source.pareto_front)
-    front = sorted((t for t in done if t.number in front_numbers), key=lambda t: t.values[other])  # type: ignore[index]
+    front = sorted((d for d in done if d[0] in front_numbers), key=lambda d: d[1][other])
     figure = _new_figure()
     ax = figure.add_subplot()
     ax.scatter(
-        [t.values[other] for t in done],
-        [t.values[dev] for t in done],
+        [values[other] for _, values in done],
+        [values[dev] for _, values in done],
         color="#9fb3c8",
         zorder=2,
         label="trial",
-    )  # type: ignore[index]
-    xs, ys = [t.values[other] for t in front], [t.values[dev] for t in front]  # type: ignore[index]
+    )
+    xs, ys = [values[other] for _, values in front], [values[dev] for _, values in front]
     ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.5, zorder=3)
     ax.scatter(xs, ys, color="#c0392b", zorder=4, label=f"Pareto front ({len(front)} trials)")
-    for trial, x, y in zip(front, xs, ys, strict=True):
-        ax.annotate(
-            str(trial.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
-    positive = [t.values[other] for t in done if t.values[other] > 0]  # type: ignore[index]
+    for (number, _), x, y in zip(front, xs, ys, strict=True):
+        ax.annotate(str(number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    positive = [values[other] for _, values in done if values[other] > 0]
     if len(positive) == len(done) and max(positive) / min(positive) >= 100:
         ax.set_xscale("log")  # parameter counts span decades
     ax.axhline(TARGET_LOSS, color="#27ae60", linewidth=2, label=f"target {TARGET_LOSS}")

@@ -55,14 +55,13 @@ def load_multirun_source(folder: Path) -> ReportSource:
     for number, run in enumerate(run_dirs):
         metrics = read_run_metrics(run)
         value = metrics.get("val_loss")
-        complete = metrics.get("state", "completed") == "completed" and isinstance(
-            value, int | float
-        )
+        loss = float(value) if isinstance(value, int | float) else None
+        complete = metrics.get("state", "completed") == "completed" and loss is not None
         params = {k: overrides[run][k] for k in searched if k in overrides[run]}
         record = TrialRecord(
             number=number,
             state="COMPLETE" if complete else "FAIL",
-            value=float(value) if complete else None,
+            value=loss if complete else None,
             params=params,
             run_dir=run.resolve(),
             metrics=metrics,

@@ -185,15 +185,19 @@ def _record_from_trial(trial: FrozenTrial, dev_index: int) -> TrialRecord:
     run_dir = trial.user_attrs.get(RUN_DIR_ATTR)
     path = Path(run_dir) if run_dir else None
     metrics = read_run_metrics(path) if path else {}
-    complete = trial.state == TrialState.COMPLETE and trial.values is not None
+    values = (
+        tuple(trial.values)
+        if trial.state == TrialState.COMPLETE and trial.values is not None
+        else None
+    )
     return TrialRecord(
         number=trial.number,
         state=trial.state.name,
-        value=trial.values[dev_index] if complete else None,  # type: ignore[index]
+        value=values[dev_index] if values is not None else None,
         params=dict(trial.params),
         run_dir=path,
         metrics=metrics,
-        values=tuple(trial.values) if complete else None,  # type: ignore[arg-type]
+        values=values,
     )
 
 

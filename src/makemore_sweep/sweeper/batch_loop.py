@@ -9,6 +9,7 @@ until the study holds n_trials finished trials:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweeper.leases import TrialLeases
+from makemore_sweep.sweeper.storage import claim_lock
 from makemore_sweep.sweeper.study_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
@@ -45,7 +47,10 @@ def run_batches(run: SweepRun) -> None:
         settings.grace_period,
         sweep_id=run.sweep_id,
     )
-    source = TrialSource(run.study, run.storage, leases, run.space, run.config, settings.n_trials)
+    lock = functools.partial(claim_lock, run.storage_url, run.storage, run.study.study_name)
+    source = TrialSource(
+        run.study, run.storage, leases, run.space, run.config, settings.n_trials, lock
+    )
     failed: list[FrozenTrial] = []
     job_idx = 0
     while True:

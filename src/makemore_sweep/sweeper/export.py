@@ -67,7 +67,7 @@ def config_changes(
     return changes
 
 
-def _diff(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+def _diff(ours: dict[Any, Any], theirs: dict[Any, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for key, value in ours.items():
         other = theirs.get(key, _MISSING)

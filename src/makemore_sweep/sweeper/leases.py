@@ -46,9 +46,6 @@ HOST = socket.gethostname()
 # A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial still
 # without an owner after this long was asked by a process killed in between.
 CLAIM_WINDOW_S = 10.0
-# Two processes may take over one abandoned trial at the same moment: each writes its token,
-# waits this long and reads it back; the one whose token is gone lets the trial go.
-TAKEOVER_SETTLE_S = 0.5
 
 
 def process_is_alive(pid: int) -> bool:
@@ -71,6 +68,12 @@ def process_is_alive(pid: int) -> bool:
 class Abandoned:
     number: int
     reason: str
+    key: str  # its owner and heartbeat as seen (see _lease_key)
+
+
+def _lease_key(trial: FrozenTrial) -> str:
+    """What changes whenever a trial is claimed or beats: its owner and heartbeat."""
+    return repr((trial.user_attrs.get(OWNER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR)))
 
 
 @dataclass
@@ -119,17 +122,28 @@ class TrialLeases:
         self.storage.set_trial_user_attr(trial_id, OWNER_ATTR, self.owner)
         self._beat(trial_id)
 
-    def take_over(self, number: int) -> bool:
-        """Claim an abandoned trial; False when another process took it over at the same moment."""
-        trial_id = self.trial_id(number)
+    def take_over(self, abandoned: Abandoned) -> bool:
+        """Continue an abandoned trial, settled by the storage: put back WAITING, then popped.
+
+        The trial keeps its number, parameters and user attributes. Optuna's WAITING → RUNNING
+        transition is atomic on every storage (a row update on a database, a journal entry
+        under the journal's lock), so of several processes only one pops it; the others get
+        False. The caller must hold the study's claim lock (storage.claim_lock): the trial is
+        read again first and taken only as it was seen, and only under the lock does nobody
+        put it back between another process's pop and its claim.
+        """
+        trial_id = self.trial_id(abandoned.number)
         try:
-            self.claim(trial_id)
-            time.sleep(TAKEOVER_SETTLE_S)
             frozen = self.storage.get_trial(trial_id)
+            if frozen.state != TrialState.RUNNING or _lease_key(frozen) != abandoned.key:
+                return False  # finished, or claimed by another process since it was seen
+            self.storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+            if not self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return False  # another process's ask popped it first: it is continued there
         except UpdateFinishedTrialError:
             return False
-        owner = frozen.user_attrs.get(OWNER_ATTR) or {}
-        return frozen.state == TrialState.RUNNING and owner.get("token") == self.owner["token"]
+        self.claim(trial_id)
+        return True
 
     def release(self, trial_id: int) -> None:
         """Say that this trial stopped in good order: the next free worker or run continues it."""
@@ -179,7 +193,7 @@ class TrialLeases:
         for trial in running:
             reason = self._abandonment_reason(trial)
             if reason is not None:
-                found.append(Abandoned(trial.number, reason))
+                found.append(Abandoned(trial.number, reason, _lease_key(trial)))
         return found
 
     def unclaimed_running(self) -> list[FrozenTrial]:
@@ -192,7 +206,7 @@ class TrialLeases:
 
     def _unchanged_for(self, trial: FrozenTrial) -> float:
         """Seconds (on our own clock) since this trial's owner or heartbeat last changed."""
-        key = repr((trial.user_attrs.get(OWNER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR)))
+        key = _lease_key(trial)
         sighting = self._sightings.get(trial.number)
         if sighting is None or sighting.key != key:
             self._sightings[trial.number] = _Sighting(key)

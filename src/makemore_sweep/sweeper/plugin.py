@@ -66,6 +66,10 @@ class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     workers: int | None = None
     # Failed trials are replaced; the sweep stops once more than this share of n_trials failed.
     max_failure_rate: float = 0.2
+    # Dead workers (SIGKILL, OOM, a lost node) replaced per sweep run before it stops: enough for
+    # every worker of a usual sweep to die once or twice, few enough that a worker that cannot
+    # start at all (a broken environment) ends the sweep within seconds (docs/sweeps.md).
+    max_worker_restarts: int = 4
     # The pruner with the best anytime curve over 3 seeds of beat_2p2 (BENCHMARKS.md).
     pruner: str = "hyperband"
     pruner_options: dict[str, Any] = field(default_factory=_default_pruner_options)
@@ -97,6 +101,7 @@ class MakemoreOptunaSweeper(Sweeper):
         n_jobs: int,
         workers: int | None,
         max_failure_rate: float,
+        max_worker_restarts: int,
         custom_search_space: str | None,
         params: DictConfig | None,
         pruner: str,
@@ -120,6 +125,7 @@ class MakemoreOptunaSweeper(Sweeper):
             n_jobs=int(n_jobs),
             workers=None if workers is None else int(workers),
             max_failure_rate=float(max_failure_rate),
+            max_worker_restarts=int(max_worker_restarts),
             custom_search_space=custom_search_space,
             params=params,
             pruner=pruner,

@@ -155,20 +155,21 @@ def _range_distribution(override: Override, value: RangeSweep) -> BaseDistributi
     if count <= 0:
         raise ValueError("the range holds no value")
     last = start + (count - 1) * step
-    low, high = sorted((float(start), float(last)))
-    if Decimal(str(low)) != min(start, last) or Decimal(str(float(abs(step)))) != abs(step):
+    lowest, highest = sorted((float(start), float(last)))
+    if Decimal(str(lowest)) != min(start, last) or Decimal(str(float(abs(step)))) != abs(step):
         # Not exact in binary floating point: keep Hydra's own values as choices.
         return CategoricalDistribution(_encoded(override))
-    return FloatDistribution(low, high, step=float(abs(step)))
+    return FloatDistribution(lowest, highest, step=float(abs(step)))
 
 
 def _encoded(override: Override) -> list[CategoricalChoiceType]:
-    choices = list(override.sweep_iterator(transformer=Transformer.encode))
-    for choice in choices:
+    choices: list[CategoricalChoiceType] = []
+    for choice in override.sweep_iterator(transformer=Transformer.encode):
         if not isinstance(choice, (str, int, float, bool, type(None))):
             raise TypeError(
                 f"a choice must be a str, int, float, bool or null, not {type(choice).__name__}"
             )
+        choices.append(choice)
     return choices
 
 

@@ -38,6 +38,7 @@ class SweepSettings:
     n_jobs: int
     workers: int | None
     max_failure_rate: float
+    max_worker_restarts: int
     custom_search_space: str | None
     params: Mapping[str, Any] | None
     pruner: str
@@ -64,6 +65,10 @@ class SweepSettings:
         if self.workers is not None and self.workers < 0:
             raise ConfigError(
                 f"hydra.sweeper.workers={self.workers} is invalid: it must be null, 0 or a positive integer."
+            )
+        if self.max_worker_restarts < 0:
+            raise ConfigError(
+                f"hydra.sweeper.max_worker_restarts={self.max_worker_restarts} is invalid: it must be an integer ≥ 0."
             )
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise ConfigError(

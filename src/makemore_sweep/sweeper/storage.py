@@ -22,15 +22,19 @@ anything is opened, and never creates a folder: a sweep creates only its default
 from __future__ import annotations
 
 import difflib
+import fcntl
 import importlib.util
+import os
 import re
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -51,6 +55,15 @@ CREATE_ATTEMPTS = 5
 # Seconds an SQLite writer waits for another process's lock before giving up; trials of
 # parallel and cooperating sweeps write to one file.
 SQLITE_LOCK_TIMEOUT_S = 60
+JOURNAL_CLAIM_STALE_S = 120
+# A lost node's database session (and the claim lock it holds) is dropped within about a
+# minute instead of TCP's default two hours.
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 # What a mistyped scheme is compared with, for "did you mean".
 KNOWN_SCHEMES = (
     "sqlite",
@@ -119,13 +132,62 @@ def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) ->
     return resolve_storage_url(url, "", base_dir)
 
 
-def local_lock_path(url: str) -> Path | None:
-    """What the workers of one machine lock to ask for trials one at a time (and never start
-    more than n_trials between them): the folder of an SQLite study, which leaves no lock file
-    behind. None for journal files, which may sit on a network file system where locks are
-    unreliable, and for database servers."""
+@contextmanager
+def claim_lock(url: str, storage: BaseStorage, study_name: str) -> Iterator[None]:
+    """The study's own lock, held while a process takes over or asks for a trial.
+
+    Optuna's WAITING → RUNNING pop settles who continues an abandoned trial; this lock makes
+    sure a process that saw a trial abandoned a moment ago cannot put it back after another
+    took it over, and that workers never start more than n_trials between them. Each storage
+    brings its own, and none leaves a file behind:
+    - SQLite (one machine): an flock of the study's folder;
+    - a journal file (NFS): Optuna's journal lock (an O_EXCL file, removed on release) beside it;
+    - PostgreSQL: a session advisory lock keyed by the study's name;
+    - other servers (MySQL, ...): none. Then a process can pass the read-again check between
+      another's pop and its claim, and two processes may continue one trial: share a study
+      between processes on PostgreSQL or a journal file.
+    """
     path = _file_of(url)
-    return path.parent if path is not None and url.startswith(SQLITE_PREFIX) else None
+    if path is not None and url.startswith(SQLITE_PREFIX):
+        with _folder_lock(path.parent):
+            yield
+    elif path is not None:
+        # A lock older than this is taken for a dead holder's: generous, since asking TPE for
+        # a trial on a long journal over NFS can take seconds.
+        lock = JournalFileOpenLock(f"{path}.claim", grace_period=JOURNAL_CLAIM_STALE_S)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+    elif isinstance(storage, RDBStorage) and storage.engine.dialect.name == "postgresql":
+        key = zlib.crc32(study_name.encode())  # advisory locks take a 64-bit integer
+        with storage.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    else:
+        yield
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    # A folder's descriptor takes flock like a file's, and no lock file is left behind.
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # no locks on this file system: the pop alone settles takeovers
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def open_sweep_storage(
@@ -150,7 +212,7 @@ def _naming_the_sweep_key() -> Iterator[None]:
         yield
     except StorageError as error:
         text = str(error)
-        if text.endswith("?"):  # a "did you mean" already says what to write
+        if text.endswith("?") or "pip install" in text:  # it already says what to do
             raise
         raise StorageError(f"{text.rstrip('.')}; check hydra.sweeper.storage.") from None
 
@@ -213,7 +275,7 @@ def _open_rdb(
     # pool_pre_ping: a sweep waits hours for cluster jobs, and idle connections get dropped.
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "postgresql":
-        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, **PG_KEEPALIVES}
     elif backend == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT_S}
     for attempt in range(1, CREATE_ATTEMPTS + 1):
@@ -230,12 +292,14 @@ def _open_rdb(
                 )
         except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
             # SQLAlchemy 2.1 picks psycopg (3) for postgresql://; postgresql+psycopg2:// picks psycopg2.
+            if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
+                # psycopg2 is what the `postgres` extra brings (and what postgresql:// falls back to).
+                raise StorageError(
+                    f"The storage URL {shown} needs the PostgreSQL driver psycopg2: "
+                    "pip install 'makemore-sweep[postgres]'"
+                ) from None
             missing = _reason(error.__cause__ or error, password)
-            fix = (
-                "install psycopg[binary], or write postgresql+psycopg2:// to use psycopg2"
-                if backend == "postgresql"
-                else "install its driver"
-            )
+            fix = "install psycopg[binary]" if backend == "postgresql" else "install its driver"
             raise StorageError(
                 f"The storage URL {shown} needs a database driver that is not installed ({missing}); {fix}."
             ) from None

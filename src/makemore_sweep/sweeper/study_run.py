@@ -96,7 +96,7 @@ class SweepRun:
     def check_failure_budget(self, failed: list[FrozenTrial]) -> None:
         if not failed or len(failed) <= self.settings.allowed_failures():
             return
-        last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or 0)  # type: ignore[arg-type,return-value]
+        last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or 0)
         raise TooManyFailures(
             f"Too many failed trials: {len(failed)}, more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate} "
             f"of n_trials={self.settings.n_trials} allows; the last, trial {last.number}, failed with: "

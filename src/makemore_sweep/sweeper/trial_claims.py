@@ -7,10 +7,8 @@ there when one was written (else it starts over in the same folder).
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
-from makemore_sweep.sweeper.leases import TrialLeases
+from makemore_sweep.sweeper.leases import OWNER_ATTR, TrialLeases
 from makemore_sweep.sweeper.progress_printer import count_states, finished
 from makemore_sweep.sweeper.search_space import SearchSpace
 
@@ -56,9 +54,9 @@ class TrialSource:
         space: SearchSpace,
         config: DictConfig,
         n_trials: int,
-        lock_path: Path | None = None,
+        claim_lock: Callable[[], AbstractContextManager[None]],
     ) -> None:
-        self.lock_path = lock_path
+        self.claim_lock = claim_lock  # storage.claim_lock of the study, where there is one
         self.study = study
         self.storage = storage
         self.leases = leases
@@ -79,56 +77,42 @@ class TrialSource:
 
     def take_abandoned(self) -> ClaimedTrial | None:
         """Take over the oldest abandoned trial, if any (another process may win it: then the next)."""
+        with self.claim_lock():
+            return self._take_abandoned()
+
+    def _take_abandoned(self) -> ClaimedTrial | None:
         for abandoned in self.leases.abandoned():
-            if not self.leases.take_over(abandoned.number):
-                continue
-            trial_id = self.leases.trial_id(abandoned.number)
-            frozen = self.storage.get_trial(trial_id)
-            self.storage.set_trial_user_attr(
-                trial_id, CONTINUED_ATTR, int(frozen.user_attrs.get(CONTINUED_ATTR, 0)) + 1
-            )
-            self.storage.set_trial_user_attr(trial_id, CONTINUED_REASON_ATTR, abandoned.reason)
-            params = self._complete_params(trial_id, dict(frozen.params))
-            return ClaimedTrial(abandoned.number, trial_id, params, continued=abandoned.reason)
+            if self.leases.take_over(abandoned):
+                return self._continued(abandoned.number, abandoned.reason)
         return None
 
+    def _continued(self, number: int, reason: str) -> ClaimedTrial:
+        trial_id = self.leases.trial_id(number)
+        frozen = self.storage.get_trial(trial_id)
+        times = int(frozen.user_attrs.get(CONTINUED_ATTR, 0)) + 1
+        self.storage.set_trial_user_attr(trial_id, CONTINUED_ATTR, times)
+        self.storage.set_trial_user_attr(trial_id, CONTINUED_REASON_ATTR, reason)
+        params = self._complete_params(trial_id, dict(frozen.params))
+        return ClaimedTrial(number, trial_id, params, continued=reason)
+
     def ask_new(self) -> ClaimedTrial:
+        """A new trial from the sampler (or the enqueued queue). A trial put back by another
+        process's takeover may be popped here first: it is continued, not started afresh."""
         trial = self.space.suggest(self.study, self.config)
         trial_id = self.leases.trial_id(trial.number)
+        earlier_owner = self.storage.get_trial(trial_id).user_attrs.get(OWNER_ATTR)
         self.leases.claim(trial_id)
+        if earlier_owner is not None:
+            return self._continued(trial.number, "put back by another process's takeover")
         return ClaimedTrial(trial.number, trial_id, dict(trial.params))
 
     def next(self) -> ClaimedTrial | None:
         """An abandoned trial to continue, else a new one while the study has room, else None."""
-        with self._asking():
-            continued = self.take_abandoned()
+        with self.claim_lock():
+            continued = self._take_abandoned()
             if continued is not None:
                 return continued
             return self.ask_new() if self.missing() > 0 else None
-
-    @contextmanager
-    def _asking(self) -> Iterator[None]:
-        """Take over, count and ask under a lock of the study's folder where the storage is a
-        file: no two workers of this machine take over one trial or ask for the last missing
-        one together. Across hosts (a database server) take_over's read-back settles a tie, and
-        the last trial may be asked by one more worker each."""
-        if self.lock_path is None:
-            yield
-            return
-        # A folder's descriptor takes flock like a file's, and no lock file is left behind.
-        descriptor = os.open(self.lock_path, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-            except OSError:  # no locks on this file system: at most one trial more per worker
-                yield
-                return
-            try:
-                yield
-            finally:
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
-        finally:
-            os.close(descriptor)
 
     def _complete_params(self, trial_id: int, params: dict[str, Any]) -> dict[str, Any]:
         """Sample what a trial asked by a process killed mid-way never got (rare), so it can run."""

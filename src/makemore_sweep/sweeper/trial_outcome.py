@@ -5,6 +5,8 @@ PRUNED is recorded by the run itself (`trial_reporting.py`), after its metrics.j
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +17,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.errors import UserError
+from makemore_sweep.errors import JobLost, UserError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR, OWNER_ATTR
 
@@ -41,7 +43,10 @@ def failure_reason(job_return: JobReturn | BaseException) -> str | None:
     if job_return.status == JobStatus.COMPLETED:
         return None
     try:
-        _ = job_return.return_value  # re-raises the exception the job failed with
+        # Reading it re-raises the job's exception, and Hydra prints "Error executing job with
+        # overrides" each time: the sweep says why in its own line instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            _ = job_return.return_value
     except BaseException as error:  # noqa: BLE001 - the job's own error, whatever it is, is the reason
         return one_line(error)
     return f"the job ended with status {job_return.status.name}"
@@ -66,7 +71,7 @@ def objective_values(
 
 
 def one_line(error: Any) -> str:
-    if isinstance(error, UserError):
+    if isinstance(error, (UserError, JobLost)):
         text = str(error)
     elif isinstance(error, BaseException):
         text = f"{type(error).__name__}: {error}"
@@ -92,7 +97,7 @@ def record_outcome(
         if values is not None:
             study.tell(frozen.number, values=values)
         else:
-            fail_trial(study, storage, trial_id, reason)
+            fail_trial(study, storage, trial_id, reason or "the job returned no objective values")
     except UpdateFinishedTrialError:
         pass  # another process finished it meanwhile
     return storage.get_trial(trial_id)

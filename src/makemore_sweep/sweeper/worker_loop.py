@@ -17,6 +17,7 @@ worker, or the next run of the same command, continues it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -41,7 +42,7 @@ from makemore_sweep.sweeper.settings import (
     is_grid,
 )
 from makemore_sweep.sweeper.stop_request import StopRequest
-from makemore_sweep.sweeper.storage import local_lock_path, open_sweep_storage
+from makemore_sweep.sweeper.storage import claim_lock, open_sweep_storage
 from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
     TrialSource,
@@ -95,7 +96,7 @@ class WorkerLoop:
             self.space,
             self.master_config,
             self.settings.n_trials,
-            local_lock_path(self.storage_url),
+            functools.partial(claim_lock, self.storage_url, storage, self.study_name),
         )
         ran: list[dict[str, Any]] = []
         with StopRequest().installed() as stop:

@@ -12,11 +12,14 @@ it ends (and when a trial is continued). The workers' own output goes to their j
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import threading
+from collections.abc import Iterable
 
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.types import RunMode
 from omegaconf import OmegaConf
@@ -24,6 +27,7 @@ from optuna.trial import TrialState
 
 from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
+from makemore_sweep.sweeper.leases import OWNER_ATTR
 from makemore_sweep.sweeper.study_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
 from makemore_sweep.sweeper.trial_outcome import failure_reason
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 WORKERS_DIR = ".workers"  # worker_K/ under the sweep folder: each worker's Hydra files and log
 WATCH_S = 1.0
+STOP_WAIT_S = 30.0  # how long a stopped sweep waits for its launches to stop their jobs
+IN_THIS_PROCESS = "in this process"
 
 
 class SweepInterrupted(UserError):
@@ -41,6 +47,10 @@ class SweepInterrupted(UserError):
 
 class WorkersStopped(UserError):
     """The workers ended before the study was complete, for reasons of their own."""
+
+
+class WorkersDied(UserError):
+    """More workers died than `hydra.sweeper.max_worker_restarts` allows to replace."""
 
 
 def run_workers(run: SweepRun, workers: int) -> None:
@@ -57,17 +67,15 @@ def run_workers(run: SweepRun, workers: int) -> None:
     )
     launcher, where = _launcher(run, task, workers)
     run.printer.say(f"[sweep] {workers} worker{'s' if workers > 1 else ''} {where}")
-    # A worker's job is composed like a trial's, the sweep's fixed overrides included, in a folder of its own.
-    jobs = [
-        [*run.space.trial_overrides({}), f"hydra.sweep.subdir={WORKERS_DIR}/worker_{i}"]
-        for i in range(workers)
-    ]
     watcher = StudyWatcher(run)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.watch, args=(stop,), name="sweep-watcher", daemon=True)
     thread.start()
     try:
-        returns = list(launcher.launch(jobs, initial_job_idx=0))
+        if where == IN_THIS_PROCESS:  # nothing to replace: a worker that dies takes the sweep along
+            reasons = _reasons(enumerate(launcher.launch([_worker_job(run, 0)], initial_job_idx=0)))
+        else:
+            reasons = WorkerSupervisor(run, launcher, watcher).supervise(workers)
     except KeyboardInterrupt:
         raise SweepInterrupted(
             "The sweep was interrupted; run the same command again to continue its unfinished trials from their checkpoints."
@@ -75,7 +83,144 @@ def run_workers(run: SweepRun, workers: int) -> None:
     finally:
         stop.set()
         thread.join()
-    _report_workers(run, returns)
+    _report_workers(run, reasons)
+
+
+def _worker_job(run: SweepRun, index: int) -> list[str]:
+    """A worker's job is composed like a trial's, the sweep's fixed overrides included, in a folder of its own."""
+    return [*run.space.trial_overrides({}), f"hydra.sweep.subdir={WORKERS_DIR}/worker_{index}"]
+
+
+class WorkerSupervisor:
+    """Starts the workers, each as a launch of its own, and replaces one that dies.
+
+    A worker dies when its process or job ends without its summary: SIGKILL, the OOM killer, a
+    lost node, a failed SLURM job. While the study still needs trials and
+    `hydra.sweeper.max_worker_restarts` allows, a new worker (the next index) takes its place;
+    its unfinished trial is abandoned (its process is gone) and the next free worker continues it
+    from its checkpoint. A worker that returns its summary has found the study complete.
+    """
+
+    def __init__(self, run: SweepRun, launcher: Launcher, watcher: StudyWatcher) -> None:
+        self.run = run
+        self.launcher = launcher
+        self.watcher = watcher  # knows which trial each worker was running, as it last looked
+        self.ended: queue.Queue[tuple[int, JobReturn | BaseException]] = queue.Queue()
+        self.threads: list[threading.Thread] = []
+        self.workers = 0
+
+    def supervise(self, workers: int) -> list[tuple[int, str]]:
+        """Supervise until every worker has ended; the reasons of those that died unreplaced."""
+        self.workers = workers
+        budget = self.run.settings.max_worker_restarts
+        running, next_index, restarts = 0, workers, 0
+        unreplaced: list[tuple[int, str]] = []
+        try:
+            for index in range(workers):
+                self._start(index)
+                running += 1
+            while running:
+                index, outcome = self._next_ended()
+                running -= 1
+                reason = worker_death(outcome)
+                if reason is None:
+                    continue
+                if self._study_done():
+                    self.run.printer.say(
+                        f"[sweep] worker {index} died ({reason}); not replaced: the study has its trials"
+                    )
+                    continue
+                held = self._held_trial(index)
+                if restarts >= budget:
+                    self.run.printer.say(f"[sweep] worker {index} died ({reason}){held}")
+                    unreplaced.append((index, reason))
+                    continue
+                restarts += 1
+                self.run.printer.say(
+                    f"[sweep] worker {index} died ({reason}); worker {next_index} started{held}"
+                )
+                self._start(next_index)
+                next_index, running = next_index + 1, running + 1
+        except BaseException:
+            stop_launches(self.launcher)
+            for thread in self.threads:
+                thread.join(timeout=STOP_WAIT_S)
+            raise
+        if unreplaced and not self._study_done():
+            raise WorkersDied(
+                f"{len(unreplaced)} worker(s) died with no replacement left "
+                f"(hydra.sweeper.max_worker_restarts={budget} spent); the first: {unreplaced[0][1]}; "
+                "run the same command again to continue the study."
+            )
+        return []
+
+    def _start(self, index: int) -> None:
+        job = [_worker_job(self.run, index)]
+        start, wait_for = (
+            getattr(self.launcher, "start", None),
+            getattr(self.launcher, "wait", None),
+        )
+        try:
+            if callable(start) and callable(wait_for):
+                # This project's submitit launchers (cluster/submitit_jobs.py) submit here, in the
+                # main thread, where the local one may set signals around it; only the waiting
+                # happens in a thread. Their workers share the cores as one batch would.
+                if hasattr(self.launcher, "parallel_jobs"):
+                    self.launcher.parallel_jobs = self.workers
+                wait = functools.partial(wait_for, start(job, initial_job_idx=index))
+            else:
+                wait = functools.partial(self.launcher.launch, job, initial_job_idx=index)
+        except UserError:
+            raise  # jobs that can never start (SLURM): the sentence says what to change
+        except Exception as error:  # noqa: BLE001 - a passing submission failure: one more death
+            self.ended.put((index, error))
+            return
+
+        def wait_for_it() -> None:
+            try:
+                returned: JobReturn | BaseException = next(iter(wait()))
+            except BaseException as error:  # noqa: BLE001 - the launch itself failed: this worker is dead
+                returned = error
+            self.ended.put((index, returned))
+
+        thread = threading.Thread(target=wait_for_it, name=f"sweep-worker-{index}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _next_ended(self) -> tuple[int, JobReturn | BaseException]:
+        while True:  # a timeout, so that Ctrl-C reaches this thread while it waits
+            try:
+                return self.ended.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def _study_done(self) -> bool:
+        counts = {s: 0 for s in TrialState}
+        for trial in self.run.study.get_trials(deepcopy=False):
+            counts[trial.state] += 1
+        return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] >= self.run.settings.n_trials
+
+    def _held_trial(self, index: int) -> str:
+        """`; trial 5 continues from step 1750`: the trial the dead worker was running, if any."""
+        held = self.watcher.held.get(index)
+        if held is None:
+            return ""
+        number, step = held
+        return f"; trial {number} continues" + (f" from step {step}" if step else "")
+
+
+def worker_death(outcome: JobReturn | BaseException) -> str | None:
+    """Why a worker's job ended without its summary; None when it returned the summary."""
+    if _returned_summary(outcome):
+        return None
+    return failure_reason(outcome) or "it ended without its summary"
+
+
+def stop_launches(launcher: Launcher) -> None:
+    """Ask the launcher's waiting launches to stop their jobs (Ctrl-C, or an error here)."""
+    stop = getattr(launcher, "stop_requested", None)
+    if isinstance(stop, threading.Event):
+        stop.set()
 
 
 def _local_processes(run: SweepRun, task: WorkerLoop) -> Launcher:
@@ -113,20 +258,25 @@ def _launcher(run: SweepRun, task: WorkerLoop, workers: int) -> tuple[Launcher, 
         config=run.config, hydra_context=run.hydra_context, task_function=task
     )
     where = {
-        "basic": "in this process",
+        "basic": IN_THIS_PROCESS,
         "local": "as processes on this machine",
         "slurm": "as SLURM jobs",
     }
     return launcher, where.get(str(choice), f"through hydra/launcher={choice}")
 
 
-def _report_workers(run: SweepRun, returns: list[JobReturn]) -> None:
-    reasons = []
-    for index, job_return in enumerate(returns):
-        reason = failure_reason(job_return) if not _returned_summary(job_return) else None
+def _reasons(returns: Iterable[tuple[int, JobReturn | BaseException]]) -> list[tuple[int, str]]:
+    found = []
+    for index, outcome in returns:
+        reason = worker_death(outcome)
         if reason is not None:
-            reasons.append(reason)
-            run.printer.say(f"[sweep] worker {index} stopped: {reason}")
+            found.append((index, reason))
+    return found
+
+
+def _report_workers(run: SweepRun, reasons: list[tuple[int, str]]) -> None:
+    for index, reason in reasons:
+        run.printer.say(f"[sweep] worker {index} stopped: {reason}")
     run.check_failure_budget(run.failures_of_this_sweep())
     counts = {s: 0 for s in TrialState}
     for trial in run.study.get_trials(deepcopy=False):
@@ -134,15 +284,14 @@ def _report_workers(run: SweepRun, returns: list[JobReturn]) -> None:
     if counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] < run.settings.n_trials and reasons:
         raise WorkersStopped(
             f"Every worker stopped before the study had n_trials={run.settings.n_trials} finished trials; "
-            f"the first said: {reasons[0]}"
+            f"the first said: {reasons[0][1]}"
         )
 
 
-def _returned_summary(job_return: JobReturn) -> bool:
-    try:
-        return isinstance(job_return.return_value, dict)
-    except BaseException:  # noqa: BLE001 - the worker's own error: failure_reason says it
+def _returned_summary(outcome: JobReturn | BaseException) -> bool:
+    if isinstance(outcome, BaseException) or outcome.status != JobStatus.COMPLETED:
         return False
+    return isinstance(outcome.return_value, dict)
 
 
 class StudyWatcher:
@@ -152,6 +301,7 @@ class StudyWatcher:
         self.run = run
         trials = run.study.get_trials(deepcopy=False)
         self.printed = {t.number for t in trials if t.state.is_finished()}
+        self.held: dict[int, tuple[int, int | None]] = {}  # worker → (trial, last step reported)
         self.continued = {t.number: int(t.user_attrs.get(CONTINUED_ATTR, 0)) for t in trials}
 
     def watch(self, stop: threading.Event) -> None:
@@ -166,7 +316,11 @@ class StudyWatcher:
             log.debug("Watching the study failed: %s", error)
 
     def poll(self) -> None:
+        held: dict[int, tuple[int, int | None]] = {}
         for trial in self.run.study.get_trials(deepcopy=False):
+            owner = trial.user_attrs.get(OWNER_ATTR) or {}
+            if trial.state == TrialState.RUNNING and owner.get("sweep_id") == self.run.sweep_id:
+                held[int(owner.get("worker", -1))] = (trial.number, trial.last_step)
             times = int(trial.user_attrs.get(CONTINUED_ATTR, 0))
             if times > self.continued.get(trial.number, 0):
                 self.continued[trial.number] = times
@@ -176,3 +330,8 @@ class StudyWatcher:
             if trial.state.is_finished() and trial.number not in self.printed:
                 self.printed.add(trial.number)
                 self.run.printer.trial_finished(trial, self.run.study)
+        # A worker's trial, as last seen: kept when it disappears with a dead worker's takeover.
+        for worker, trial_and_step in held.items():
+            self.held[worker] = trial_and_step
+        for worker in [w for w, (n, _) in self.held.items() if n in self.printed]:
+            del self.held[worker]

@@ -32,6 +32,9 @@ def print_summary(metrics: dict[str, Any], run_dir: Path, console: Console | Non
     table.add_row("training time", f"{_fmt(metrics['train_time_s'], '.1f')} s")
     ttt = metrics["time_to_target_s"]
     table.add_row(f"time to < {target}", "never" if ttt is None else f"{ttt:.1f} s")
-    table.add_row("samples", ", ".join(metrics["samples"][:10]))
-    table.add_row("novel samples", f"{metrics['novel_fraction']:.0%}")
+    # A pruned run has no samples (null): it was not evaluated.
+    table.add_row("samples", ", ".join((metrics.get("samples") or [])[:10]) or "—")
+    table.add_row("novel samples", _fmt(metrics.get("novel_fraction"), ".0%"))
+    if metrics.get("not_evaluated"):
+        table.add_row("not evaluated", str(metrics["not_evaluated"]))
     console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -47,7 +47,8 @@ class WandbRunLogger(WandbLogger):
         self, project: str, save_dir: str, id: str | None = None, **init_args: Any
     ) -> None:
         run = None
-        if rank_zero_only.rank == 0:  # as Lightning does: other processes log nothing
+        # As Lightning does: other processes log nothing (it sets `rank` on the decorator).
+        if getattr(rank_zero_only, "rank", 0) == 0:
             import wandb
 
             run = wandb.init(project=project, dir=save_dir, id=id, resume="allow", **init_args)
@@ -67,7 +68,7 @@ def sweep_identity() -> tuple[str | None, str | None]:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None, None
-    group = OmegaConf.select(hydra_cfg, "sweeper.study_name") or _shown_path(
+    group = OmegaConf.select(cast(DictConfig, hydra_cfg), "sweeper.study_name") or _shown_path(
         Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.cwd)
     )
     return str(group), f"{group}#{hydra_cfg.job.num}"

@@ -23,13 +23,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from rich.progress import track
 
-from makemore_sweep.config.conversion import load_run_config
-from makemore_sweep.config.instantiation import build as instantiate
-from makemore_sweep.data.datamodule import NamesDataModule
+from makemore_sweep.config.schema import LrFindTask, RunConfig
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.language_model import LanguageModelTask
 from makemore_sweep.training.loggers import build_loggers, finish_loggers, log_run_config
-from makemore_sweep.training.run import configure_threads
+from makemore_sweep.training.run import build_datamodule, build_module, configure_threads
 from makemore_sweep.training.trainer_factory import progress_bar_wanted
 
 LR_FIND_PNG = "lr_find.png"
@@ -159,32 +157,30 @@ def write_lr_find_files(result: LRFinderResult, run_dir: Path, extra: dict[str, 
     (run_dir / LR_FIND_JSON).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
-    """Run the finder as configured; write lr_find.png/.csv/.json in `run_dir` and log them."""
-    load_run_config(cfg)  # task.* ranges: LrFindTask in config/schema.py
-    task = cfg.task
-    configure_threads(cfg.get("threads"))
-    L.seed_everything(cfg.seed, verbose=False)
-    datamodule: NamesDataModule = instantiate(cfg.data)
+def run_lr_find(cfg: DictConfig, run: RunConfig, run_dir: Path) -> LRFinderResult:
+    """Run the finder as configured; write lr_find.png/.csv/.json in `run_dir` and log them.
+
+    `run` is `cfg` checked and typed by the entry point (its `task` an LrFindTask); `cfg` is only
+    what W&B logs as the run's config.
+    """
+    task = run.task
+    assert isinstance(task, LrFindTask)
+    configure_threads(run.threads)
+    L.seed_everything(run.seed, verbose=False)
+    datamodule = build_datamodule(run)
     splits = datamodule.splits
     print(splits.summary.line(), flush=True)
-    load_run_config(cfg, n_train=len(splits.train[0]))
-    module: LanguageModelTask = instantiate(
-        cfg.module,
-        vocab=list(splits.vocab.chars),
-        block_size=cfg.data.block_size,
-        max_steps=int(task.num_steps),
-        _convert_="all",
-    )
+    run.batch_fits(len(splits.train[0]))
+    module = build_module(run, vocab=list(splits.vocab.chars), max_steps=task.num_steps)
     if not getattr(module.net, "trainable", True):
         raise ConfigError(
             "task=lr_find needs a trained network: model=bigram is counted, not trained."
         )
 
-    rates = exponential_rates(float(task.min_lr), float(task.max_lr), int(task.num_steps))
+    rates = exponential_rates(task.min_lr, task.max_lr, task.num_steps)
     window = max(3, round(task.smoothing_window * len(rates)))
     losses = sweep_rates(
-        module, splits.train, cfg.data.batch_size, rates, window, task.stop_factor, cfg.seed
+        module, splits.train, run.data.batch_size, rates, window, task.stop_factor, run.seed
     )
     if len(losses) < window:
         raise ConfigError(
@@ -196,12 +192,12 @@ def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
     )
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    title = f"learning-rate finder: {cfg.model.name}, {cfg.optim.name}, batch {cfg.data.batch_size}"
+    title = f"learning-rate finder: {run.model.name}, {run.optim.name}, batch {run.data.batch_size}"
     png = plot_lr_find(result, run_dir / LR_FIND_PNG, title)
     write_lr_find_files(
-        result, run_dir, {"optimizer": cfg.optim.name, "batch_size": cfg.data.batch_size}
+        result, run_dir, {"optimizer": run.optim.name, "batch_size": run.data.batch_size}
     )
-    log_lr_find(cfg, result, png)
+    log_lr_find(cfg, run, result, png)
     print(
         f"lr finder: lowest smoothed loss {min(smoothed):.3f} at lr {result.suggested_lr:.3g} "
         f"({result.steps_run} of {len(rates)} steps)\n"
@@ -212,11 +208,11 @@ def run_lr_find(cfg: DictConfig, run_dir: Path) -> LRFinderResult:
     return result
 
 
-def log_lr_find(cfg: DictConfig, result: LRFinderResult, png: Path) -> None:
+def log_lr_find(cfg: DictConfig, run: RunConfig, result: LRFinderResult, png: Path) -> None:
     """The curve, the plot and the suggestion to every logger (W&B job type `lr_find`)."""
     from lightning.pytorch.loggers import WandbLogger
 
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(run.logger)
     log_run_config(loggers, cfg)
     for logger in loggers:
         for step, (lr, loss, smoothed) in enumerate(

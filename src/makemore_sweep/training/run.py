@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.instantiation import build as instantiate
+from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
@@ -52,13 +52,17 @@ def configure_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) -> dict[str, Any]:
+def run_training(
+    cfg: DictConfig, run: RunConfig, run_dir: Path, hooks: Sequence[RunHook] = ()
+) -> dict[str, Any]:
     """Train one model as configured; write metrics.json in `run_dir` and return its contents.
 
+    `run` is `cfg` checked and typed (config/conversion.py load_run_config, called once by the
+    entry point): everything below reads it. `cfg` itself is only what the hooks may adjust
+    (the W&B group, in `logger`, a node `run` shares) and what W&B logs as the run's config.
     `hooks` are what the caller adds (a sweep trial's pruning and reporting, figures for W&B).
     """
-    load_run_config(cfg)
-    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
+    resume_from = checkpoint_to_resume(run.ckpt_path, run_dir)
     started = time.perf_counter()
     job = SlurmJob.from_environment()
     if job.job_id:
@@ -67,29 +71,24 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
         )
 
         survive_own_requeue()
-    configure_threads(torch_threads(cfg.get("threads"), job))
-    L.seed_everything(cfg.seed, verbose=False)
+    configure_threads(torch_threads(run.threads, job))
+    L.seed_everything(run.seed, verbose=False)
 
-    datamodule: NamesDataModule = instantiate(cfg.data)
+    datamodule = build_datamodule(run)
     datamodule.setup()
     splits = datamodule.splits
     print(splits.summary.line(), flush=True)
-    load_run_config(cfg, n_train=len(splits.train[0]))
+    run.batch_fits(len(splits.train[0]))
 
-    plan = plan_steps(cfg.trainer, n_train=len(splits.train[0]), batch_size=cfg.data.batch_size)
+    plan = plan_steps(run.trainer, n_train=len(splits.train[0]), batch_size=run.data.batch_size)
     datamodule.step_plan = plan
-    module: LanguageModelTask = instantiate(
-        cfg.module,
-        vocab=list(splits.vocab.chars),
-        block_size=cfg.data.block_size,
-        max_steps=plan.max_steps,
-        _convert_="all",
-    )
-    monitor = RunMonitor(target_loss=cfg.target_loss)
+    module = build_module(run, vocab=list(splits.vocab.chars), max_steps=plan.max_steps)
+    monitor = RunMonitor(target_loss=run.target_loss)
     callbacks = [
         monitor,
         RandomStateKeeper(),
-        *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None),
+        # Untyped `_target_` nodes (RunConfig.callbacks): their constructors check them.
+        *(instantiate(c) for c in (run.callbacks or {}).values() if c is not None),
     ]
     resume_from = resume_checkpoint(resume_from, run_dir, job)
     if resume_from:
@@ -100,19 +99,19 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
         hook.configure(cfg)
         callbacks.append(hook)
     loggers = build_loggers(
-        cfg.get("logger"),
+        run.logger,  # the node the hooks adjusted
         wandb_id=previous_wandb_run_id(run_dir) if resume_from else None,
         resuming=resume_from is not None,
     )
     log_run_config(loggers, cfg, extra=job.record())
-    trainer = build_trainer(cfg.trainer, plan, loggers, callbacks, run_dir)
+    trainer = build_trainer(run.trainer, plan, loggers, callbacks, run_dir)
     setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
 
     best_path = run_dir / BEST_CHECKPOINT
 
     def record(state: str, error: str | None) -> dict[str, Any]:
         metrics = collect_metrics(
-            cfg, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job
+            run, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job
         )
         save_outcome(run_dir, metrics, hooks)
         return metrics
@@ -138,12 +137,33 @@ def run_training(cfg: DictConfig, run_dir: Path, hooks: Sequence[RunHook] = ()) 
             EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
         ) from None
 
-    metrics = record("pruned" if any(hook.stopped_early for hook in hooks) else "completed", None)
-    images = {key: png for hook in hooks for key, png in hook.images(run_dir).items()}
+    pruned = any(hook.stopped_early for hook in hooks)
+    metrics = record("pruned" if pruned else "completed", None)
+    # A pruned trial is not a model anyone will use: no figures either (they load its checkpoint).
+    images = {} if pruned else {k: png for hook in hooks for k, png in hook.images(run_dir).items()}
     log_run_summary(loggers, metrics, step=trainer.global_step, images=images)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics
+
+
+def build_datamodule(run: RunConfig) -> NamesDataModule:
+    """The data module of `data._target_`, from the typed section (Hydra builds a dataclass too)."""
+    datamodule: NamesDataModule = instantiate(run.data)
+    return datamodule
+
+
+def build_module(run: RunConfig, vocab: list[str], max_steps: int) -> LanguageModelTask:
+    """The LightningModule of `module._target_`; `_convert_="all"` hands it the network and
+    optimiser sections as plain dicts, which its checkpoints keep as hyperparameters."""
+    module: LanguageModelTask = instantiate(
+        run.module,
+        vocab=vocab,
+        block_size=run.data.block_size,
+        max_steps=max_steps,
+        _convert_="all",
+    )
+    return module
 
 
 def continue_advice(run_dir: Path, hooks: Sequence[RunHook]) -> str:
@@ -188,7 +208,7 @@ def fit_by_counting(
 
 
 def collect_metrics(
-    cfg: DictConfig,
+    run: RunConfig,
     module: LanguageModelTask,
     datamodule: NamesDataModule,
     monitor: RunMonitor,
@@ -199,20 +219,30 @@ def collect_metrics(
     setup_s: float,
     job: SlurmJob,
 ) -> dict[str, Any]:
-    """Evaluate the best checkpoint (eval mode, running statistics) on every split."""
+    """Evaluate the best checkpoint (eval mode, running statistics) on every split.
+
+    A pruned run is not evaluated: it is a trial the sweep gave up on, and loading its checkpoint,
+    three evaluations and sampling would only delay the next trial. Its dev loss is the best one
+    its validations measured (what the pruner saw); its other figures are null, with the reason.
+    """
     splits = datamodule.splits
-    network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
-    chunk = cfg.data.eval_batch_size
-    losses = {
-        name: _finite_or_none(mean_loss(network, *getattr(splits, name), chunk))
-        for name in ("train", "val", "test")
-    }
-    # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
-    samples = (
-        sample_names(network, splits.vocab.chars, cfg.data.block_size, N_SAMPLES, seed=cfg.seed)
-        if has_finite_state(network)
-        else []
-    )
+    evaluated = state != "pruned"
+    if evaluated:
+        network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
+        chunk = run.data.eval_batch_size
+        pairs = {"train": splits.train, "val": splits.val, "test": splits.test}
+        losses = {
+            name: _finite_or_none(mean_loss(network, x, y, chunk)) for name, (x, y) in pairs.items()
+        }
+        # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
+        samples: list[str] | None = (
+            sample_names(network, splits.vocab.chars, run.data.block_size, N_SAMPLES, seed=run.seed)
+            if has_finite_state(network)
+            else []
+        )
+    else:
+        losses = {"val": _finite_or_none(monitor.best_val_loss), "train": None, "test": None}
+        samples = None
     return {
         "val_loss": losses["val"],
         "test_loss": losses["test"],
@@ -229,9 +259,13 @@ def collect_metrics(
         "setup_s": round(setup_s, 3),
         "time_to_target_s": monitor.time_to_target_s,
         "steps_to_target": monitor.steps_to_target,
-        "target_loss": cfg.target_loss,
+        "target_loss": run.target_loss,
         "samples": samples,
-        "novel_fraction": novel_fraction(samples, splits.train_words),
+        "novel_fraction": None if samples is None else novel_fraction(samples, splits.train_words),
+        "not_evaluated": None
+        if evaluated
+        else f"pruned at step {trainer.global_step}: test_loss, train_loss, samples and "
+        "novel_fraction are left out; val_loss is the best dev loss the pruner saw",
         "vocab_size": splits.vocab.size,
         "val_history": [[s, v] for s, v in monitor.val_history],
         "state": state,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf
 
 from makemore_sweep.config.instantiation import build as instantiate
+from makemore_sweep.config.schema import TrainerConfig
 from makemore_sweep.data.batches import StepPlan
 
 # Keys of the `trainer` group that shape our loop rather than being Trainer arguments.
@@ -27,15 +28,17 @@ LOOP_KEYS = (
 )
 
 
-def plan_steps(trainer_cfg: DictConfig, n_train: int, batch_size: int) -> StepPlan:
+def plan_steps(trainer_cfg: TrainerConfig, n_train: int, batch_size: int) -> StepPlan:
     """`trainer.max_epochs` (passes over the training split), when set, overrides `max_steps`."""
-    max_epochs = trainer_cfg.get("max_epochs")
+    max_epochs = trainer_cfg.max_epochs
     if max_epochs is not None and max_epochs > 0:
-        max_steps = int(max_epochs) * -(-n_train // batch_size)
+        max_steps = max_epochs * -(-n_train // batch_size)
     else:
-        max_steps = int(trainer_cfg.max_steps)
-    val_every = min(int(trainer_cfg.val_every_n_steps), max_steps)
-    per_call = max(1, min(int(trainer_cfg.steps_per_execution), val_every))
+        # The schema refuses max_steps=null unless max_epochs is set.
+        assert trainer_cfg.max_steps is not None
+        max_steps = trainer_cfg.max_steps
+    val_every = min(trainer_cfg.val_every_n_steps, max_steps)
+    per_call = max(1, min(trainer_cfg.steps_per_execution, val_every))
     return StepPlan(max_steps=max_steps, val_every_n_steps=val_every, steps_per_execution=per_call)
 
 
@@ -64,16 +67,16 @@ def print_lightning_messages_once() -> None:
 
 
 def build_trainer(
-    trainer_cfg: DictConfig,
+    trainer_cfg: TrainerConfig,
     plan: StepPlan,
     loggers: list[Logger],
     callbacks: list[Callback],
     run_dir: Path,
 ) -> L.Trainer:
     print_lightning_messages_once()
-    lightning_args = {
-        k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in LOOP_KEYS
-    }  # type: ignore[union-attr]
+    # `_target_` and the Trainer's own arguments; built by Hydra for its whitelist and its
+    # one-sentence errors (trainer.accelerator=nosuch).
+    lightning_args = {k: v for k, v in asdict(trainer_cfg).items() if k not in LOOP_KEYS}
     show_bar = progress_bar_wanted()
     if show_bar:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
@@ -92,10 +95,14 @@ def build_trainer(
         # checkpoints at its end too, instead of waiting for a full interval's batch count.
         "reload_dataloaders_every_n_epochs": 1,
         # Lightning counts its own steps, which are chunks of optimiser steps here.
-        "log_every_n_steps": max(1, int(trainer_cfg.log_every_n_steps) // plan.steps_per_execution),
+        "log_every_n_steps": max(1, trainer_cfg.log_every_n_steps // plan.steps_per_execution),
     }
+    plugins: list[Any] = []
     if SLURMEnvironment.detect():
         # submitit (hydra/launcher=slurm) requeues a job near its time limit or on preemption;
         # Lightning's own requeue handler would be a second one, so it is switched off.
-        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    return instantiate(DictConfig(lightning_args), **extra)
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    if plugins:
+        extra["plugins"] = plugins
+    trainer: L.Trainer = instantiate(lightning_args, **extra)
+    return trainer
