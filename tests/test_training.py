@@ -95,41 +95,13 @@ def test_best_checkpoint_loads_weights_only(default_run: Path) -> None:
 
 @pytest.mark.slow  # a full default training run (minutes): not in make test-fast
 def test_sample_command_prints_names(default_run: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "makemore_sweep.cli.sample",
-            str(default_run),
-            "--n",
-            "7",
-            "--seed",
-            "3",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    command = [sys.executable, "-m", "makemore_sweep.cli.sample", str(default_run)]
+    args = [*command, "--n", "7", "--seed", "3"]
+    result = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
     assert len(names) == 7 and all(n.isalpha() and n.islower() for n in names)
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "makemore_sweep.cli.sample",
-            str(default_run),
-            "--n",
-            "7",
-            "--seed",
-            "3",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert again.stdout == result.stdout  # same seed, same names
 
 

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweeper.leases import TrialLeases
 from makemore_sweep.sweeper.storage import claim_lock
-from makemore_sweep.sweeper.study_run import SweepRun
+from makemore_sweep.sweeper.sweep_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import (
     ClaimedTrial,
     TrialSource,

@@ -14,9 +14,7 @@ storage share the total; RUNNING trials that nobody runs any more are continued,
 from __future__ import annotations
 
 import math
-import uuid
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -26,10 +24,10 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from makemore_sweep.config.locations import experiment_export_dir
-from makemore_sweep.errors import ConfigError, StorageError, UserError
+from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets, mask_text
+from makemore_sweep.sweeper.batch_loop import run_batches
 from makemore_sweep.sweeper.export import experiment_name, exported_names, pareto_experiment_name
-from makemore_sweep.sweeper.leases import FAIL_REASON_ATTR
 from makemore_sweep.sweeper.ownership import (
     check_exports,
     check_sweep_folder,
@@ -38,9 +36,9 @@ from makemore_sweep.sweeper.ownership import (
     keep_study_settings,
     study_label,
 )
-from makemore_sweep.sweeper.progress_printer import SweepPrinter, count_states, finished
+from makemore_sweep.sweeper.progress_printer import count_states, finished
 from makemore_sweep.sweeper.pruners import build_pruner
-from makemore_sweep.sweeper.search_space import SearchSpace, build_search_space
+from makemore_sweep.sweeper.search_space import build_search_space
 from makemore_sweep.sweeper.settings import (
     SweepSettings,
     build_sampler,
@@ -60,48 +58,10 @@ from makemore_sweep.sweeper.sweep_results import (
     save_pareto_results,
     save_results,
 )
-from makemore_sweep.sweeper.trial_outcome import failures_of_sweep
+from makemore_sweep.sweeper.sweep_run import SweepRun
+from makemore_sweep.sweeper.worker_pool import run_workers
 
 SWEEP_CONFIG_FILE = "multirun.yaml"
-
-
-class TooManyFailures(UserError):
-    """More trials failed than `hydra.sweeper.max_failure_rate` allows."""
-
-
-@dataclass
-class SweepRun:
-    """Everything the parts of one sweep share."""
-
-    config: DictConfig  # the sweep's own configuration (Hydra's master config)
-    hydra_context: HydraContext
-    task_function: TaskFunction
-    settings: SweepSettings
-    space: SearchSpace
-    study: optuna.Study
-    storage: BaseStorage
-    storage_url: str
-    n_earlier: int  # trials in the study before this sweep started
-    label: str  # the study's identity, as its folder and exports name it (ownership.py)
-    printer: SweepPrinter = field(default_factory=SweepPrinter)
-    sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def base_dir(self) -> str:
-        return str(self.config.hydra.runtime.cwd)
-
-    def failures_of_this_sweep(self) -> list[FrozenTrial]:
-        return failures_of_sweep(self.study, self.sweep_id)
-
-    def check_failure_budget(self, failed: list[FrozenTrial]) -> None:
-        if not failed or len(failed) <= self.settings.allowed_failures():
-            return
-        last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or 0)
-        raise TooManyFailures(
-            f"Too many failed trials: {len(failed)}, more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate} "
-            f"of n_trials={self.settings.n_trials} allows; the last, trial {last.number}, failed with: "
-            f"{last.user_attrs.get(FAIL_REASON_ATTR, 'an unknown error')}"
-        )
 
 
 def run_sweep(
@@ -154,12 +114,8 @@ def run_sweep(
     run.printer.plan(study, mask_secrets(url), settings.n_trials, counts)
     if finished(counts) < settings.n_trials:  # else nothing to run: straight to the summary
         if workers > 0:
-            from makemore_sweep.sweeper.worker_pool import run_workers
-
             run_workers(run, workers)
         else:
-            from makemore_sweep.sweeper.batch_loop import run_batches
-
             run_batches(run)
     finish(run)
 

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweeper.leases import OWNER_ATTR
-from makemore_sweep.sweeper.study_run import SweepRun
+from makemore_sweep.sweeper.sweep_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
 from makemore_sweep.sweeper.trial_outcome import failure_reason
 from makemore_sweep.sweeper.worker_loop import WorkerLoop
