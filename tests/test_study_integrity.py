@@ -7,12 +7,13 @@ left (its database, trial folders and exported experiment) is byte-for-byte as i
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import optuna
 import pytest
 from cli_checks import assert_clean_failure
-from conftest import train_cli
+from conftest import train_cli, user_shell_env
 from sweep_helpers import STUDY, load_study, sweep_args
 
 from makemore_sweep.errors import ConfigError
@@ -42,14 +43,26 @@ def snapshot(workdir: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def first_study(tmp_path: Path, names_path: Path, run_env: dict[str, str]) -> dict[str, str]:
-    """A finished 2-trial study `beat_2p2` in tmp_path, as its files are afterwards."""
-    result = train_cli(sweep_args(names_path, tmp_path, *ONE_WORKER), cwd=tmp_path, env=run_env)
+@pytest.fixture(scope="module")
+def built_study(tmp_path_factory: pytest.TempPathFactory, names_path: Path) -> Path:
+    """A finished 2-trial study `beat_2p2`, run once for the module by the real CLI."""
+    workdir = tmp_path_factory.mktemp("first-study")
+    # Exported under the copy's own folder too: sweep_args points the export at WORKDIR/conf.
+    result = train_cli(
+        sweep_args(names_path, workdir, *ONE_WORKER), cwd=workdir, env=user_shell_env()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
+    assert (workdir / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
     # No lock file is left behind beside the study (the workers lock its folder instead).
-    assert not list(tmp_path.rglob("*.asklock")), list(tmp_path.rglob("*.asklock"))
+    assert not list(workdir.rglob("*.asklock")), list(workdir.rglob("*.asklock"))
+    return workdir
+
+
+@pytest.fixture
+def first_study(tmp_path: Path, built_study: Path) -> dict[str, str]:
+    """That study copied into tmp_path (its records name their files relative to the folder it
+    ran in), as its files are before the test."""
+    shutil.copytree(built_study, tmp_path, dirs_exist_ok=True)
     return snapshot(tmp_path)
 
 
