@@ -60,8 +60,7 @@ from makemore_sweep.sweeper.sweep_results import (
 )
 from makemore_sweep.sweeper.sweep_run import SweepRun
 from makemore_sweep.sweeper.worker_pool import run_workers
-
-SWEEP_CONFIG_FILE = "multirun.yaml"
+from makemore_sweep.training.resume_command import SWEEP_RECORD
 
 
 def run_sweep(
@@ -124,7 +123,7 @@ def save_sweep_config(config: DictConfig, sweep_dir: Path) -> None:
     """multirun.yaml, as Hydra's own sweepers write it: the sweep's configuration and command
     line (`hydra.overrides`), from which `resume=` on a trial folder gives the sweep's command."""
     text = mask_text(OmegaConf.to_yaml(config))  # never a password on disk, not even briefly
-    (sweep_dir / SWEEP_CONFIG_FILE).write_text(text, encoding="utf-8")
+    (sweep_dir / SWEEP_RECORD).write_text(text, encoding="utf-8")
 
 
 def open_study(

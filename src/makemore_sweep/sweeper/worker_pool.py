@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from makemore_sweep.config.instantiation import build
 from makemore_sweep.errors import UserError
 from makemore_sweep.sweeper.leases import OWNER_ATTR
+from makemore_sweep.sweeper.progress_printer import count_states, finished
 from makemore_sweep.sweeper.sweep_run import SweepRun
 from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
 from makemore_sweep.sweeper.trial_outcome import failure_reason
@@ -195,10 +196,7 @@ class WorkerSupervisor:
                 continue
 
     def _study_done(self) -> bool:
-        counts = {s: 0 for s in TrialState}
-        for trial in self.run.study.get_trials(deepcopy=False):
-            counts[trial.state] += 1
-        return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] >= self.run.settings.n_trials
+        return study_is_complete(self.run)
 
     def _held_trial(self, index: int) -> str:
         """`; trial 5 continues from step 1750`: the trial the dead worker was running, if any."""
@@ -274,14 +272,15 @@ def _reasons(returns: Iterable[tuple[int, JobReturn | BaseException]]) -> list[t
     return found
 
 
+def study_is_complete(run: SweepRun) -> bool:
+    return finished(count_states(run.study)) >= run.settings.n_trials
+
+
 def _report_workers(run: SweepRun, reasons: list[tuple[int, str]]) -> None:
     for index, reason in reasons:
         run.printer.say(f"[sweep] worker {index} stopped: {reason}")
     run.check_failure_budget(run.failures_of_this_sweep())
-    counts = {s: 0 for s in TrialState}
-    for trial in run.study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
-    if counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] < run.settings.n_trials and reasons:
+    if reasons and not study_is_complete(run):
         raise WorkersStopped(
             f"Every worker stopped before the study had n_trials={run.settings.n_trials} finished trials; "
             f"the first said: {reasons[0][1]}"
