@@ -432,7 +432,7 @@ def main() -> None:
         report(json.loads(args.from_json.read_text()), args.figure)
         return
 
-    from makemore_sweep.sweeper.pruners import PRUNERS
+    from makemore_sweep.sweeper.study import PRUNERS
 
     pruners = [p.strip() for p in args.pruners.split(",") if p.strip()]
     unknown = [p for p in pruners if p not in PRUNERS]

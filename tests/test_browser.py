@@ -24,7 +24,7 @@ from conftest import REPO_ROOT, skip_or_fail
 from run_files import PNG_MAGIC, visible_text
 from tiny_sweep import HIDDEN_SIZES, STUDY_NAME, TinySweep, build_tiny_sweep
 
-from makemore_sweep.sweeper.search_space import build_search_space
+from makemore_sweep.sweeper.study import build_search_space
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

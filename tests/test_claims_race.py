@@ -19,9 +19,8 @@ import pytest
 from optuna.trial import TrialState
 from test_postgres import postgres_url  # noqa: F401 - the session's PostgreSQL, as a fixture
 
-from makemore_sweep.sweeper.leases import HOST, OWNER_ATTR
+from makemore_sweep.sweeper.claims import CONTINUED_ATTR, HOST, OWNER_ATTR
 from makemore_sweep.sweeper.storage import open_sweep_storage
-from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR
 
 RACERS = 8
 PARAMS = {"optim.lr": 0.0123}
@@ -32,10 +31,9 @@ RACER = textwrap.dedent(
     from pathlib import Path
     import optuna
     from omegaconf import OmegaConf
-    from makemore_sweep.sweeper.leases import TrialLeases
-    from makemore_sweep.sweeper.search_space import build_search_space
+    from makemore_sweep.sweeper.claims import TrialLeases, TrialSource
     from makemore_sweep.sweeper.storage import claim_lock, open_sweep_storage
-    from makemore_sweep.sweeper.trial_claims import TrialSource
+    from makemore_sweep.sweeper.study import build_search_space
 
     url, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -120,6 +120,43 @@ def test_every_slurm_launcher_setting_can_be_overridden() -> None:
     assert list(launcher.setup) == ["module load cuda"]
 
 
+def test_the_launches_of_a_sweep_share_one_squeue_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker's launch waits in a thread of its own; one squeue listing answers them all."""
+    import pickle
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    from makemore_sweep.cluster import slurm_launcher
+
+    calls: list[list[str]] = []
+
+    def listing(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+        calls.append(job_ids)
+        return {"11_0": ("RUNNING", "None"), "12_0": ("PENDING", "Priority")}
+
+    clock = [1000.0]
+    monkeypatch.setattr(slurm_launcher, "queue", listing)
+    monkeypatch.setattr(slurm_launcher.time, "monotonic", lambda: clock[0])
+    launcher = instantiate(_launcher_config("hydra.launcher.gpus_per_node=0"))
+    first, second = SimpleNamespace(job_id="11_0"), SimpleNamespace(job_id="12_0")
+    launcher.check_jobs([first])
+    clock[0] += 1.0
+    launcher.check_jobs([second])  # within CHECK_EVERY_S: answered from the same listing
+    launcher.check_jobs([first])
+    assert calls == [["11"]]
+    clock[0] += slurm_launcher.CHECK_EVERY_S
+    launcher.check_jobs([first])
+    assert calls == [["11"], ["11", "12"]]  # both launches asked recently: one call lists both
+    clock[0] += 3 * slurm_launcher.CHECK_EVERY_S  # the second launch ended: no longer listed
+    launcher.check_jobs([first])
+    assert calls[-1] == ["11"]
+    assert launcher._last_state == {"11_0": "RUNNING", "12_0": "PENDING"}
+    # Pickled into each job without the waiting state (the lock would not pickle).
+    copy = pickle.loads(pickle.dumps(launcher))
+    assert copy._last_state == {} and copy._listing is None
+
+
 @pytest.mark.parametrize(
     ("scontrol_ends_by", "requeued"), [("kill -TERM $$", True), ("exit 1", False)]
 )

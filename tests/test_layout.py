@@ -1,5 +1,6 @@
-"""The package's house rules, read from its source: imports go down the flow, library internals
-stay in compat/, modules stay small, and makemore-report never loads Lightning.
+"""The package's house rules, read from its source: imports go down the flow, no two modules
+import each other (not even through others, nor lazily), library internals stay in compat/,
+modules stay small, and makemore-report never loads Lightning.
 
 The flow (docs/architecture.md): the leaves (errors, redaction, config, compat) → data → model →
 training → sweeper → report → cluster → cli. A module may import its own stage, the leaves and the
@@ -79,6 +80,74 @@ def test_imports_go_down_the_flow_only() -> None:
             elif own_stage not in LEAVES and rank(target_stage) > rank(own_stage):
                 against.append(f"{own}:{line} ({own_stage}) imports {target} ({target_stage})")
     assert not against, "imports against the flow:\n" + "\n".join(against)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of src/ (the package and its Hydra plugins) → the modules of src/ it imports,
+    lazily or not.
+
+    `from a.b import c` counts as importing `a.b.c` when that is a module, else `a.b`; parent
+    packages are left out (their `__init__` stays trivial, see the root's lazy API names).
+    """
+    paths = [*modules(), *sorted((PACKAGE.parent / "hydra_plugins").rglob("*.py"))]
+    names = {module_name(path) for path in paths}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        own = module_name(path)
+        targets = set()
+        for _, target in imported_modules(ast.parse(path.read_text())):
+            while target and target not in names:
+                target = target.rpartition(".")[0]
+            if target and target != own and target != "makemore_sweep":
+                targets.add(target)
+        graph[own] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each a cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycle_anywhere_in_src() -> None:
+    """Within a stage too: a cycle means no file can be read without the others (issue 19)."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" ↔ ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_cycles(graph) == [["a", "b", "c"]]
 
 
 def private_names_we_define() -> set[str]:

@@ -82,3 +82,32 @@ def test_schedules() -> None:
     assert abs(peak - 0.01) < 1e-12
     assert learning_rate("onecycle", 0, 100, 0.01, warmup_frac=0.1) < peak
     assert learning_rate("cosine", 99, 100, 0.01, warmup_frac=0.0) < 1e-4
+
+
+def test_evaluation_with_the_folded_first_layer_equals_the_plain_forward() -> None:
+    """Eval mode without autograd sums per-position tables instead of the first matrix product;
+    it must give the plain forward's logits for every shape of the MLP."""
+    specs = [
+        ModelConfig(n_embd=4, n_hidden=16),
+        ModelConfig(n_embd=5, n_hidden=12, n_layers=2, dropout=0.2),
+        ModelConfig(name="mlp", n_embd=3, n_hidden=10, batchnorm=False, direct=True),
+        ModelConfig(n_embd=6, n_hidden=8, direct=True, bn_momentum=0.5),
+    ]
+    for block_size, spec in zip((3, 5, 4, 1), specs, strict=True):
+        torch.manual_seed(0)
+        model = MLPLanguageModel(27, block_size, spec)
+        for layer in model.modules():  # non-trivial statistics and affine terms
+            if isinstance(layer, torch.nn.BatchNorm1d):
+                layer.running_mean.normal_()
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.data.normal_()
+                layer.bias.data.normal_()
+        if model.direct is not None:
+            model.direct.weight.data.normal_()
+        model.eval()
+        x = torch.randint(0, 27, (500, block_size))
+        plain = model(x).detach()  # autograd on: the plain path
+        with torch.no_grad():
+            folded = model(x)
+        assert torch.allclose(folded, plain, atol=1e-5, rtol=1e-5), spec
+        assert not torch.equal(plain, torch.zeros_like(plain))

@@ -34,7 +34,7 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
 def test_sweep_is_the_api_function_even_once_the_sweeper_package_is_loaded() -> None:
     """The sweep engine lives in makemore_sweep.sweeper, so nothing rebinds makemore_sweep.sweep."""
     import makemore_sweep
-    import makemore_sweep.sweeper.export
+    import makemore_sweep.sweeper.results
     from makemore_sweep import sweep
 
     assert (

@@ -30,7 +30,7 @@ from sweep_helpers import STUDY, sweep_args
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.redaction import MASK
-from makemore_sweep.sweeper.trial_claims import TRIAL_CONFIG_KEY
+from makemore_sweep.sweeper.worker import TRIAL_CONFIG_KEY
 from makemore_sweep.training.metrics_file import read_metrics
 from makemore_sweep.training.resume_command import (
     TRIAL_KEY,
@@ -391,3 +391,25 @@ def test_the_notebook_api_returns_a_finished_runs_metrics_without_training(
     assert train([f"resume={finished_run_dir}"]) == read_metrics(finished_run_dir)
     assert stamps(finished_run_dir) == before
     assert (finished_run_dir / BEST_CHECKPOINT).is_file()
+
+
+@pytest.mark.slow
+def test_resume_of_a_finished_bigram_says_it_is_finished(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    """The count bigram has no steps and no last.ckpt: finished, not 'nothing to resume'."""
+    run_dir = tmp_path / "bigram"
+    first = train_cli(
+        [f"data.path={names_path}", "model=bigram", "logger=csv", f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        run_env,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = stamps(run_dir)
+    result = train_cli([f"resume={run_dir}"], tmp_path, run_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dev = read_metrics(run_dir)["val_loss"]
+    assert result.stdout.splitlines() == [
+        f"{run_dir}: the run is finished (a count bigram, dev loss {dev:.4f}); nothing to resume."
+    ]
+    assert stamps(run_dir) == before

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from makemore_sweep.errors import ConfigError
-from makemore_sweep.sweeper.search_space import build_search_space
+from makemore_sweep.sweeper.study import build_search_space
 
 
 def test_each_sweep_syntax_becomes_its_optuna_distribution() -> None:

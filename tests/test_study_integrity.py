@@ -24,7 +24,7 @@ from makemore_sweep.sweeper.ownership import (
     claim_sweep_folder,
     hydra_syntax,
 )
-from makemore_sweep.sweeper.search_space import build_search_space
+from makemore_sweep.sweeper.study import build_search_space
 
 ONE_WORKER = ["hydra.sweeper.workers=1", "hydra.sweeper.n_trials=2"]
 

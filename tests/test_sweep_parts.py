@@ -21,24 +21,23 @@ from optuna.trial import FrozenTrial, TrialState
 from makemore_sweep.cli.train import selects_sweep
 from makemore_sweep.cluster.local_launcher import split_threads
 from makemore_sweep.errors import ConfigError, StorageError
-from makemore_sweep.sweeper.export import config_changes, experiment_name, write_experiment
-from makemore_sweep.sweeper.leases import (
+from makemore_sweep.sweeper.claims import (
     HEARTBEAT_ATTR,
     HOST,
     OWNER_ATTR,
     TrialLeases,
+    TrialSource,
     process_is_alive,
 )
-from makemore_sweep.sweeper.pruners import build_pruner
-from makemore_sweep.sweeper.search_space import build_search_space
-from makemore_sweep.sweeper.stop_request import StopRequest
+from makemore_sweep.sweeper.results import config_changes, experiment_name, write_experiment
 from makemore_sweep.sweeper.storage import (
     claim_lock,
     open_sweep_storage,
     resolve_storage_url,
     with_installed_postgres_driver,
 )
-from makemore_sweep.sweeper.trial_claims import TrialSource
+from makemore_sweep.sweeper.study import build_pruner, build_search_space
+from makemore_sweep.sweeper.worker import StopRequest
 
 
 # -- storage --------------------------------------------------------------------------------
@@ -298,7 +297,7 @@ def test_the_best_config_keeps_what_differs_and_the_searched_parameters(tmp_path
 
 
 def test_sigterm_stops_a_waiting_worker_at_once_and_a_busy_one_after_its_trial() -> None:
-    """The handler of sweeper/stop_request.py, driven by a real SIGTERM to this process."""
+    """The handler of sweeper/worker.py, driven by a real SIGTERM to this process."""
     before = signal.getsignal(signal.SIGTERM)
     idle = StopRequest()
     with idle.installed(), pytest.raises(SystemExit) as exited, idle.waiting():

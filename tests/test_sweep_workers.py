@@ -18,7 +18,7 @@ from sweep_helpers import FINISHED, STUDY, load_study, sweep_args, trials_in
 from sweep_watch import wait_for_running_trial_with_checkpoint
 
 from makemore_sweep.cluster.local_launcher import available_cores
-from makemore_sweep.sweeper.leases import OWNER_ATTR
+from makemore_sweep.sweeper.claims import OWNER_ATTR
 from makemore_sweep.training.metrics_file import read_metrics
 
 pytestmark = pytest.mark.slow

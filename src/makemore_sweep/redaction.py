@@ -50,9 +50,18 @@ _SECRET_ASSIGNMENT = re.compile(
 HYDRA_SAVED_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
+# A YAML value of its own (`key: ***`) is quoted: a bare `*` starts an alias, which YAML refuses.
+QUOTED_MASK = f"'{MASK}'"
+
+
 def mask_text(text: str) -> str:
     """Mask URL passwords and the values of secret-looking keys in config or log text."""
-    return mask_secrets(_SECRET_ASSIGNMENT.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text))
+
+    def masked(match: re.Match[str]) -> str:
+        mask = QUOTED_MASK if ":" in match["sep"] else MASK  # `key=value` sits inside a scalar
+        return f"{match['key']}{match['sep']}{mask}"
+
+    return mask_secrets(_SECRET_ASSIGNMENT.sub(masked, text))
 
 
 def mask_file(path: Path) -> None:

@@ -28,7 +28,7 @@ from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import ConfigError, UserError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.report.sources import ReportSource, load_study_source
-from makemore_sweep.sweeper.export import experiment_name, pareto_experiment_name
+from makemore_sweep.sweeper.results import experiment_name, pareto_experiment_name
 from makemore_sweep.sweeper.storage import resolve_storage_url
 
 

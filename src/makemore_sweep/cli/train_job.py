@@ -18,7 +18,7 @@ import makemore_sweep
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.redaction import hide_secrets_in_command_line, redact_run_records
 from makemore_sweep.report.embeddings import plot_run_embeddings
-from makemore_sweep.sweeper.trial_reporting import TrialReporter
+from makemore_sweep.sweeper.trial_hook import TrialReporter
 from makemore_sweep.training.lr_finder import run_lr_find
 from makemore_sweep.training.run import run_training
 from makemore_sweep.training.run_hooks import RunHook

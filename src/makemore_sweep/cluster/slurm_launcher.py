@@ -12,8 +12,10 @@ a per-user job limit are left to wait.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,14 +73,20 @@ ENDED_STATES = frozenset(
 class CheckedSlurmLauncher(PatientSubmititLauncher):
     cluster = "slurm"
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        # Shared by the launches of one sweep, which wait in threads of their own (one worker
+        # each): keyed by job, so each launch looks after its own jobs, and one squeue call
+        # every CHECK_EVERY_S answers them all (a sweep of 64 workers must not run 64).
+        self._missing_since: dict[str, float] = {}
+        self._last_state: dict[str, str] = {}
+        self._asked_at: dict[str, float] = {}  # job id → when a launch last asked about it
+        self._listing: dict[str, tuple[str, str]] | None = None
+        self._listed_at = -math.inf
+        self._queue_lock = threading.Lock()
+
     def start(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
         show_sacct_warning_once()
-        # Shared by the launches of one sweep, which wait in threads of their own (one worker
-        # each): keyed by job, so each launch looks after its own jobs.
-        if not hasattr(self, "_missing_since"):
-            self._next_check: dict[tuple[str, ...], float] = {}
-            self._missing_since: dict[str, float] = {}
-            self._last_state: dict[str, str] = {}
         return super().start(job_overrides, initial_job_idx)
 
     def submission_failed(self, error: Exception) -> Exception:
@@ -105,10 +113,16 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         # The waiting state of this sweep's launches means nothing in a job, and other threads
         # change it while a replacement worker's job is pickled.
         state = super().__getstate__()
-        state.pop("_next_check", None)
-        state.pop("_missing_since", None)
-        state.pop("_last_state", None)
+        for name in ("_missing_since", "_last_state", "_asked_at", "_listing", "_listed_at"):
+            state.pop(name, None)
+        state.pop("_queue_lock", None)  # a lock cannot be pickled
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # In the job: the same object, with fresh (unused) waiting state.
+        super().__setstate__(state)
+        self._missing_since, self._last_state, self._asked_at = {}, {}, {}
+        self._listing, self._listed_at, self._queue_lock = None, -math.inf, threading.Lock()
 
     def final_state(self, job: Any) -> str:
         # submitit's job.state asks sacct, which a cluster without accounting does not have.
@@ -117,12 +131,27 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
             return f"{last}, then gone from the queue"
         return f"gone from the queue (last seen {last or 'nowhere'})"
 
+    def shared_listing(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
+        """The queue as the sweep's last squeue call saw it, at most CHECK_EVERY_S old.
+
+        Each launch asks about its own jobs; one call lists every job a launch asked about in
+        the last two periods (launches ask about every second, so ended launches drop out).
+        None when squeue failed.
+        """
+        with self._queue_lock:
+            now = time.monotonic()
+            for job_id in job_ids:
+                self._asked_at[job_id] = now
+            if now - self._listed_at < CHECK_EVERY_S:
+                return self._listing
+            recent = {j for j, at in self._asked_at.items() if now - at < 2 * CHECK_EVERY_S}
+            self._asked_at = {j: self._asked_at[j] for j in recent}
+            self._listing = queue(sorted({job_id.split("_")[0] for job_id in recent}))
+            self._listed_at = now
+            return self._listing
+
     def check_jobs(self, jobs: Sequence[Any]) -> None:
-        these = tuple(str(job.job_id) for job in jobs)
-        if time.monotonic() < self._next_check.get(these, 0.0):
-            return
-        self._next_check[these] = time.monotonic() + CHECK_EVERY_S
-        listed = queue(sorted({str(job.job_id).split("_")[0] for job in jobs}))
+        listed = self.shared_listing([str(job.job_id) for job in jobs])
         if listed is None:
             return  # squeue failed this time: look again later
         for job in jobs:
@@ -134,8 +163,9 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
                 self._missing_since.pop(job_id, None)
             else:
                 self._missing_since.setdefault(job_id, time.monotonic())
+        own = {str(job.job_id) for job in jobs}
         for job_id, (state, reason) in listed.items():
-            if state != "PENDING":
+            if state != "PENDING" or job_id not in own:
                 continue
             keys = FATAL_REASONS.get(reason)
             if keys is None and PER_JOB_LIMIT.match(reason):

@@ -165,22 +165,26 @@ def build_windows(
     """Context windows X (n, block_size) of previous characters, left-padded with '.', and targets Y.
 
     Vectorised: every word becomes `block_size` pads, its characters and a closing '.', laid end
-    to end; a sliding window over that stream gives each target's context without a Python loop
-    over examples.
+    to end; a sliding window over that stream gives each target's context. No Python loop runs
+    per word or character, so a worker pays milliseconds for each new context length it meets.
     """
-    stoi = vocab.stoi
-    pieces: list[np.ndarray] = []
-    target_pos: list[np.ndarray] = []
-    offset = 0
-    pad = np.zeros(block_size, dtype=np.int64)
-    for word in words:
-        ids = np.fromiter((stoi[ch] for ch in word), dtype=np.int64, count=len(word))
-        seq = np.concatenate([pad, ids, [0]])
-        pieces.append(seq)
-        target_pos.append(np.arange(offset + block_size, offset + len(seq)))
-        offset += len(seq)
-    stream = np.concatenate(pieces)
-    positions = np.concatenate(target_pos)
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    # Characters to indices through their code points: sorted keys, one searchsorted.
+    codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    keys = np.array(sorted(ord(ch) for ch in vocab.stoi), dtype=np.uint32)
+    index_of_key = np.array([vocab.stoi[chr(k)] for k in keys], dtype=np.int64)
+    ids = index_of_key[np.searchsorted(keys, codes)]
+    # Word k occupies `block_size + len_k + 1` places of the stream, starting at starts[k].
+    spans = lengths + block_size + 1
+    starts = np.concatenate([[0], np.cumsum(spans)[:-1]])
+    stream = np.zeros(int(spans.sum()), dtype=np.int64)  # '.' (index 0) wherever no character is
+    first_char = starts + block_size
+    char_places = np.repeat(first_char - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    stream[char_places + np.arange(len(ids))] = ids
+    # Targets: each character and the closing '.', i.e. len_k + 1 places from first_char[k].
+    n_targets = lengths + 1
+    positions = np.repeat(first_char - np.concatenate([[0], np.cumsum(n_targets)[:-1]]), n_targets)
+    positions = positions + np.arange(int(n_targets.sum()))
     windows = np.lib.stride_tricks.sliding_window_view(stream, block_size)
     x = windows[positions - block_size]
     y = stream[positions]

@@ -59,10 +59,57 @@ class MLPLanguageModel(nn.Module):
             nn.init.zeros_(self.direct.weight)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            return self._forward_folded(context)
         flat = self.embedding(context).flatten(1)
         logits = self.output(self.hidden(flat))
         if self.direct is not None:
             logits = logits + self.direct(flat)
+        return logits
+
+    def _forward_folded(self, context: torch.Tensor) -> torch.Tensor:
+        """Evaluation (eval mode, no autograd) with the embedding folded into the first layer.
+
+        The first Linear sees the concatenated embeddings of the window, so its output is a sum
+        over positions of (vocab × n_hidden) tables, and BatchNorm with running statistics is an
+        affine map that folds into them too. A lookup-and-sum then replaces the widest matrix
+        product: dev loss at every validation and the three splits at the end cost about half as
+        much (BENCHMARKS.md). Equal to `forward` up to float rounding (tests/test_networks.py).
+        """
+        first = self.hidden[0]
+        assert isinstance(first, nn.Linear)
+        vocab, n_embd = self.embedding.weight.shape
+        per_position = first.weight.view(first.out_features, self.block_size, n_embd)
+        tables = torch.einsum("vd,hbd->bvh", self.embedding.weight, per_position)
+        shift: torch.Tensor = (
+            first.bias if first.bias is not None else tables.new_zeros(tables.shape[2])
+        )
+        rest = 1
+        norm = self.hidden[1] if len(self.hidden) > 1 else None
+        if isinstance(norm, nn.BatchNorm1d) and norm.running_var is not None:
+            assert norm.running_mean is not None
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = (shift - norm.running_mean) * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias
+            tables = tables * scale
+            rest = 2
+        if self.direct is not None:
+            direct = self.direct.weight.view(vocab, self.block_size, n_embd)
+            tables = torch.cat(
+                [tables, torch.einsum("vd,wbd->bvw", self.embedding.weight, direct)], 2
+            )
+        # Row b·vocab + v of the flat table is position b's contribution for character v.
+        offsets = torch.arange(self.block_size, device=context.device) * vocab
+        summed = F.embedding_bag(
+            context + offsets, tables.reshape(self.block_size * vocab, -1), mode="sum"
+        )
+        hidden = summed[:, : first.out_features] + shift
+        logits = self.output(self.hidden[rest:](hidden))
+        if self.direct is not None:
+            logits = logits + summed[:, first.out_features :]
         return logits
 
 

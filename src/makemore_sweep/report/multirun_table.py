@@ -2,7 +2,7 @@
 
 One row per job: the overrides that differ between the jobs, dev loss, test loss, training time
 and parameters, best dev loss first and the best marked, in plain lines like the Optuna sweep's
-end summary (sweeper/progress_printer.py), readable in a terminal, a CI log and a SLURM output
+end summary (sweeper/results.py), readable in a terminal, a CI log and a SLURM output
 file alike. The jobs are read from their folders (metrics.json, .hydra/overrides.yaml) by the
 report's multirun source, as `makemore-report multirun/DATE/TIME` reads them.
 

@@ -1,5 +1,8 @@
 """A study owns its records: the settings that define its trials, its sweep folder, its exports.
 
+Runs in the sweep process, at the start of a sweep (`driver.py`); the exports' header line is
+written by `results.py`. It owns the study's identity as it is written and compared (`study_label`).
+
 A study is known by its storage and its name. Two ordinary mistakes used to mix two studies'
 records, so both are refused with one sentence before any trial runs:
 
@@ -34,9 +37,9 @@ from optuna.distributions import (
 
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.search_space import SearchSpace
 from makemore_sweep.sweeper.settings import SweepSettings
 from makemore_sweep.sweeper.storage import JOURNAL_PREFIX, SQLITE_PREFIX
+from makemore_sweep.sweeper.study import SearchSpace
 
 SETTINGS_ATTR = "sweep_settings"  # the study's user attribute holding what defines its trials
 OWNER_FILE = ".optuna-study.yaml"  # in the sweep folder: the study whose trials it holds
@@ -65,7 +68,7 @@ def _storage_key(url: str, base_dir: Path) -> str:
     return mask_secrets(url)
 
 
-# --- settings ---------------------------------------------------------------------------------
+# --- settings -------------------------------------------------------------------------------------
 
 
 def defining_settings(
@@ -153,7 +156,7 @@ def _shown(value: Any) -> str:
 
 
 def hydra_syntax(distribution: BaseDistribution) -> str:
-    """A distribution as the sweep syntax that makes it (search_space.py's table, read backwards)."""
+    """A distribution as the sweep syntax that makes it (study.py's table, read backwards)."""
     if isinstance(distribution, CategoricalDistribution):
         return f"choice({', '.join(str(c) for c in distribution.choices)})"
     if isinstance(distribution, IntDistribution):
@@ -171,7 +174,7 @@ def hydra_syntax(distribution: BaseDistribution) -> str:
     return f"tag(log, {text})" if getattr(distribution, "log", False) else text
 
 
-# --- folders ----------------------------------------------------------------------------------
+# --- folders --------------------------------------------------------------------------------------
 
 
 def check_sweep_folder(sweep_dir: Path, label: str) -> None:

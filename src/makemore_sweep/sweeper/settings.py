@@ -1,52 +1,125 @@
-"""The keys of `hydra.sweeper` as one checked value, and the sampler they describe."""
+"""The keys of the `makemore_optuna` Hydra sweeper (`hydra.sweeper.*`), listed once, and their checks.
+
+Runs in every process that composes a config: Hydra's plugin scan imports it on every start
+(through `hydra_plugins/makemore_sweep_plugins/makemore_optuna.py`, the plugin class Hydra
+instantiates), so it stays light: no optuna or torch at module level. It owns the schema Hydra
+checks a sweep's config against, and `SweepSettings`, the same fields as the sweep reads them.
+The plugin class lives outside this package so that it may import the sweep (`driver.py`)
+while everything here stays below it: no module of the sweeper imports back up.
+
+It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.storage`,
+`.study_name`, `.sampler`, `.params`, `.direction`, `.max_failure_rate`,
+`.custom_search_space`) and adds:
+
+- `pruner` (median | hyperband | successive_halving | percentile | patient | none) with `pruner_options`,
+  the Optuna keyword arguments of each pruner by name;
+- `objectives`: the metrics.json keys a trial returns, one `direction` each; several make a
+  multi-objective study whose Pareto front is printed, saved and exported (no pruning then);
+- `enqueue`: parameter sets a new study tries first (e.g. the lecture configuration);
+- `workers`: long-lived asynchronous workers, placed by the launcher (docs/sweeps.md);
+- `heartbeat_interval` / `grace_period`: how abandoned trials are told from live ones;
+- `export_dir`: where the best trial is written as an experiment (default ./configs/experiment under the folder the sweep runs in).
+
+Semantics differ from upstream where users asked for it: `n_trials` is the study's total of
+finished (COMPLETE + PRUNED) trials, so re-running a command resumes it (interrupted trials are
+continued from their checkpoints); `max_failure_rate` is a share of `n_trials`.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from omegaconf import OmegaConf
 
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.training.metrics_file import OBJECTIVE_KEYS
 
-SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
-TPE_TARGET = "optuna.samplers.TPESampler"
-GRID_TARGET = "optuna.samplers.GridSampler"
 # Workers when `hydra.sweeper.workers` is null and n_jobs is 1. On a 2-core machine two
 # one-threaded workers are expected to beat one two-threaded worker (the BN-MLP's small
 # matrices keep a second thread of one process mostly idle); `scripts/bench_sweep.py
 # --also-workers 1` measures both side by side (BENCHMARKS.md).
 DEFAULT_WORKERS = 2
-# Seeds of the workers' samplers are this far apart, so no two workers draw the same proposals.
-WORKER_SEED_STRIDE = 100_003
 DEV_LOSS = "val_loss"  # the objective of a sweep that names none
 
 
-@dataclass(frozen=True)
-class SweepSettings:
-    sampler: Any
-    direction: Any
-    objectives: tuple[str, ...]
-    storage: str | None
-    study_name: str | None
-    n_trials: int
-    n_jobs: int
-    workers: int | None
-    max_failure_rate: float
-    max_worker_restarts: int
-    custom_search_space: str | None
-    params: Mapping[str, Any] | None
-    pruner: str
-    pruner_options: Any
-    enqueue: Sequence[Any]
-    heartbeat_interval: float
-    grace_period: float
-    export_dir: str | None
+def _default_pruner_options() -> dict[str, Any]:
+    return {
+        # Stop a trial whose best dev loss so far is worse than the median of completed trials
+        # at the same step, once 5 trials have completed.
+        "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1},
+        # Brackets from the first validation to the full budget (as measured on beat_2p2).
+        "hyperband": {
+            "min_resource": "${trainer.val_every_n_steps}",
+            "max_resource": "${trainer.max_steps}",
+            "reduction_factor": 3,
+        },
+        "successive_halving": {"min_resource": "auto", "reduction_factor": 4},
+        "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 0},
+        # The median's rule, applied only once a trial's dev loss has not improved for 2
+        # validations: patience and min_delta are PatientPruner's, the rest the MedianPruner's.
+        "patient": {"patience": 2, "min_delta": 0.0, "n_startup_trials": 5, "n_warmup_steps": 0},
+        "none": {},
+    }
+
+
+@dataclass
+class MakemoreOptunaSweeperConf(OptunaSweeperConf):
+    """Every key of `hydra.sweeper`: the one list of them. Hydra checks a sweep's config against
+    it (an unknown key or a value of the wrong type is one sentence), and hands the values to
+    `MakemoreOptunaSweeper`, which keeps them as `SweepSettings`."""
+
+    _target_: str = "hydra_plugins.makemore_sweep_plugins.makemore_optuna.MakemoreOptunaSweeper"
+    # metrics.json keys the trials return, in the order of `direction`; e.g. [val_loss,n_params].
+    objectives: list[str] = field(default_factory=lambda: [DEV_LOSS])
+    # One job per trial, this many at once (upstream's batches); used when workers is 0, or null with n_jobs > 1.
+    n_jobs: int = 1
+    # Long-lived workers that each pull trial after trial, placed by the launcher; null: 2 when
+    # n_jobs is 1 (the fastest on 2 cores; see DEFAULT_WORKERS), else n_jobs-sized batches of one job per trial.
+    workers: int | None = None
+    # Failed trials are replaced; the sweep stops once more than this share of n_trials failed.
+    max_failure_rate: float = 0.2
+    # Dead workers (SIGKILL, OOM, a lost node) replaced per sweep run before it stops: enough for
+    # every worker of a usual sweep to die once or twice, few enough that a worker that cannot
+    # start at all (a broken environment) ends the sweep within seconds (docs/sweeps.md).
+    max_worker_restarts: int = 4
+    # The pruner with the best anytime curve over 3 seeds of beat_2p2 (BENCHMARKS.md).
+    pruner: str = "hyperband"
+    pruner_options: dict[str, Any] = field(default_factory=_default_pruner_options)
+    enqueue: list[Any] = field(default_factory=list)
+    heartbeat_interval: float = 10.0
+    grace_period: float = 60.0
+    export_dir: str | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="makemore_optuna",
+    node=MakemoreOptunaSweeperConf,
+    provider="makemore_sweep",
+)
+
+
+class SweepSettings(MakemoreOptunaSweeperConf):
+    """The keys of `hydra.sweeper` as the sweep reads them, with the checks Hydra's types cannot make.
+
+    The schema's fields, not a copy of them: the values are as Hydra composed them (the sampler,
+    params and pruner options stay DictConfigs), but for the few normalised by `from_hydra`.
+    """
+
+    @classmethod
+    def from_hydra(cls, options: Mapping[str, Any]) -> SweepSettings:
+        settings = cls(**options)
+        # Plain values where the sweep compares, prints or keeps them.
+        settings.objectives = list(objective_list(settings.objectives))
+        settings.storage = None if settings.storage is None else str(settings.storage)
+        settings.enqueue = list(settings.enqueue or [])
+        return settings
 
     @property
     def multi_objective(self) -> bool:
@@ -105,7 +178,7 @@ class SweepSettings:
             )
         # Trials report the dev loss as they train, so only a dev-loss study can be pruned; Optuna
         # cannot prune a multi-objective study at all.
-        if str(self.pruner).lower() != "none" and self.objectives != (DEV_LOSS,):
+        if str(self.pruner).lower() != "none" and tuple(self.objectives) != (DEV_LOSS,):
             raise ConfigError(
                 f"hydra.sweeper.pruner={self.pruner} cannot prune a sweep over hydra.sweeper.objectives={shown} "
                 "(Optuna prunes single-objective studies on the dev loss only); set hydra.sweeper.pruner=none."
@@ -143,34 +216,3 @@ def directions(direction: Any) -> list[str]:
         else [direction]
     )
     return [v.name if isinstance(v, Enum) else str(v) for v in values]
-
-
-def study_name(settings: SweepSettings, config: DictConfig) -> str:
-    if settings.study_name:
-        return str(settings.study_name)
-    return str(config.hydra.runtime.choices.get("sweep") or "makemore")
-
-
-def build_sampler(sampler_config: Any, *, seed_offset: int, parallel: bool) -> Any:
-    """The configured sampler; its seed moves on by `seed_offset` (trials so far, and the worker).
-
-    A resumed study would otherwise replay its first proposals, and workers would all propose
-    the same points. With trials in flight in parallel, TPE lies about the running ones
-    (`constant_liar`) so that it does not propose one point several times. A grid sampler is
-    returned as a partial: it still needs the grid of the search space.
-    """
-    config = (
-        OmegaConf.to_container(sampler_config, resolve=True)
-        if OmegaConf.is_config(sampler_config)
-        else dict(sampler_config)
-    )
-    assert isinstance(config, dict)
-    if config.get("seed") is not None:
-        config["seed"] = int(config["seed"]) + seed_offset
-    if config.get("_target_") == TPE_TARGET and parallel:
-        config["constant_liar"] = True
-    return instantiate(config, _execution_whitelist_=SAMPLER_WHITELIST)
-
-
-def is_grid(sampler_config: Any) -> bool:
-    return str(sampler_config.get("_target_")) == GRID_TARGET

@@ -1,5 +1,9 @@
 """Optuna storage from one string: SQLite on one machine, PostgreSQL or a journal file for many.
 
+Runs in every process of a sweep (and in makemore-report, which reads studies through it). It
+owns the storage URL: where a study lives, opening it (once per process for workers and the
+runs inside them: `shared_sweep_storage`), checking it, and the study's claim lock.
+
 - `sqlite:///studies/NAME.db`: the single-machine default. SQLite's file locking is unreliable
   on network file systems, so do not share it between nodes.
 - `postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB` (or any SQLAlchemy URL Optuna supports):
@@ -9,7 +13,9 @@
 
 `hydra.sweeper.storage` may also be null: an SQLite file `studies/<study_name>.db` under the folder
 the sweep runs in. `resolve_storage_url` makes relative file paths absolute against that folder, so
-every trial process (local, submitit or SLURM) opens the same file.
+every trial process (local, submitit or SLURM) opens the same file. When the launcher sends jobs
+to SLURM nodes, never SQLite (its locks do not hold across nodes): null means a journal file in
+the sweep folder and an SQLite URL is refused (`study_storage_url`).
 
 `open_storage` turns every driver and connection error into a `StorageError` with one sentence
 that names the URL, its password masked, so an unreachable server or an unwritable path fails
@@ -88,7 +94,7 @@ def open_storage(
     """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked.
 
     Heartbeats let other sweep processes tell a crashed trial from a live one; Optuna supports
-    them on SQL databases only (see `leases.py`: sweeps keep their own heartbeats).
+    them on SQL databases only (see `claims.py`: sweeps keep their own heartbeats).
     """
     if not url:
         return None
@@ -130,6 +136,31 @@ def cluster_storage_url(storage: str | None, sweep_dir: Path, base_dir: Path) ->
             "must not share; use null (a journal file in the sweep folder), journal:PATH or a postgresql:// URL."
         )
     return resolve_storage_url(url, "", base_dir)
+
+
+def launcher_runs_on_cluster(launcher_config: Any) -> bool:
+    """True when the configured launcher (`hydra.launcher`) sends jobs to SLURM."""
+    # Imported here: makemore-report reads studies through this module without Hydra's launchers.
+    from hydra.utils import get_class
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    target = launcher_config.get("_target_") if launcher_config is not None else None
+    try:
+        launcher = get_class(str(target)) if target else None
+    except Exception:  # noqa: BLE001 - a launcher we cannot import is not ours to judge
+        return False
+    return launcher is not None and (
+        issubclass(launcher, SlurmLauncher) or getattr(launcher, "cluster", None) == "slurm"
+    )
+
+
+def study_storage_url(hydra_config: Any, study_name: str, base_dir: Path) -> str:
+    """The absolute storage URL of the study, from Hydra's config node (`hydra`), worked out
+    alike by the sweep process and by every trial's job."""
+    storage = hydra_config.sweeper.get("storage")
+    if launcher_runs_on_cluster(hydra_config.get("launcher")):
+        return cluster_storage_url(storage, Path(str(hydra_config.sweep.dir)), base_dir)
+    return resolve_storage_url(storage, study_name, base_dir)
 
 
 @contextmanager
@@ -198,6 +229,16 @@ def open_sweep_storage(
         opened = open_storage(url, heartbeat_interval, grace_period)
     assert opened is not None  # resolve_storage_url never gives an empty URL
     return opened
+
+
+_SHARED: dict[str, BaseStorage] = {}
+
+
+def shared_sweep_storage(url: str) -> BaseStorage:
+    """`open_sweep_storage`, once per URL and process: a worker and the runs inside it share it."""
+    if url not in _SHARED:
+        _SHARED[url] = open_sweep_storage(url)
+    return _SHARED[url]
 
 
 def check_sweep_storage_location(url: str) -> None:

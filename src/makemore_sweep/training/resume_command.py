@@ -36,7 +36,7 @@ SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 SAVED_HYDRA = Path(".hydra") / "hydra.yaml"
 SWEEP_RECORD = "multirun.yaml"  # Hydra's record of a sweep's own configuration, in its sweep folder
-# Where a sweep's trial finds its trial (sweeper/trial_claims.py TRIAL_CONFIG_KEY; training may
+# Where a sweep's trial finds its trial (sweeper/worker.py TRIAL_CONFIG_KEY; training may
 # not import the sweeper, tests/test_resume_trial.py checks that both agree).
 TRIAL_KEY = "optuna_trial"
 STUDY_NAME_KEY = "hydra.sweeper.study_name"
@@ -53,20 +53,22 @@ class RunFinished(Exception):
     (makemore-train), or returns `metrics`, the run's metrics.json (makemore_sweep.train()).
     """
 
-    def __init__(self, run_dir: Path, metrics: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, metrics: dict[str, Any], counted: bool = False) -> None:
         self.run_dir = run_dir
         self.metrics = metrics
         steps = int(metrics["steps"])
         dev = metrics.get("val_loss")
-        figures = (
-            f"best dev loss {dev:.4f} in {steps} steps"
-            if isinstance(dev, int | float)
-            else f"{steps} steps"
-        )
-        super().__init__(
-            f"{run_dir}: the run is finished ({figures}); nothing to resume (to train it longer, add "
-            f"trainer.max_steps=N with N above {steps} next to resume=)."
-        )
+        has_dev = isinstance(dev, int | float)
+        if counted:  # the count bigram: no steps, so no longer run either
+            figures = f"a count bigram, dev loss {dev:.4f}" if has_dev else "a count bigram"
+            advice = "nothing to resume."
+        else:
+            figures = f"best dev loss {dev:.4f} in {steps} steps" if has_dev else f"{steps} steps"
+            advice = (
+                "nothing to resume (to train it longer, add "
+                f"trainer.max_steps=N with N above {steps} next to resume=)."
+            )
+        super().__init__(f"{run_dir}: the run is finished ({figures}); {advice}")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ def finished_run(run_dir: Path, given: list[str]) -> RunFinished | None:
         or not isinstance(metrics.get("steps"), int)
     ):
         return None
+    saved = _saved(run_dir / SAVED_CONFIG)
+    if saved is not None and _saved_value(saved, "model.name") == "bigram":
+        return RunFinished(run_dir, metrics, counted=True)  # counted, not trained: never continued
     planned = _planned_steps(run_dir, given, metrics.get("n_train"))
     if planned is None or planned > metrics["steps"]:
         return None

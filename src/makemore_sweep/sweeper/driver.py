@@ -1,43 +1,92 @@
-"""The sweep process's side of long-lived workers: place them with the launcher, watch the study.
+"""The sweep process: start a study's sweep, run its trials with workers or in batches, finish it.
+
+Runs in the process of `makemore-train sweep=NAME` (Hydra calls the plugin class, which calls
+`run_sweep`). It owns the sweep from start to end, and never loads the training stack:
+
+    settle everything that could touch another study's records          (ownership.py)
+    open (or create) the study in persistent storage (a journal file for cluster jobs)
+                                                                     (storage.py, study.py)
+    run it until it holds n_trials finished (COMPLETE + PRUNED) trials, either
+        with long-lived workers that each pull trial after trial (worker.py): place them with
+        the launcher, watch the study (a line per trial as it ends), replace a worker that dies
+        or with one job per trial, in batches of n_jobs                (worker.py run_batches)
+    print the best trial, write optimization_results.yaml and the best trial as an experiment
+    (several objectives: the Pareto front, each of its trials as an experiment)  (results.py)
 
 Workers are Hydra jobs of the configured launcher whose task is `WorkerLoop`:
 - `hydra/launcher=basic` (the default): one worker runs in this process; more run as processes
   on this machine (submitit's local executor, as `hydra/launcher=local`);
 - `hydra/launcher=local`: one process per worker, `threads = cores // workers` each;
 - `hydra/launcher=slurm`: one SLURM job per worker, `cpus_per_task` threads each.
+The workers' own output goes to their job logs.
 
-While they run, a thread of this process watches the study and prints each trial's line as
-it ends (and when a trial is continued). The workers' own output goes to their job logs.
+Counting from the storage is what makes a re-run resume and several sweep processes on one
+storage share the total; RUNNING trials that nobody runs any more are continued, not redone.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import queue
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
-from hydra.types import RunMode
-from omegaconf import OmegaConf
-from optuna.trial import TrialState
+from hydra.types import HydraContext, RunMode, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 
 from makemore_sweep.config.instantiation import build
+from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import UserError
-from makemore_sweep.sweeper.leases import OWNER_ATTR
-from makemore_sweep.sweeper.progress_printer import count_states, finished
-from makemore_sweep.sweeper.sweep_run import SweepRun
-from makemore_sweep.sweeper.trial_claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR
-from makemore_sweep.sweeper.trial_outcome import failure_reason
-from makemore_sweep.sweeper.worker_loop import WorkerLoop
+from makemore_sweep.redaction import mask_secrets, mask_text
+from makemore_sweep.sweeper.claims import failure_reason
+from makemore_sweep.sweeper.ownership import (
+    check_exports,
+    check_sweep_folder,
+    claim_sweep_folder,
+    defining_settings,
+    keep_study_settings,
+    study_label,
+)
+from makemore_sweep.sweeper.results import (
+    StudyWatcher,
+    experiment_name,
+    export_experiment,
+    exported_names,
+    pareto_experiment_name,
+    save_pareto_results,
+    save_results,
+)
+from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.storage import (
+    STUDIES_DIR,
+    check_sweep_storage_location,
+    make_default_folder,
+    open_sweep_storage,
+    study_storage_url,
+)
+from makemore_sweep.sweeper.study import (
+    build_sampler,
+    build_search_space,
+    count_states,
+    count_trials,
+    finished,
+    is_grid,
+    open_study,
+    study_name,
+)
+from makemore_sweep.sweeper.worker import SweepRun, WorkerLoop, run_batches
+from makemore_sweep.training.resume_command import SWEEP_RECORD
 
 log = logging.getLogger(__name__)
 
 WORKERS_DIR = ".workers"  # worker_K/ under the sweep folder: each worker's Hydra files and log
-WATCH_S = 1.0
 STOP_WAIT_S = 30.0  # how long a stopped sweep waits for its launches to stop their jobs
 IN_THIS_PROCESS = "in this process"
 
@@ -54,6 +103,110 @@ class WorkersDied(UserError):
     """More workers died than `hydra.sweeper.max_worker_restarts` allows to replace."""
 
 
+# --- start and finish -----------------------------------------------------------------------------
+
+
+def run_sweep(
+    config: DictConfig,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    settings: SweepSettings,
+    arguments: list[str],
+) -> None:
+    settings.check()
+    space = build_search_space(settings.params, arguments, settings.custom_search_space)
+    name = study_name(settings, config)
+    base_dir = Path(str(config.hydra.runtime.cwd))
+    sweep_dir = base_dir / str(config.hydra.sweep.dir)
+    url = study_storage_url(config.hydra, name, base_dir)
+    # Everything that could touch another study's records is settled before any trial runs.
+    make_default_folder(url, [base_dir / STUDIES_DIR, sweep_dir])
+    check_sweep_storage_location(url)
+    label = study_label(name, url, base_dir)
+    check_sweep_folder(sweep_dir, label)
+    check_exports(
+        Path(settings.export_dir) if settings.export_dir else experiment_export_dir(),
+        exported_names(name),
+        label,
+    )
+    storage = open_sweep_storage(url)
+    n_earlier = count_trials(storage, name)
+    claim_sweep_folder(sweep_dir, label, study_has_trials=n_earlier > 0)
+    workers = settings.worker_count()
+    sampler = build_sampler(
+        settings.sampler, seed_offset=n_earlier, parallel=max(workers, settings.n_jobs) > 1
+    )
+    if is_grid(settings.sampler):
+        grid = space.grid()
+        sampler = sampler(grid)
+        settings = settings.with_n_trials(
+            min(settings.n_trials, math.prod(len(v) for v in grid.values()))
+        )
+    study = open_study(name, storage, sampler, settings)
+    keep_study_settings(study, defining_settings(config, settings, space))
+    save_sweep_config(config, sweep_dir)  # once nothing more is refused
+    if n_earlier == 0:
+        for params in settings.enqueue:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+
+    run = SweepRun(
+        config, hydra_context, task_function, settings, space, study, storage, url, n_earlier, label
+    )
+    counts = count_states(study)
+    run.printer.plan(study, mask_secrets(url), settings.n_trials, counts)
+    if finished(counts) < settings.n_trials:  # else nothing to run: straight to the summary
+        if workers > 0:
+            run_workers(run, workers)
+        else:
+            run_batches(run)
+    finish(run)
+
+
+def save_sweep_config(config: DictConfig, sweep_dir: Path) -> None:
+    """multirun.yaml, as Hydra's own sweepers write it: the sweep's configuration and command
+    line (`hydra.overrides`), from which `resume=` on a trial folder gives the sweep's command."""
+    text = mask_text(OmegaConf.to_yaml(config))  # never a password on disk, not even briefly
+    (sweep_dir / SWEEP_RECORD).write_text(text, encoding="utf-8")
+
+
+def finish(run: SweepRun) -> None:
+    counts = count_states(run.study)
+    if run.settings.multi_objective:
+        front = run.printer.pareto_front(run.study, counts)
+        save_pareto_results(run.config, run.study, front, run.storage_url)
+        for trial in front:
+            path, name = export_trial(
+                run, trial, pareto_experiment_name(run.study.study_name, trial.number)
+            )
+            run.printer.say(
+                f"[sweep]   trial {trial.number} written as {path}: makemore-train experiment={name}"
+            )
+        return
+    best = run.printer.best(run.study, counts)
+    save_results(run.config, run.study, best, run.storage_url)
+    if best is not None:
+        path, name = export_trial(run, best, experiment_name(run.study.study_name))
+        run.printer.say(
+            f"[sweep]   written as {path}; reproduce it with: makemore-train experiment={name}"
+        )
+
+
+def export_trial(run: SweepRun, trial: FrozenTrial, name: str) -> tuple[Path, str]:
+    return export_experiment(
+        run.config,
+        run.hydra_context,
+        run.study,
+        trial,
+        run.space,
+        run.settings.export_dir,
+        name,
+        run.label,
+    )
+
+
+# --- workers: place, watch, replace ---------------------------------------------------------------
+
+
 def run_workers(run: SweepRun, workers: int) -> None:
     task = WorkerLoop(
         hydra_context=run.hydra_context,
@@ -68,7 +221,7 @@ def run_workers(run: SweepRun, workers: int) -> None:
     )
     launcher, where = _launcher(run, task, workers)
     run.printer.say(f"[sweep] {workers} worker{'s' if workers > 1 else ''} {where}")
-    watcher = StudyWatcher(run)
+    watcher = StudyWatcher(run.study, run.sweep_id, run.printer)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.watch, args=(stop,), name="sweep-watcher", daemon=True)
     thread.start()
@@ -291,46 +444,3 @@ def _returned_summary(outcome: JobReturn | BaseException) -> bool:
     if isinstance(outcome, BaseException) or outcome.status != JobStatus.COMPLETED:
         return False
     return isinstance(outcome.return_value, dict)
-
-
-class StudyWatcher:
-    """Prints a line for each trial that ends (or is continued) while the workers run."""
-
-    def __init__(self, run: SweepRun) -> None:
-        self.run = run
-        trials = run.study.get_trials(deepcopy=False)
-        self.printed = {t.number for t in trials if t.state.is_finished()}
-        self.held: dict[int, tuple[int, int | None]] = {}  # worker → (trial, last step reported)
-        self.continued = {t.number: int(t.user_attrs.get(CONTINUED_ATTR, 0)) for t in trials}
-
-    def watch(self, stop: threading.Event) -> None:
-        while not stop.wait(WATCH_S):
-            self._poll_safely()
-        self._poll_safely()  # what ended since the last look
-
-    def _poll_safely(self) -> None:
-        try:
-            self.poll()
-        except Exception as error:  # noqa: BLE001 - a busy storage: the next look will do
-            log.debug("Watching the study failed: %s", error)
-
-    def poll(self) -> None:
-        held: dict[int, tuple[int, int | None]] = {}
-        for trial in self.run.study.get_trials(deepcopy=False):
-            owner = trial.user_attrs.get(OWNER_ATTR) or {}
-            if trial.state == TrialState.RUNNING and owner.get("sweep_id") == self.run.sweep_id:
-                held[int(owner.get("worker", -1))] = (trial.number, trial.last_step)
-            times = int(trial.user_attrs.get(CONTINUED_ATTR, 0))
-            if times > self.continued.get(trial.number, 0):
-                self.continued[trial.number] = times
-                self.run.printer.continued(
-                    trial.number, str(trial.user_attrs.get(CONTINUED_REASON_ATTR, ""))
-                )
-            if trial.state.is_finished() and trial.number not in self.printed:
-                self.printed.add(trial.number)
-                self.run.printer.trial_finished(trial, self.run.study)
-        # A worker's trial, as last seen: kept when it disappears with a dead worker's takeover.
-        for worker, trial_and_step in held.items():
-            self.held[worker] = trial_and_step
-        for worker in [w for w, (n, _) in self.held.items() if n in self.printed]:
-            del self.held[worker]

@@ -1,9 +1,14 @@
-"""Telling live trials from abandoned ones, so interrupted trials are continued and live ones left alone.
+"""Who runs which trial, and how its end is recorded: claims, heartbeats, takeovers, COMPLETE or FAIL.
 
-Whoever runs a trial (a sweep process launching jobs, or a worker) *claims* it: user attribute
-`sweep_owner` = host, pid, the sweep's id, the worker's index and a random token. While the trial
-runs, its owner keeps a heartbeat: the user attribute `heartbeat_seq`, a counter raised every
-`heartbeat_interval` seconds.
+Runs in whichever process runs trials (`worker.py`): a long-lived worker or, with one job per
+trial, the sweep process. It owns the trials' bookkeeping in the study: the user
+attributes `sweep_owner`, `heartbeat_seq`, `continued`, `fail_reason`, and the order in which a
+process gets its next trial (an abandoned one to continue first, else a new one from the sampler).
+PRUNED is recorded by the run itself (`trial_hook.py`), after its metrics.json is written.
+
+Whoever runs a trial *claims* it: user attribute `sweep_owner` = host, pid, the sweep's id, the
+worker's index and a random token. While the trial runs, its owner keeps a heartbeat: the user
+attribute `heartbeat_seq`, a counter raised every `heartbeat_interval` seconds.
 
 A RUNNING trial is abandoned, and may be taken over and continued from its checkpoint, when:
 - its owner released it (Ctrl-C, SIGTERM: the run stopped in good order);
@@ -15,27 +20,36 @@ No clock of another host is ever read: "did not move for N seconds" is measured 
 process's own monotonic clock, between two looks at the storage. Hosts with skewed clocks
 therefore cannot fail or take over each other's live trials; the price is that a process needs
 `grace_period` seconds of watching before it takes over a trial from another host (same-host
-owners are checked by pid, at once).
+owners are checked by pid, at once). A continued trial keeps its number, parameters and folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from makemore_sweep.errors import JobLost, UserError
+from makemore_sweep.redaction import mask_secrets
+from makemore_sweep.sweeper.study import SearchSpace, count_states, finished, suggest
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,8 @@ HOST = socket.gethostname()
 # A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial still
 # without an owner after this long was asked by a process killed in between.
 CLAIM_WINDOW_S = 10.0
+CONTINUED_ATTR = "continued"  # how many times the trial was taken over and continued
+CONTINUED_REASON_ATTR = "continued_reason"
 
 
 def process_is_alive(pid: int) -> bool:
@@ -235,3 +251,197 @@ class TrialLeases:
         if unchanged_s > self.grace_period:
             return f"no heartbeat from {owner.get('host')} for {self.grace_period:g} s"
         return None
+
+
+# --- the next trial -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    number: int
+    trial_id: int
+    params: dict[str, Any]
+    continued: str | None = None  # why it is continued; None for a new trial
+
+
+class TrialSource:
+    """Hands out trials of one study to one process, toward `n_trials` finished trials in all."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: BaseStorage,
+        leases: TrialLeases,
+        space: SearchSpace,
+        config: DictConfig,
+        n_trials: int,
+        claim_lock: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        self.claim_lock = claim_lock  # storage.claim_lock of the study, where there is one
+        self.study = study
+        self.storage = storage
+        self.leases = leases
+        self.space = space
+        self.config = config
+        self.n_trials = n_trials
+
+    def counts(self) -> dict[TrialState, int]:
+        return count_states(self.study)
+
+    def missing(self) -> int:
+        """Trials nobody runs yet: n_trials less the finished ones and those under way (live or not)."""
+        counts = self.counts()
+        return self.n_trials - finished(counts) - counts[TrialState.RUNNING]
+
+    def done(self) -> bool:
+        return finished(self.counts()) >= self.n_trials
+
+    def take_abandoned(self) -> ClaimedTrial | None:
+        """Take over the oldest abandoned trial, if any (another process may win it: then the next)."""
+        with self.claim_lock():
+            return self._take_abandoned()
+
+    def _take_abandoned(self) -> ClaimedTrial | None:
+        for abandoned in self.leases.abandoned():
+            if self.leases.take_over(abandoned):
+                return self._continued(abandoned.number, abandoned.reason)
+        return None
+
+    def _continued(self, number: int, reason: str) -> ClaimedTrial:
+        trial_id = self.leases.trial_id(number)
+        frozen = self.storage.get_trial(trial_id)
+        times = int(frozen.user_attrs.get(CONTINUED_ATTR, 0)) + 1
+        self.storage.set_trial_user_attr(trial_id, CONTINUED_ATTR, times)
+        self.storage.set_trial_user_attr(trial_id, CONTINUED_REASON_ATTR, reason)
+        params = self._complete_params(trial_id, dict(frozen.params))
+        return ClaimedTrial(number, trial_id, params, continued=reason)
+
+    def ask_new(self) -> ClaimedTrial:
+        """A new trial from the sampler (or the enqueued queue). A trial put back by another
+        process's takeover may be popped here first: it is continued, not started afresh."""
+        trial = self.space.suggest(self.study, self.config)
+        trial_id = self.leases.trial_id(trial.number)
+        earlier_owner = self.storage.get_trial(trial_id).user_attrs.get(OWNER_ATTR)
+        self.leases.claim(trial_id)
+        if earlier_owner is not None:
+            return self._continued(trial.number, "put back by another process's takeover")
+        return ClaimedTrial(trial.number, trial_id, dict(trial.params))
+
+    def next(self) -> ClaimedTrial | None:
+        """An abandoned trial to continue, else a new one while the study has room, else None."""
+        with self.claim_lock():
+            continued = self._take_abandoned()
+            if continued is not None:
+                return continued
+            return self.ask_new() if self.missing() > 0 else None
+
+    def _complete_params(self, trial_id: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Sample what a trial asked by a process killed mid-way never got (rare), so it can run."""
+        missing = {name: d for name, d in self.space.distributions.items() if name not in params}
+        if not missing:
+            return params
+        trial = optuna.trial.Trial(self.study, trial_id)
+        for name, distribution in missing.items():
+            params[name] = suggest(trial, name, distribution)
+        return params
+
+
+# --- how a trial ended ----------------------------------------------------------------------------
+
+
+def job_result(
+    job_return: JobReturn | BaseException, objectives: Sequence[str]
+) -> tuple[list[float] | None, str | None]:
+    """(the objectives' values, None) for a job that returned them, (None, reason) for one that failed.
+
+    A trial's job returns its dev loss, or the list of the sweep's objectives (cli/train.py).
+    """
+    reason = failure_reason(job_return)
+    if reason is not None:
+        return None, reason
+    assert isinstance(job_return, JobReturn)
+    return objective_values(job_return.return_value, objectives)
+
+
+def failure_reason(job_return: JobReturn | BaseException) -> str | None:
+    """One line on why a job failed; None for a job that completed."""
+    if isinstance(job_return, BaseException):
+        return one_line(job_return)
+    if job_return.status == JobStatus.COMPLETED:
+        return None
+    try:
+        # Reading it re-raises the job's exception, and Hydra prints "Error executing job with
+        # overrides" each time: the sweep says why in its own line instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            _ = job_return.return_value
+    except BaseException as error:  # noqa: BLE001 - the job's own error, whatever it is, is the reason
+        return one_line(error)
+    return f"the job ended with status {job_return.status.name}"
+
+
+def objective_values(
+    returned: Any, objectives: Sequence[str]
+) -> tuple[list[float] | None, str | None]:
+    raw = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    if len(raw) != len(objectives):
+        return None, f"the job returned {returned!r}, not values of {', '.join(objectives)}"
+    values: list[float] = []
+    for name, value in zip(objectives, raw):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            return None, f"the job returned {name} = {value}, which an objective cannot be"
+        values.append(number)
+    return values, None
+
+
+def one_line(error: Any) -> str:
+    if isinstance(error, (UserError, JobLost)):
+        text = str(error)
+    elif isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}"
+    else:
+        text = str(error)
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return mask_secrets(first)[:500]
+
+
+def record_outcome(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial_id: int,
+    job_return: JobReturn | BaseException,
+    objectives: Sequence[str] = ("val_loss",),
+) -> FrozenTrial:
+    """COMPLETE with the returned objectives, or FAIL with the reason; a trial already finished is kept."""
+    frozen = storage.get_trial(trial_id)
+    if frozen.state.is_finished():
+        return frozen
+    values, reason = job_result(job_return, objectives)
+    try:
+        if values is not None:
+            study.tell(frozen.number, values=values)
+        else:
+            fail_trial(study, storage, trial_id, reason or "the job returned no objective values")
+    except UpdateFinishedTrialError:
+        pass  # another process finished it meanwhile
+    return storage.get_trial(trial_id)
+
+
+def fail_trial(study: optuna.Study, storage: BaseStorage, trial_id: int, reason: str) -> None:
+    try:
+        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+        study.tell(storage.get_trial_number_from_id(trial_id), state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        pass
+
+
+def failures_of_sweep(study: optuna.Study, sweep_id: str) -> list[FrozenTrial]:
+    """The FAIL trials run by the processes of one sweep (what max_failure_rate counts)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if (t.user_attrs.get(OWNER_ATTR) or {}).get("sweep_id") == sweep_id
+    ]

@@ -1,15 +1,22 @@
-"""A training run's side of an Optuna sweep: its trial, pruning, and what it tells the study.
+"""The trial hook: a training run's side of an Optuna sweep (report, prune, record PRUNED).
 
-The sweeper (`sweeper/plugin.py`) launches each trial as a Hydra job with the overrides
-`+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`. The entry
-point hands the run a `TrialReporter` (a `RunHook`): it resolves the study's storage against
-DIR as the sweeper did (study_location.py), opens that trial, reports the dev loss at every validation, stops the
-run when the pruner says so, and then records the trial as PRUNED itself (after metrics.json is
-written). COMPLETE and FAIL are recorded by the sweeper from the job's return.
+Runs inside a trial's run, in the worker's process (or, with one job per trial, the job's own).
+The runner (`worker.py`: a worker, or the sweep process's batches) launches each trial as a
+Hydra job with the overrides `+optuna_trial.number=N +optuna_trial.study_name=NAME
++optuna_trial.base_dir=DIR`.
+The entry point hands the run a `TrialReporter` (a `RunHook`): it resolves the study's storage
+against DIR as the sweep did (storage.py), opens that trial, reports the dev loss at every
+validation, stops the run when the pruner says so, and then records the trial as PRUNED itself
+(after metrics.json is written). COMPLETE and FAIL are recorded by the runner from the job's
+return (claims.py).
+
+It owns the run's handle on the study: one storage, pruner and study per process (`_trial_study`),
+so a worker's trials do not open them again for every trial.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,17 +24,16 @@ from typing import Any
 import lightning as L
 import optuna
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.pruners import build_pruner
 from makemore_sweep.sweeper.settings import DEV_LOSS, objective_list
-from makemore_sweep.sweeper.storage import open_sweep_storage
-from makemore_sweep.sweeper.study_location import study_storage_url
-from makemore_sweep.sweeper.trial_claims import TRIAL_CONFIG_KEY
+from makemore_sweep.sweeper.storage import shared_sweep_storage, study_storage_url
+from makemore_sweep.sweeper.study import build_pruner
+from makemore_sweep.sweeper.worker import TRIAL_CONFIG_KEY
 from makemore_sweep.training.resume_command import SweepTrial, continue_trial_advice, sweep_trial_of
 from makemore_sweep.training.run_hooks import RunHook
 
@@ -46,14 +52,30 @@ OUTCOME_ATTRS = (
 )
 
 
-_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+_STUDIES: dict[tuple[str, str, str], optuna.Study] = {}
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
-    """One storage per URL and process: a sweep worker runs many trials, each would open its own."""
-    if url not in _STORAGES:
-        _STORAGES[url] = open_sweep_storage(url)
-    return _STORAGES[url]
+def _trial_study(url: str, name: str, pruner: Any, pruner_options: Any) -> optuna.Study:
+    """The study as a run sees it, loaded once per process for a storage, name and pruner: a
+    worker runs many trials, and each would otherwise build the pruner and load the study again.
+
+    The pruner keeps nothing of one trial that changes its answer for the next (Optuna's own
+    `study.optimize` asks one pruner for every trial), so sharing it prunes as before.
+    """
+    chosen = (pruner_options or {}).get("none" if pruner is None else str(pruner).lower())
+    if OmegaConf.is_config(chosen):
+        chosen = OmegaConf.to_container(chosen, resolve=True)
+    key = (url, name, json.dumps([str(pruner), chosen], sort_keys=True, default=str))
+    if key not in _STUDIES:
+        built = build_pruner(pruner, pruner_options)
+        # The trial never samples, so a RandomSampler keeps opening it cheap.
+        _STUDIES[key] = optuna.load_study(
+            study_name=name,
+            storage=shared_sweep_storage(url),
+            sampler=optuna.samplers.RandomSampler(),
+            pruner=built,
+        )
+    return _STUDIES[key]
 
 
 class TrialReporter(RunHook):
@@ -100,16 +122,9 @@ class TrialReporter(RunHook):
             )
         name, number = str(identity.study_name), int(identity.number)
         url = study_storage_url(HydraConfig.get(), name, Path(identity.base_dir))
-        pruner = build_pruner(sweeper.pruner, sweeper.pruner_options)
-        storage = _storage(url)
         try:
-            # The trial never samples, so a RandomSampler keeps opening it cheap.
-            study = optuna.load_study(
-                study_name=name,
-                storage=storage,
-                sampler=optuna.samplers.RandomSampler(),
-                pruner=pruner,
-            )
+            study = _trial_study(url, name, sweeper.pruner, sweeper.pruner_options)
+            storage = shared_sweep_storage(url)
             trial_id = storage.get_trial_id_from_study_id_trial_number(
                 storage.get_study_id_from_name(name), number
             )

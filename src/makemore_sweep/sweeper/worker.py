@@ -1,0 +1,411 @@
+"""Running trials: claim one, run it as a Hydra job, record how it ended; until the study is full.
+
+Two runners, both taking their trials through claims.py:
+- `WorkerLoop`, the task of a long-lived worker job placed by the sweep's launcher (the sweep's
+  own process, submitit processes on this machine, or one SLURM job): runs in that worker;
+- `run_batches`, one job per trial (`hydra.sweeper.workers=0`) in batches of n_jobs: runs in
+  the sweep process, which launches the jobs itself (upstream's way, kept for those who use it).
+It owns both loops, `SweepRun` (what the sweep process shares with its runners), what a trial's
+job is told (`identity_overrides`, read by trial_hook.py), and a worker's answer to SIGTERM.
+A worker opens the shared study itself and loops:
+
+    until the study holds n_trials finished trials (or this sweep failed too often):
+        take over an abandoned trial (its worker died) and continue it from its last.ckpt,
+        else ask the sampler for a new trial while the study has room, else wait a little
+                                                                       (claims.py, study.py)
+        compose the trial's configuration with the sweep's config loader, as a launcher would,
+        run it in-process with Hydra's run_job (own trial_N folder, metrics.json, W&B run),
+        keeping a heartbeat on it; the run reports and may prune        (trial_hook.py)
+        record COMPLETE or FAIL (PRUNED is recorded by the run)         (claims.py)
+
+Imports, the data, the storage and the CUDA context are paid once per worker instead of once
+per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) releases its trial, so the
+next free worker, or the next run of the same command, continues it: the sweep passes Ctrl-C
+on to its workers as SIGTERM, and SLURM preempts with it. Inside a trial's training,
+Lightning's own handler stops the run in good order (its checkpoint is kept and the trial
+released, see training/run.py); Lightning chains to the handler installed here, which only
+notes the request. Outside training (composing, evaluating, logging, waiting) the worker would
+otherwise go on to its next trial: submitit's handler merely logs SIGTERM. So a request noted
+there ends the worker once the trial at hand is recorded, and a worker waiting for work stops
+at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import optuna
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, run_job
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from makemore_sweep.errors import UserError
+from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
+from makemore_sweep.redaction import redact_run_records
+from makemore_sweep.sweeper.claims import (
+    FAIL_REASON_ATTR,
+    ClaimedTrial,
+    TrialLeases,
+    TrialSource,
+    failures_of_sweep,
+    record_outcome,
+)
+from makemore_sweep.sweeper.results import SweepPrinter
+from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
+from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 2.0  # how often an idle worker looks for an abandoned trial or for the end
+TRIAL_CONFIG_KEY = "optuna_trial"  # where a trial's job finds its trial: identity_overrides below
+
+
+# --- what the sweep process shares with its runners -----------------------------------------------
+
+
+class TooManyFailures(UserError):
+    """More trials failed than `hydra.sweeper.max_failure_rate` allows."""
+
+
+@dataclass
+class SweepRun:
+    """Everything the parts of one sweep share."""
+
+    config: DictConfig  # the sweep's own configuration (Hydra's master config)
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    settings: SweepSettings
+    space: SearchSpace
+    study: optuna.Study
+    storage: BaseStorage
+    storage_url: str
+    n_earlier: int  # trials in the study before this sweep started
+    label: str  # the study's identity, as its folder and exports name it (ownership.py)
+    printer: SweepPrinter = field(default_factory=SweepPrinter)
+    sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def base_dir(self) -> str:
+        return str(self.config.hydra.runtime.cwd)
+
+    def failures_of_this_sweep(self) -> list[FrozenTrial]:
+        return failures_of_sweep(self.study, self.sweep_id)
+
+    def check_failure_budget(self, failed: list[FrozenTrial]) -> None:
+        if not failed or len(failed) <= self.settings.allowed_failures():
+            return
+        last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or 0)
+        raise TooManyFailures(
+            f"Too many failed trials: {len(failed)}, more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate} "
+            f"of n_trials={self.settings.n_trials} allows; the last, trial {last.number}, failed with: "
+            f"{last.user_attrs.get(FAIL_REASON_ATTR, 'an unknown error')}"
+        )
+
+
+# --- a long-lived worker --------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerLoop:
+    """The task function of a worker job; submitit pickles it to the job with the launcher."""
+
+    hydra_context: HydraContext
+    task_function: TaskFunction  # makemore-train's own, run once per trial
+    master_config: DictConfig  # the sweep's configuration, which trials are composed from
+    settings: SweepSettings
+    space: SearchSpace
+    storage_url: str
+    study_name: str
+    sweep_id: str
+    seed_offset: int
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        hydra_cfg = HydraConfig.get()
+        index, job_id = int(hydra_cfg.job.num), str(hydra_cfg.job.id)
+        # The worker's own saved Hydra files hold hydra.sweeper.storage, password and all.
+        if hydra_cfg.output_subdir:
+            redact_run_records(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
+        threads = cfg.get("threads")  # set per worker by the launcher (cores // workers) or SLURM
+        # One storage per worker process, shared with the trials' runs (trial_hook.py).
+        storage = shared_sweep_storage(self.storage_url)
+        study = load_worker_study(
+            self.settings,
+            self.space,
+            storage,
+            self.study_name,
+            seed_offset=self.seed_offset,
+            worker=index,
+        )
+        leases = TrialLeases(
+            study,
+            storage,
+            self.settings.heartbeat_interval,
+            self.settings.grace_period,
+            sweep_id=self.sweep_id,
+            worker=index,
+        )
+        source = TrialSource(
+            study,
+            storage,
+            leases,
+            self.space,
+            self.master_config,
+            self.settings.n_trials,
+            functools.partial(claim_lock, self.storage_url, storage, self.study_name),
+        )
+        ran: list[dict[str, Any]] = []
+        with StopRequest().installed() as stop:
+            while not source.done():
+                stop.stop_if_requested()  # SIGTERM during the last trial's evaluation or logging
+                if len(failures_of_sweep(study, self.sweep_id)) > self.settings.allowed_failures():
+                    break  # the sweep process reports it
+                claimed = source.next()
+                if claimed is None:
+                    # The last trials run elsewhere; one may yet be abandoned.
+                    with stop.waiting():
+                        time.sleep(IDLE_POLL_S)
+                    continue
+                outcome = self._run_trial(study, leases, claimed, job_id, threads)
+                ran.append(
+                    {
+                        "number": claimed.number,
+                        "state": outcome,
+                        "continued": claimed.continued is not None,
+                    }
+                )
+        return {"worker": index, "trials": ran}
+
+    def _run_trial(
+        self,
+        study: optuna.Study,
+        leases: TrialLeases,
+        claimed: ClaimedTrial,
+        job_id: str,
+        threads: Any,
+    ) -> str:
+        loader = self.hydra_context.config_loader
+        overrides = [
+            *self.space.trial_overrides(claimed.params),
+            *identity_overrides(
+                claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)
+            ),
+            *([f"threads={threads}"] if threads else []),
+        ]
+        try:
+            trial_config = loader.load_sweep_config(self.master_config, overrides)
+            if claimed.continued is not None:
+                resume = resume_overrides(trial_run_dir(trial_config))
+                if resume:
+                    trial_config = loader.load_sweep_config(
+                        self.master_config, [*overrides, *resume]
+                    )
+                print(
+                    f"[trial {claimed.number}] continued ({claimed.continued}){' from its checkpoint' if resume else ''}",
+                    flush=True,
+                )
+            with open_dict(trial_config.hydra.job):
+                trial_config.hydra.job.id = f"{job_id}_{claimed.number}"
+                trial_config.hydra.job.num = claimed.number
+        except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
+            return record_outcome(
+                study, leases.storage, claimed.trial_id, error, self.settings.objectives
+            ).state.name
+        try:
+            with leases.keep_alive([claimed.trial_id]):
+                job_return = run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=self.task_function,
+                    config=trial_config,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+        except BaseException:
+            # Ctrl-C, SIGTERM (requeue, scancel): the run wrote what it had; let the next worker go on.
+            leases.release(claimed.trial_id)
+            raise
+        finally:
+            _finish_leftover_wandb_run()
+        return record_outcome(
+            study, leases.storage, claimed.trial_id, job_return, self.settings.objectives
+        ).state.name
+
+
+def _finish_leftover_wandb_run() -> None:
+    """A trial that crashed mid-run may leave its W&B run open; the next trial must get its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1)
+
+
+# --- what a trial's job is told -------------------------------------------------------------------
+
+
+def resume_overrides(run_dir: Path) -> list[str]:
+    """What makes a continued trial's run resume: its last checkpoint, when it wrote one."""
+    return ["ckpt_path=last"] if (run_dir / LAST_CHECKPOINT).is_file() else []
+
+
+def trial_run_dir(trial_config: DictConfig) -> Path:
+    """The folder a trial's run writes to, from its composed configuration."""
+    sweep = trial_config.hydra.sweep
+    return Path(str(sweep.dir)) / str(sweep.subdir)
+
+
+def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]:
+    """Overrides that let a trial's job find its trial (see trial_hook.py). The storage URL,
+    which may hold a password, is never one of them (launchers log overrides)."""
+
+    def quoted(text: str) -> str:
+        return QuotedString(text=text, quote=Quote.single).with_quotes()
+
+    return [
+        f"+{TRIAL_CONFIG_KEY}.number={number}",
+        f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
+        f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
+    ]
+
+
+# --- SIGTERM to a worker: finish or release the trial at hand, then stop --------------------------
+
+EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's code for a process stopped by SIGTERM
+
+
+class StopRequest:
+    def __init__(self) -> None:
+        self.requested = False
+        self._waiting = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self._waiting:
+            raise SystemExit(EXIT_SIGTERM)
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Handle SIGTERM in this block; the previous handler comes back afterwards."""
+        previous: Any = signal.signal(signal.SIGTERM, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A block that may be cut short: nothing is under way in it (e.g. an idle sleep)."""
+        if self.requested:
+            raise SystemExit(EXIT_SIGTERM)
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+    def stop_if_requested(self) -> None:
+        if self.requested:
+            raise SystemExit(EXIT_SIGTERM)
+
+
+# --- the sweep process as runner: one job per trial, in batches of n_jobs (upstream's way) --------
+
+
+def run_batches(run: SweepRun) -> None:
+    settings = run.settings
+    launcher = Plugins.instance().instantiate_launcher(
+        config=run.config, hydra_context=run.hydra_context, task_function=run.task_function
+    )
+    leases = TrialLeases(
+        run.study,
+        run.storage,
+        settings.heartbeat_interval,
+        settings.grace_period,
+        sweep_id=run.sweep_id,
+    )
+    lock = functools.partial(claim_lock, run.storage_url, run.storage, run.study.study_name)
+    source = TrialSource(
+        run.study, run.storage, leases, run.space, run.config, settings.n_trials, lock
+    )
+    failed: list[FrozenTrial] = []
+    job_idx = 0
+    while True:
+        batch: list[ClaimedTrial] = []
+        while len(batch) < settings.n_jobs and (continued := source.take_abandoned()) is not None:
+            run.printer.continued(continued.number, continued.continued or "")
+            batch.append(continued)
+        missing = source.missing()
+        batch += [
+            source.ask_new() for _ in range(min(settings.n_jobs - len(batch), max(missing, 0)))
+        ]
+        if not batch:
+            if missing <= 0 and not leases.unclaimed_running():
+                return
+            # An orphan of a sweep killed between ask and claim, or a trial of a process that
+            # stopped: wait until it is claimed, or abandoned and ours to continue.
+            time.sleep(1.0)
+            continue
+        returns = _launch(run, launcher, leases, batch, job_idx)
+        job_idx += len(batch)
+        for claimed, job_return in zip(batch, returns):
+            outcome = record_outcome(
+                run.study, run.storage, claimed.trial_id, job_return, settings.objectives
+            )
+            run.printer.trial_finished(outcome, run.study)
+            if outcome.state == TrialState.FAIL:
+                failed.append(outcome)
+        run.check_failure_budget(failed)  # once the whole batch is recorded
+
+
+def _launch(
+    run: SweepRun, launcher: Launcher, leases: TrialLeases, batch: list[ClaimedTrial], job_idx: int
+) -> list[JobReturn | BaseException]:
+    jobs = [_overrides(run, claimed) for claimed in batch]
+    trial_ids = [claimed.trial_id for claimed in batch]
+    try:
+        with leases.keep_alive(trial_ids):
+            returns: list[JobReturn | BaseException] = list(
+                launcher.launch(jobs, initial_job_idx=job_idx)
+            )
+    except Exception as error:  # the launcher itself failed (e.g. a submitit job died)
+        if isinstance(error, UserError):  # jobs that cannot start: the sentence says what to change
+            _release(leases, trial_ids)
+            raise
+        log.exception("The launcher failed")
+        returns = [error] * len(batch)
+    except BaseException:
+        # Ctrl-C or SystemExit: the interrupted trials are continued by the next run.
+        _release(leases, trial_ids)
+        raise
+    return returns
+
+
+def _release(leases: TrialLeases, trial_ids: list[int]) -> None:
+    for trial_id in trial_ids:
+        leases.release(trial_id)
+
+
+def _overrides(run: SweepRun, claimed: ClaimedTrial) -> list[str]:
+    overrides = [
+        *run.space.trial_overrides(claimed.params),
+        *identity_overrides(claimed.number, run.study.study_name, run.base_dir),
+    ]
+    if claimed.continued is not None:
+        trial_config = run.hydra_context.config_loader.load_sweep_config(run.config, overrides)
+        overrides += resume_overrides(Path(trial_run_dir(trial_config)))
+    return overrides
