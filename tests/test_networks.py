@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -20,11 +21,15 @@ from makemore_sweep.model.networks import (
 
 
 def trained_bn_model() -> MLPLanguageModel:
+    return trained_bn_model_of(block_size=3)
+
+
+def trained_bn_model_of(block_size: int) -> MLPLanguageModel:
     torch.manual_seed(0)
-    model = MLPLanguageModel(27, 3, ModelConfig(n_embd=4, n_hidden=16))
+    model = MLPLanguageModel(27, block_size, ModelConfig(n_embd=4, n_hidden=16))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(20):  # move the running statistics away from their initial 0/1
-        x = torch.randint(0, 27, (32, 3))
+        x = torch.randint(0, 27, (32, block_size))
         loss = F.cross_entropy(model(x), torch.randint(0, 27, (32,)))
         opt.zero_grad()
         loss.backward()
@@ -111,3 +116,26 @@ def test_evaluation_with_the_folded_first_layer_equals_the_plain_forward() -> No
             folded = model(x)
         assert torch.allclose(folded, plain, atol=1e-5, rtol=1e-5), spec
         assert not torch.equal(plain, torch.zeros_like(plain))
+
+
+@pytest.mark.parametrize("block_size", [5, 14])  # 27**14 > 2**62: contexts sorted as rows
+def test_a_split_evaluated_once_per_distinct_context_gives_the_row_by_row_loss(
+    names_path: Path, block_size: int
+) -> None:
+    """Evaluation runs each distinct context once, weighted by its targets' counts: the mean
+    over the split's rows, as a pass over every row gives it."""
+    from makemore_sweep.data.batches import DistinctContexts
+    from makemore_sweep.model.networks import split_loss
+
+    splits = load_splits(names_path, block_size=block_size)
+    model = trained_bn_model_of(block_size=block_size)
+    x, y = splits.val
+    with torch.no_grad():
+        model.eval()
+        row_by_row = F.cross_entropy(model(x), y).item()
+    distinct = DistinctContexts.of(x, y, splits.vocab.size)
+    assert len(distinct.contexts) < len(x) / 2  # names share their beginnings
+    assert distinct.counts.sum().item() == len(x) == distinct.rows
+    for chunk in (97, 4096):
+        assert abs(split_loss(model, distinct, chunk) - row_by_row) < 1e-5
+    assert abs(split_loss(model, splits.evaluation_split("val")) - row_by_row) < 1e-5

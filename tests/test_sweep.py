@@ -46,6 +46,24 @@ def test_a_four_trial_sweep_fills_the_study_and_exports_its_best_trial(
         assert config["optuna_trial.number"] == str(trial.number)
         assert json.loads(config["model.n_hidden"]) == trial.params["model.n_hidden"]
 
+    # The embedding figure is drawn by the trials that improved on the study's best when they
+    # ended: the first to complete and the best one always; never one beaten before it started.
+    complete = sorted(
+        (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
+    )
+    drew = {
+        t.number for t in complete if (Path(t.user_attrs["run_dir"]) / "embeddings.png").is_file()
+    }
+    assert {complete[0].number, best.number} <= drew
+    for trial in complete:
+        beaten_before = [
+            t
+            for t in complete
+            if t.datetime_complete < trial.datetime_start and t.value < trial.value
+        ]
+        if beaten_before:
+            assert trial.number not in drew, (trial.number, beaten_before[0].number)
+
     # The exported experiment reruns the best trial as a single run, with the same dev loss.
     experiment = tmp_path / "conf" / "experiment" / f"{STUDY}_best.yaml"
     assert f"makemore-train experiment={STUDY}_best" in result.stdout

@@ -77,8 +77,9 @@ class DataConfig(Section):
     path: str = checked("data/names.txt", Text("the path of a names file (one name per line)"))
     block_size: int = checked(3, Integer(1))  # context length: characters that predict the next
     batch_size: int = checked(512, Integer(1))
-    # Dev/test loss in chunks of this many: cache-sized chunks evaluate 2-4× faster on a CPU than
-    # one 32768 chunk (scripts/bench_eval.py); on a GPU larger chunks may pay.
+    # Dev/test/train loss in chunks of this many distinct contexts (data/batches.py): cache-sized
+    # chunks evaluate 2-4× faster on a CPU than one 32768 chunk (scripts/bench_eval.py); on a GPU
+    # larger chunks may pay.
     eval_batch_size: int = checked(4096, Integer(1))
     split_seed: int = checked(42, Integer(0, MAX_SEED))  # the lectures' shuffle: keep it to compare
     fractions: list[float] = checked([0.8, 0.1, 0.1], Fractions(3))  # noqa: RUF009  (a default_factory) train/val/test shares

@@ -8,12 +8,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from makemore_sweep.data.batches import DistinctContexts
 from makemore_sweep.errors import DataError
 
 BOUNDARY = "."  # start/end token, always index 0
@@ -201,6 +202,15 @@ class SplitTensors:
     test: tuple[torch.Tensor, torch.Tensor]
     train_words: frozenset[str]
     summary: DataSummary
+    # Each split's distinct contexts and target counts, what evaluation reads (batches.py).
+    for_eval: dict[str, DistinctContexts] = field(default_factory=dict, compare=False)
+
+    def evaluation_split(self, name: str) -> DistinctContexts:
+        """The distinct contexts of split `name` (train, val or test), built on first use."""
+        if name not in self.for_eval:
+            x, y = getattr(self, name)
+            self.for_eval[name] = DistinctContexts.of(x, y, self.vocab.size)
+        return self.for_eval[name]
 
 
 def load_splits(

@@ -10,6 +10,7 @@ import torch
 
 from makemore_sweep.data.batches import (
     Batch,
+    DistinctContexts,
     RandomBatchChunks,
     SplitBatches,
     StepPlan,
@@ -114,10 +115,16 @@ class NamesDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> SplitBatches:
-        return SplitBatches(*self._on_device(self.splits.val), self.eval_batch_size)
+        return SplitBatches(self._eval_on_device("val"), self.eval_batch_size)
 
     def test_dataloader(self) -> SplitBatches:
-        return SplitBatches(*self._on_device(self.splits.test), self.eval_batch_size)
+        return SplitBatches(self._eval_on_device("test"), self.eval_batch_size)
+
+    def _eval_on_device(self, name: str) -> DistinctContexts:
+        device = (
+            self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        )
+        return self.splits.evaluation_split(name).to(device)
 
     # -- checkpoints: the sampler's random state, so a resumed run draws the batches it would have
     def state_dict(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class LanguageModelTask(L.LightningModule):
         self.init_loss: float | None = None
         self._plain_steps = False
         self._eval_sum = torch.zeros(())
-        self._eval_count = 0
+        self._eval_count = torch.zeros(())
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.net(context)
@@ -157,15 +157,17 @@ class LanguageModelTask(L.LightningModule):
 
     # -- evaluation (running statistics: Lightning puts the module in eval mode) ---------
     def _accumulate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        x, y = batch
-        loss_sum = F.cross_entropy(self.net(x).float(), y, reduction="sum")
+        """Distinct contexts and their target counts (data/batches.py SplitBatches): the loss
+        summed over the rows they stand for."""
+        contexts, counts = batch
+        loss_sum = F.cross_entropy(self.net(contexts).float(), counts, reduction="sum")
         self._eval_sum = self._eval_sum.to(loss_sum.device) + loss_sum
-        self._eval_count += len(y)
+        self._eval_count = self._eval_count.to(loss_sum.device) + counts.sum()
 
     def _flush(self) -> float:
-        mean = float(self._eval_sum) / max(self._eval_count, 1)
+        mean = float(self._eval_sum) / max(float(self._eval_count), 1.0)
         self._eval_sum = torch.zeros(())
-        self._eval_count = 0
+        self._eval_count = torch.zeros(())
         return mean
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from makemore_sweep.config.schema import NETWORK_NAMES, ModelConfig
+from makemore_sweep.data.batches import DistinctContexts
 
 TANH_GAIN = 5.0 / 3.0  # the lectures' Kaiming gain for tanh
 OUTPUT_SCALE = 0.1  # small last layer: near-uniform predictions, loss ≈ ln(vocab) at step 0
@@ -165,13 +166,22 @@ def mean_loss(
     network: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096
 ) -> float:
     """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses running statistics)."""
+    vocab_size = int(max(int(y.max()) + 1, 1)) if len(y) else 1
+    return split_loss(network, DistinctContexts.of(x, y, vocab_size), batch_size)
+
+
+@torch.no_grad()
+def split_loss(network: nn.Module, split: DistinctContexts, batch_size: int = 4096) -> float:
+    """Mean cross-entropy over the rows of `split`, one forward pass per distinct context."""
     was_training = network.training
     network.eval()
     total = 0.0
-    for start in range(0, len(x), batch_size):
-        logits = network(x[start : start + batch_size])
-        total += F.cross_entropy(
-            logits.float(), y[start : start + batch_size], reduction="sum"
-        ).item()
+    for start in range(0, len(split.contexts), batch_size):
+        logits = network(split.contexts[start : start + batch_size]).float()
+        counts = split.counts[start : start + batch_size]
+        if counts.shape[1] < logits.shape[1]:  # mean_loss counts only the targets it saw
+            counts = F.pad(counts, (0, logits.shape[1] - counts.shape[1]))
+        # Probability-style targets: Σ counts·(−log softmax), the rows' summed loss.
+        total += F.cross_entropy(logits, counts, reduction="sum").item()
     network.train(was_training)
-    return total / len(x)
+    return total / max(split.rows, 1)

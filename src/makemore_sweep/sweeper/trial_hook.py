@@ -187,6 +187,18 @@ class TrialReporter(RunHook):
             None if metrics.get(key) is None else float(metrics[key]) for key in self.objectives
         ]
 
+    def improves_on_study(self, metrics: dict[str, Any]) -> bool:
+        """True when this run's dev loss beats every COMPLETE trial of the study so far (always
+        for a multi-objective study, whose trials are not ranked on one figure)."""
+        value = metrics.get(DEV_LOSS)
+        if len(self.study.directions) > 1 or value is None:
+            return len(self.study.directions) > 1
+        try:
+            best = self.study.best_value
+        except ValueError:  # no COMPLETE trial yet
+            return True
+        return bool(float(value) < best)
+
     def metrics_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
         if self.stopped_early:

@@ -22,7 +22,7 @@ from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.model.generation import novel_fraction, sample_names
 from makemore_sweep.model.language_model import LanguageModelTask
-from makemore_sweep.model.networks import count_parameters, has_finite_state, mean_loss
+from makemore_sweep.model.networks import count_parameters, has_finite_state, split_loss
 from makemore_sweep.training.console_summary import print_summary
 from makemore_sweep.training.loggers import (
     build_loggers,
@@ -140,7 +140,11 @@ def run_training(
     pruned = any(hook.stopped_early for hook in hooks)
     metrics = record("pruned" if pruned else "completed", None)
     # A pruned trial is not a model anyone will use: no figures either (they load its checkpoint).
-    images = {} if pruned else {k: png for hook in hooks for k, png in hook.images(run_dir).items()}
+    images = (
+        {}
+        if pruned
+        else {k: png for hook in hooks for k, png in hook.images(run_dir, metrics).items()}
+    )
     log_run_summary(loggers, metrics, step=trainer.global_step, images=images)
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
@@ -192,11 +196,13 @@ def fit_by_counting(
     best_path: Path,
 ) -> None:
     """The bigram baseline: count, then evaluate and checkpoint like a trained model."""
-    module.init_loss = mean_loss(module.net, *datamodule.splits.val)  # the uniform table, ln(vocab)
+    module.init_loss = split_loss(
+        module.net, datamodule.splits.evaluation_split("val")
+    )  # the uniform table, ln(vocab)
     monitor.on_train_start(trainer, module)
     module.net.fit_counts(*datamodule.splits.train)  # type: ignore[operator]
     monitor.on_train_end(trainer, module)
-    val_loss = mean_loss(module.net, *datamodule.splits.val)
+    val_loss = split_loss(module.net, datamodule.splits.evaluation_split("val"))
     monitor.best_val_loss, monitor.best_step = val_loss, 0
     monitor.val_history.append((0, val_loss))
     if val_loss < monitor.target_loss:
@@ -230,9 +236,9 @@ def collect_metrics(
     if evaluated:
         network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
         chunk = run.data.eval_batch_size
-        pairs = {"train": splits.train, "val": splits.val, "test": splits.test}
         losses = {
-            name: _finite_or_none(mean_loss(network, x, y, chunk)) for name, (x, y) in pairs.items()
+            name: _finite_or_none(split_loss(network, splits.evaluation_split(name), chunk))
+            for name in ("train", "val", "test")
         }
         # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
         samples: list[str] | None = (

@@ -34,8 +34,8 @@ class RunHook(L.Callback):
     def after_metrics_written(self, metrics: dict[str, Any], run_dir: Path) -> None:
         """Act on the run's outcome once metrics.json is on disk."""
 
-    def images(self, run_dir: Path) -> dict[str, Path]:
-        """PNG files to attach to the run's W&B summary, by key."""
+    def images(self, run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
+        """PNG files to attach to the run's W&B summary, by key (`metrics`: metrics.json's)."""
         return {}
 
     def continue_advice(self, run_dir: Path) -> str | None:
