@@ -93,3 +93,23 @@ def test_the_entry_points_import_and_open_an_sqlite_study_without_the_extras(
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
     assert (tmp_path / "study.db").is_file()
+
+
+def test_the_gpu_check_script_parses_and_refuses_bad_arguments_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """scripts/gpu_check.sh is run as it is by the next session lent a GPU; its steps are run
+    here with --device cpu by hand (BENCHMARKS.md), too slow for every test run."""
+    script = REPO_ROOT / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    for args, said in (
+        ([], "--out DIR is missing"),
+        (["--device", "tpu", "--out", str(tmp_path)], "--device tpu is not cuda or cpu"),
+        (["--out", str(tmp_path), "--fast"], "unknown argument --fast"),
+    ):
+        result = subprocess.run(
+            ["bash", str(script), *args], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and said in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Packed trials, step by step: one fused step of G trials against G solo steps (issue 20).
+
+The solo step is the one LanguageModelTask takes without Lightning around it: its network, its
+optimiser (configure_optimizers) and one forward, backward and step. The packed step is
+`model.packed.train_step` over G members of one shape, each on its own batch, with per-member
+rates. Both run on random batches of the given shape, so this measures the arithmetic and the
+per-operation overhead only, not data loading or records. Best of `--repeats` timings each.
+
+It prints, for each case and G, the time per trial-step and the speed-up over solo:
+
+    python scripts/bench_pack_step.py                               # this machine's CPU, 1 thread
+    python scripts/bench_pack_step.py --device cuda --packs 1,8,32,128
+    python scripts/bench_pack_step.py --out pack_step.json
+
+Cases: the lecture's network at batch 32 (`lecture_tune`'s shape) and beat_2p2's batch 512 at a
+typical beat_2p2 shape, each with AdamW and SGD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from makemore_sweep.config.schema import ModelConfig, OptimConfig
+from makemore_sweep.model.language_model import LanguageModelTask
+from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
+from makemore_sweep.model.packed_optim import PackedOptimizer
+
+VOCAB = 27
+CASES = {
+    "lecture b32": (ModelConfig(n_embd=10, n_hidden=200), 3, 32),
+    "beat_2p2 b512": (ModelConfig(n_embd=21, n_hidden=300, bn_momentum=0.1), 6, 512),
+}
+
+
+def timed(step: Callable[[], object], device: torch.device, steps: int, repeats: int) -> float:
+    """Seconds per call, best of `repeats` runs of `steps` calls, after a warm-up."""
+    for _ in range(max(5, steps // 10)):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
+def solo_step(
+    spec: ModelConfig, optim: OptimConfig, block: int, batch: int, device: torch.device
+) -> Callable[[], object]:
+    task = LanguageModelTask(
+        [chr(97 + i) for i in range(VOCAB)], block, asdict(spec), asdict(optim), 10_000, 1e9
+    ).to(device)
+    optimizer = task.configure_optimizers()
+    x = torch.randint(0, VOCAB, (batch, block), device=device)
+    y = torch.randint(0, VOCAB, (batch,), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(task.net(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def packed_step(
+    spec: ModelConfig,
+    optim: OptimConfig,
+    block: int,
+    batch: int,
+    members: int,
+    device: torch.device,
+) -> Callable[[], object]:
+    network = PackedMLP(members, PackShape.of(spec, VOCAB, block)).to(device)
+    template = LanguageModelTask(
+        [chr(97 + i) for i in range(VOCAB)], block, asdict(spec), asdict(optim), 10_000, 1e9
+    )
+    params, decayed = network.parameters_with_decay()
+    optimizer = PackedOptimizer(optim.name, params, decayed, members)
+    for member in range(members):
+        network.load_member(member, template.net.to(device), spec)  # type: ignore[arg-type]
+        optimizer.configure_member(member, optim)
+        optimizer.lr[member] = optim.lr * (1 + member / members)  # rates differ, as in a sweep
+    x = torch.randint(0, VOCAB, (members, batch, block), device=device)
+    y = torch.randint(0, VOCAB, (members, batch), device=device)
+    active = torch.ones(members, dtype=torch.bool, device=device)
+    return lambda: train_step(network, optimizer, x, y, active)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--packs", default="1,2,4,8,16,32")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (a worker's share)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    packs = [int(p) for p in args.packs.split(",")]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(f"packed step benchmark on {device} ({name or 'cpu'}), torch {torch.__version__}")
+    rows = []
+    for case, (spec, block, batch) in CASES.items():
+        for optim in (OptimConfig(name="adamw", lr=0.01), OptimConfig(name="sgd", lr=0.1)):
+            solo = timed(
+                solo_step(spec, optim, block, batch, device), device, args.steps, args.repeats
+            )
+            for members in packs:
+                step = packed_step(spec, optim, block, batch, members, device)
+                fused = timed(step, device, max(10, args.steps // members), args.repeats)
+                per_trial = fused / members
+                rows.append(
+                    {
+                        "case": case,
+                        "optimiser": optim.name,
+                        "pack": members,
+                        "solo_ms": round(solo * 1e3, 4),
+                        "per_trial_step_ms": round(per_trial * 1e3, 4),
+                        "speedup": round(solo / per_trial, 2),
+                    }
+                )
+                print(
+                    f"{case:15s} {optim.name:6s} pack={members:<4d} solo {solo * 1e3:7.3f} ms, "
+                    f"packed {per_trial * 1e3:7.3f} ms per trial-step: {solo / per_trial:5.2f}x"
+                )
+    if args.out:
+        args.out.write_text(
+            json.dumps({"device": str(device), "name": name, "rows": rows}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()

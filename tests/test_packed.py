@@ -1,0 +1,172 @@
+"""Packed trials (issue 20): a trial trained in a packed network equals the same trial alone.
+
+"Alone" is the solo path itself: LanguageModelTask's network, its optimiser
+(configure_optimizers) and its schedule (lr_at), with torch's norm clipping as Lightning calls
+it. Same seed, same batches, dropout 0: dev losses agree within 1e-4.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from makemore_sweep.config.schema import ModelConfig, OptimConfig
+from makemore_sweep.data.corpus import SplitTensors, load_splits
+from makemore_sweep.model.language_model import LanguageModelTask
+from makemore_sweep.model.networks import MLPLanguageModel, mean_loss
+from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
+from makemore_sweep.model.packed_optim import PackedOptimizer
+
+BATCH = 32
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def splits(names_path: Path) -> SplitTensors:
+    return load_splits(names_path, block_size=3)
+
+
+def batches(splits: SplitTensors, seed: int, steps: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    n = len(splits.train[0])
+    return [torch.randint(0, n, (BATCH,), generator=generator) for _ in range(steps)]
+
+
+def fresh_task(
+    splits: SplitTensors, spec: ModelConfig, optim: OptimConfig, seed: int, max_steps: int
+) -> LanguageModelTask:
+    torch.manual_seed(seed)
+    return LanguageModelTask(
+        list(splits.vocab.chars), 3, asdict(spec), asdict(optim), max_steps, divergence_loss=1e9
+    )
+
+
+def train_alone(task: LanguageModelTask, splits: SplitTensors, indices: list[torch.Tensor]) -> None:
+    optimizer = task.configure_optimizers()
+    x, y = splits.train
+    for step, index in enumerate(indices):
+        for group in optimizer.param_groups:
+            group["lr"] = task.lr_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(task.net(x[index]), y[index]).backward()
+        if task.optim_spec.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(task.net.parameters(), task.optim_spec.grad_clip)
+        optimizer.step()
+
+
+class Pack:
+    """A packed network and its optimiser, with each slot's trial as a LanguageModelTask."""
+
+    def __init__(self, tasks: list[LanguageModelTask], members: int) -> None:
+        first = tasks[0]
+        shape = PackShape.of(first.network_spec, len(first.vocab), first.block_size)
+        self.network = PackedMLP(members, shape)
+        params, decayed = self.network.parameters_with_decay()
+        self.optimizer = PackedOptimizer(first.optim_spec.name, params, decayed, members)
+        self.tasks: list[LanguageModelTask | None] = [None] * members
+        self.steps_done = [0] * members
+        for slot, task in enumerate(tasks):
+            self.fill(slot, task)
+
+    def fill(self, slot: int, task: LanguageModelTask) -> None:
+        assert isinstance(task.net, MLPLanguageModel)
+        self.network.load_member(slot, task.net, task.network_spec)
+        self.optimizer.configure_member(slot, task.optim_spec)
+        self.tasks[slot], self.steps_done[slot] = task, 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, indices: list[torch.Tensor]) -> None:
+        for slot, task in enumerate(self.tasks):
+            if task is not None:
+                self.optimizer.lr[slot] = task.lr_at(self.steps_done[slot])
+        active = torch.tensor([task is not None for task in self.tasks])
+        context = torch.stack([x[index] for index in indices])
+        target = torch.stack([y[index] for index in indices])
+        train_step(self.network, self.optimizer, context, target, active)
+        self.steps_done = [s + 1 for s in self.steps_done]
+
+    def dev_loss(self, slot: int, splits: SplitTensors) -> float:
+        task = self.tasks[slot]
+        assert task is not None
+        return mean_loss(self.network.member_network(slot, task.network_spec), *splits.val)
+
+
+LECTURE = ModelConfig(n_embd=10, n_hidden=200)
+
+
+@pytest.mark.parametrize(
+    "optims",
+    [
+        [
+            OptimConfig(name="adamw", lr=0.01, weight_decay=0.0),
+            OptimConfig(name="adamw", lr=0.003, weight_decay=0.1, grad_clip=1.0),
+            OptimConfig(name="adamw", lr=0.02, weight_decay=0.01, beta2=0.95, schedule="cosine"),
+        ],
+        [
+            OptimConfig(name="sgd", lr=0.1, schedule="step", decay_at_frac=0.5),
+            OptimConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="constant"),
+            OptimConfig(name="sgd", lr=0.2, grad_clip=0.5, schedule="step", decay_factor=0.3),
+        ],
+    ],
+    ids=["adamw", "sgd"],
+)
+def test_a_trial_in_a_pack_equals_the_trial_alone(
+    splits: SplitTensors, optims: list[OptimConfig]
+) -> None:
+    steps = 300
+    specs = [LECTURE, replace(LECTURE, bn_momentum=0.01), replace(LECTURE, bn_momentum=0.5)]
+    seeds = [11, 12, 13]
+    tasks = [fresh_task(splits, s, o, seed, steps) for s, o, seed in zip(specs, optims, seeds)]
+    pack = Pack([copy.deepcopy(task) for task in tasks], members=4)  # slot 3 stays idle
+    feeds = [batches(splits, seed, steps) for seed in seeds]
+    idle = batches(splits, 99, steps)
+    for step in range(steps):
+        pack.step(*splits.train, [*(feed[step] for feed in feeds), idle[step]])
+    alone = []
+    for task, feed in zip(tasks, feeds, strict=True):
+        train_alone(task, splits, feed)
+        alone.append(mean_loss(task.net, *splits.val))
+    packed = [pack.dev_loss(slot, splits) for slot in range(3)]
+    for slot in range(3):
+        assert abs(packed[slot] - alone[slot]) < TOLERANCE, (slot, packed, alone)
+    # Not vacuous: the members' settings led them to different models.
+    assert max(alone) - min(alone) > 10 * TOLERANCE, alone
+    assert all(loss < 2.9 for loss in alone), alone  # they learnt (ln 27 ≈ 3.30)
+
+
+def test_a_refilled_slot_starts_afresh_and_equals_its_trial_alone(splits: SplitTensors) -> None:
+    """A slot taken over mid-run gets fresh weights, optimiser state, statistics and steps."""
+    total, later = 300, 120
+    optim = OptimConfig(name="adamw", lr=0.01, weight_decay=0.05)
+    first = [fresh_task(splits, LECTURE, optim, seed, total) for seed in (1, 2)]
+    newcomer = fresh_task(splits, LECTURE, replace(optim, lr=0.02), 3, total - later)
+    pack = Pack([copy.deepcopy(task) for task in first], members=2)
+    feeds = [batches(splits, seed, total) for seed in (1, 2)]
+    newcomer_feed = batches(splits, 3, total - later)
+    for step in range(total):
+        if step == later:  # slot 1's trial ends; the next trial takes its place
+            pack.fill(1, copy.deepcopy(newcomer))
+        second = feeds[1][step] if step < later else newcomer_feed[step - later]
+        pack.step(*splits.train, [feeds[0][step], second])
+    train_alone(first[0], splits, feeds[0])
+    train_alone(newcomer, splits, newcomer_feed)
+    assert abs(pack.dev_loss(0, splits) - mean_loss(first[0].net, *splits.val)) < TOLERANCE
+    assert abs(pack.dev_loss(1, splits) - mean_loss(newcomer.net, *splits.val)) < TOLERANCE
+
+
+def test_a_member_saves_and_loads_as_an_ordinary_network(splits: SplitTensors) -> None:
+    spec = ModelConfig(n_embd=4, n_hidden=16, n_layers=2, direct=True)
+    tasks = [fresh_task(splits, spec, OptimConfig(), seed, 10) for seed in (5, 6)]
+    pack = Pack(tasks, members=2)
+    for slot, task in enumerate(tasks):
+        out = pack.network.member_network(slot, spec)
+        assert out.state_dict().keys() == task.net.state_dict().keys()
+        for key, value in task.net.state_dict().items():
+            assert torch.equal(out.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="does not fit"):
+        other = fresh_task(splits, replace(spec, n_hidden=8), OptimConfig(), 0, 10)
+        pack.network.load_member(0, other.net, other.network_spec)  # type: ignore[arg-type]
