@@ -2,9 +2,11 @@
 """Evaluation cost by chunk size: the mean dev and train loss of a split, as runs compute them.
 
 Each run evaluates the dev split at every validation and the best checkpoint on all three
-splits at its end (`model/networks.py: mean_loss`, in chunks of `data.eval_batch_size`). This
-times one pass over the dev split (22k examples) and the train split (182k) for three network
-sizes of the beat_2p2 search space, each chunk size side by side, best of `--repeats`.
+splits at its end (`model/networks.py: split_loss`): each distinct context once, weighted by
+its targets' counts (`data/batches.py`), in chunks of `data.eval_batch_size` distinct contexts.
+This times one pass over the dev split (22k rows) and the train split (182k rows) for three
+network sizes of the beat_2p2 search space, each chunk size side by side, best of `--repeats`;
+the distinct contexts are built once per split beforehand, as a run keeps them.
 
     python scripts/bench_eval.py [--threads 1] [--sizes 32768,4096,1024] [--names FILE]
 """
@@ -18,21 +20,22 @@ from pathlib import Path
 import torch
 
 from makemore_sweep.config.schema import ModelConfig
+from makemore_sweep.data.batches import DistinctContexts
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.names_file import checkout_names_file
-from makemore_sweep.model.networks import build_network, mean_loss
+from makemore_sweep.model.networks import build_network, split_loss
 
 NETWORKS = [(10, 200, 3), (20, 300, 6), (32, 500, 10)]  # n_embd, n_hidden, block_size
 
 
 def best_time(
-    network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int, repeats: int
+    network: torch.nn.Module, split: DistinctContexts, chunk: int, repeats: int
 ) -> tuple[float, float]:
     """(seconds, loss) of the fastest of `repeats` passes."""
     times, loss = [], 0.0
     for _ in range(repeats):
         started = time.perf_counter()
-        loss = mean_loss(network, x, y, batch_size=chunk)
+        loss = split_loss(network, split, batch_size=chunk)
         times.append(time.perf_counter() - started)
     return min(times), loss
 
@@ -62,8 +65,8 @@ def main() -> None:
             ModelConfig(n_embd=n_embd, n_hidden=n_hidden), splits.vocab.size, block_size
         )
         for split in ("val", "train"):
-            x, y = getattr(splits, split)
-            results = [best_time(network, x, y, chunk, args.repeats) for chunk in sizes]
+            distinct = splits.evaluation_split(split)
+            results = [best_time(network, distinct, chunk, args.repeats) for chunk in sizes]
             losses = {round(loss, 5) for _, loss in results}
             assert len(losses) == 1, f"the chunk size changed the loss: {losses}"
             cells = [f"{t:8.3f} {t / results[0][0]:4.2f}×" for t, _ in results]

@@ -81,35 +81,67 @@ step_figures() {  # the run's figures from its metrics.json
   "$python" - "$1" "$2" <<'EOF'
 import json, sys
 m = json.load(open(f"{sys.argv[2]}/metrics.json"))
+def loss(key): return "n/a" if m.get(key) is None else f"{m[key]:.4f}"
 rate = m["steps"] / m["train_time_s"] if m.get("train_time_s") else float("nan")
-print(f"{sys.argv[1]}: dev {m['val_loss']:.4f} test {m['test_loss']:.4f} steps {m['steps']} "
+print(f"{sys.argv[1]}: dev {loss('val_loss')} test {loss('test_loss')} steps {m['steps']} "
       f"train {m['train_time_s']:.1f} s ({rate:.0f} steps/s) device {m['device']}")
 EOF
+}
+
+# Each step runs even when an earlier one failed: a device lease is too short to rerun them.
+failed=0
+step() {  # step NAME LOG COMMAND...: run it, or say which step failed and where its log is
+  local name="$1" log="$2" status=0
+  shift 2
+  "$@" >"$log" 2>&1 || status=$?
+  if [[ $status -ne 0 ]]; then
+    say "step $name FAILED (exit status $status; see $log)"
+    return 1
+  fi
 }
 
 say "gpu_check --device $device on $(hostname), $(date -u +%FT%TZ)"
 "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee -a "$figures"
 
 # 1 train on the device
-"${train[@]}" "trainer.max_steps=$steps" logger=csv "hydra.run.dir=$work/train" >"$out/train.log" 2>&1
-step_figures train "$work/train" | tee -a "$figures"
+if step train "$out/train.log" "${train[@]}" "trainer.max_steps=$steps" logger=csv \
+  "hydra.run.dir=$work/train"; then
+  step_figures train "$work/train" | tee -a "$figures"
+else
+  failed=1
+fi
 
 # 2 bf16-mixed
-"${train[@]}" "trainer.max_steps=$steps" trainer.precision=bf16-mixed logger=csv \
-  "hydra.run.dir=$work/bf16" >"$out/bf16.log" 2>&1
-step_figures bf16-mixed "$work/bf16" | tee -a "$figures"
+if step bf16 "$out/bf16.log" "${train[@]}" "trainer.max_steps=$steps" \
+  trainer.precision=bf16-mixed logger=csv "hydra.run.dir=$work/bf16"; then
+  step_figures bf16-mixed "$work/bf16" | tee -a "$figures"
+else
+  failed=1
+fi
 
 # 3 a 2-worker sweep on the device
 mkdir -p "$work/sweep/studies"
 start=$(date +%s)
-(cd "$work/sweep" && "${train[@]}" sweep=beat_2p2 "hydra.sweeper.n_trials=$trials" \
-  hydra.sweeper.workers=2 "trainer.max_steps=$sweep_steps" trainer.val_every_n_steps=100 \
-  hydra.sweeper.study_name=gpu_check "hydra.sweeper.storage=sqlite:///$work/sweep/studies/gpu_check.db" \
-  "hydra.sweeper.export_dir=$work/sweep/experiments") >"$out/sweep.log" 2>&1
-say "sweep: $trials trials, 2 workers, $sweep_steps steps each, $(( $(date +%s) - start )) s wall; $(grep -m1 'best trial' "$out/sweep.log" || echo 'no best trial line')"
+if (cd "$work/sweep" && step sweep "$out/sweep.log" "${train[@]}" sweep=beat_2p2 \
+  "hydra.sweeper.n_trials=$trials" hydra.sweeper.workers=2 "trainer.max_steps=$sweep_steps" \
+  trainer.val_every_n_steps=100 hydra.sweeper.study_name=gpu_check \
+  "hydra.sweeper.storage=sqlite:///$work/sweep/studies/gpu_check.db" \
+  "hydra.sweeper.export_dir=$work/sweep/experiments"); then
+  say "sweep: $trials trials, 2 workers, $sweep_steps steps each, $(( $(date +%s) - start )) s wall; $(grep -m1 'best trial' "$out/sweep.log" || echo 'no best trial line')"
+else
+  failed=1
+fi
 
 # 4 the packed step against solo steps
-"$python" scripts/bench_pack_step.py --device "$device" --packs "$packs" --threads "$threads" \
-  --out "$out/pack_step.json" | tee "$out/pack_step.txt" | tee -a "$figures"
+if step pack_step "$out/pack_step.txt" "$python" scripts/bench_pack_step.py --device "$device" \
+  --packs "$packs" --threads "$threads" --out "$out/pack_step.json"; then
+  tee -a "$figures" <"$out/pack_step.txt"
+else
+  failed=1
+fi
 
+if [[ $failed -ne 0 ]]; then
+  say "gpu_check ended with failed steps: figures in $out"
+  exit 1
+fi
 say "gpu_check done: figures in $out"

@@ -151,6 +151,14 @@ def test_the_launches_of_a_sweep_share_one_squeue_call(monkeypatch: pytest.Monke
     clock[0] += 3 * slurm_launcher.CHECK_EVERY_S  # the second launch ended: no longer listed
     launcher.check_jobs([first])
     assert calls[-1] == ["11"]
+    # A replacement job submitted after that call is not in its listing: too new, not dead.
+    clock[0] += 1.0
+    newcomer = SimpleNamespace(job_id="13_0")
+    launcher.check_jobs([newcomer])
+    assert "13_0" not in launcher._missing_since
+    clock[0] += slurm_launcher.CHECK_EVERY_S  # asked about before this call, and still absent
+    launcher.check_jobs([newcomer])
+    assert "13_0" in launcher._missing_since and calls[-1] == ["11", "13"]
     assert launcher._last_state == {"11_0": "RUNNING", "12_0": "PENDING"}
     # Pickled into each job without the waiting state (the lock would not pickle).
     copy = pickle.loads(pickle.dumps(launcher))

@@ -170,3 +170,41 @@ def test_a_member_saves_and_loads_as_an_ordinary_network(splits: SplitTensors) -
     with pytest.raises(ValueError, match="does not fit"):
         other = fresh_task(splits, replace(spec, n_hidden=8), OptimConfig(), 0, 10)
         pack.network.load_member(0, other.net, other.network_spec)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelConfig(n_embd=4, n_hidden=16),
+        ModelConfig(n_embd=5, n_hidden=12, n_layers=2, dropout=0.2),
+        ModelConfig(name="mlp", n_embd=3, n_hidden=10, batchnorm=False, direct=True),
+        ModelConfig(n_embd=6, n_hidden=8, direct=True, bn_momentum=0.5),
+    ],
+    ids=["bn", "two-layers-dropout", "no-bn-direct", "bn-direct"],
+)
+def test_every_member_computes_what_its_network_computes(spec: ModelConfig) -> None:
+    """Training-mode logits (batch statistics; dropout off) and the running statistics after
+    the step, then eval-mode logits: member by member, as the solo networks."""
+    block = 3
+    torch.manual_seed(0)
+    solos = [MLPLanguageModel(27, block, replace(spec, dropout=0.0)) for _ in range(3)]
+    for solo in solos:  # non-trivial affine terms and biases
+        for param in solo.parameters():
+            param.data.normal_(0, 0.5)
+    pack = PackedMLP(3, PackShape.of(spec, 27, block))
+    for slot, solo in enumerate(solos):
+        pack.load_member(slot, solo, replace(spec, dropout=0.0))
+    x = torch.randint(0, 27, (3, 64, block))
+    packed = pack(x)
+    for slot, solo in enumerate(solos):
+        assert torch.allclose(packed[slot], solo(x[slot]), atol=1e-5), slot
+    pack.eval()
+    packed_eval = pack(x)
+    for slot, solo in enumerate(solos):
+        solo.eval()
+        assert torch.allclose(packed_eval[slot], solo(x[slot]).detach(), atol=1e-5), slot
+        back = pack.member_network(slot, replace(spec, dropout=0.0))
+        for key, value in solo.state_dict().items():  # running statistics included
+            if key.endswith("num_batches_tracked"):
+                continue  # a counter BatchNorm reads only without a momentum; not packed
+            assert torch.allclose(back.state_dict()[key], value, atol=1e-6), key

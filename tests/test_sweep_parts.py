@@ -340,3 +340,30 @@ def test_a_trial_put_back_by_a_takeover_and_asked_for_is_continued_not_restarted
     assert asked.number == trial.number and asked.params == trial.params
     assert asked.continued is not None  # resumed from its checkpoint, in its own folder
     assert len(study.trials) == 1 and leases.is_mine(study.trials[0])
+
+
+@pytest.mark.parametrize(
+    ("direction", "objectives", "better", "worse"),
+    [
+        ("minimize", ("val_loss",), {"val_loss": 2.0}, {"val_loss": 2.2}),
+        ("maximize", ("novel_fraction",), {"novel_fraction": 0.9}, {"novel_fraction": 0.5}),
+    ],
+)
+def test_a_trial_draws_its_figure_only_when_it_improves_on_the_study(
+    direction: str, objectives: tuple[str, ...], better: dict, worse: dict
+) -> None:
+    """EmbeddingFigure asks TrialReporter.improves_on_study: the study's objective and direction."""
+    from makemore_sweep.sweeper.trial_hook import TrialReporter
+
+    study = optuna.create_study(direction=direction)
+    first = TrialReporter(study, study.ask(), objectives=objectives)
+    assert first.improves_on_study(worse)  # nothing complete yet: the first always draws
+    study.tell(first.trial, 2.1 if direction == "minimize" else 0.7)
+    second = TrialReporter(study, study.ask(), objectives=objectives)
+    assert second.improves_on_study(better)
+    assert not second.improves_on_study(worse)
+    pareto = optuna.create_study(directions=["minimize", "minimize"])
+    pareto.tell(pareto.ask(), [2.1, 1000.0])
+    assert TrialReporter(
+        pareto, pareto.ask(), objectives=("val_loss", "n_params")
+    ).improves_on_study(worse)

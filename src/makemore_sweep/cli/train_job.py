@@ -32,7 +32,7 @@ Objective = float | list[float | None]
 class EmbeddingFigure(RunHook):
     """The lecture's 2-D character-embedding plot of the best checkpoint, for the W&B summary.
 
-    In a sweep, only a trial that improves on its study's best dev loss draws it: drawing takes
+    In a sweep, only a trial that improves on its study's best value draws it: drawing takes
     about 0.15 s, a fifth of what a trial spends outside training (BENCHMARKS.md), and the
     figures worth a look are those of the improving trials (the report draws the best one's).
     """

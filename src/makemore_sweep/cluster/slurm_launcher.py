@@ -81,8 +81,9 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         self._missing_since: dict[str, float] = {}
         self._last_state: dict[str, str] = {}
         self._asked_at: dict[str, float] = {}  # job id → when a launch last asked about it
+        self._first_asked: dict[str, float] = {}
         self._listing: dict[str, tuple[str, str]] | None = None
-        self._listed_at = -math.inf
+        self._listing_started = self._listed_at = -math.inf
         self._queue_lock = threading.Lock()
 
     def start(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
@@ -113,7 +114,15 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         # The waiting state of this sweep's launches means nothing in a job, and other threads
         # change it while a replacement worker's job is pickled.
         state = super().__getstate__()
-        for name in ("_missing_since", "_last_state", "_asked_at", "_listing", "_listed_at"):
+        for name in (
+            "_missing_since",
+            "_last_state",
+            "_asked_at",
+            "_first_asked",
+            "_listing",
+            "_listing_started",
+            "_listed_at",
+        ):
             state.pop(name, None)
         state.pop("_queue_lock", None)  # a lock cannot be pickled
         return state
@@ -121,8 +130,9 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # In the job: the same object, with fresh (unused) waiting state.
         super().__setstate__(state)
-        self._missing_since, self._last_state, self._asked_at = {}, {}, {}
-        self._listing, self._listed_at, self._queue_lock = None, -math.inf, threading.Lock()
+        self._missing_since, self._last_state, self._asked_at, self._first_asked = {}, {}, {}, {}
+        self._listing, self._queue_lock = None, threading.Lock()
+        self._listing_started = self._listed_at = -math.inf
 
     def final_state(self, job: Any) -> str:
         # submitit's job.state asks sacct, which a cluster without accounting does not have.
@@ -132,23 +142,35 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
         return f"gone from the queue (last seen {last or 'nowhere'})"
 
     def shared_listing(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
-        """The queue as the sweep's last squeue call saw it, at most CHECK_EVERY_S old.
+        """The queue as the sweep's last squeue call saw it, at most CHECK_EVERY_S old, listing
+        only jobs asked about before that call started (the others are left out of it).
 
         Each launch asks about its own jobs; one call lists every job a launch asked about in
         the last two periods (launches ask about every second, so ended launches drop out).
-        None when squeue failed.
+        None when squeue failed. The listing's age counts from the call's end, so threads that
+        waited for a slow call use its answer instead of calling again one after another.
         """
         with self._queue_lock:
             now = time.monotonic()
             for job_id in job_ids:
                 self._asked_at[job_id] = now
-            if now - self._listed_at < CHECK_EVERY_S:
-                return self._listing
-            recent = {j for j, at in self._asked_at.items() if now - at < 2 * CHECK_EVERY_S}
-            self._asked_at = {j: self._asked_at[j] for j in recent}
-            self._listing = queue(sorted({job_id.split("_")[0] for job_id in recent}))
-            self._listed_at = now
-            return self._listing
+                self._first_asked.setdefault(job_id, now)
+            if now - self._listed_at >= CHECK_EVERY_S:
+                recent = {j for j, at in self._asked_at.items() if now - at < 2 * CHECK_EVERY_S}
+                self._asked_at = {j: self._asked_at[j] for j in recent}
+                self._listing = queue(sorted({job_id.split("_")[0] for job_id in recent}))
+                self._listing_started, self._listed_at = now, time.monotonic()
+            if self._listing is None:
+                return None
+            # A job first asked about after the call started may simply be too new for it.
+            return {
+                **self._listing,
+                **{
+                    j: ("UNKNOWN", "not yet listed")
+                    for j in job_ids
+                    if self._first_asked[j] >= self._listing_started and j not in self._listing
+                },
+            }
 
     def check_jobs(self, jobs: Sequence[Any]) -> None:
         listed = self.shared_listing([str(job.job_id) for job in jobs])
@@ -156,10 +178,11 @@ class CheckedSlurmLauncher(PatientSubmititLauncher):
             return  # squeue failed this time: look again later
         for job in jobs:
             job_id = str(job.job_id)
+            state = listed.get(job_id, ("", ""))[0]
             # squeue keeps an ended job listed for a while (MinJobAge) in its final state.
-            if job_id in listed:
-                self._last_state[job_id] = listed[job_id][0]
-            if job_id in listed and listed[job_id][0] not in ENDED_STATES:
+            if state and state != "UNKNOWN":
+                self._last_state[job_id] = state
+            if state and state not in ENDED_STATES:
                 self._missing_since.pop(job_id, None)
             else:
                 self._missing_since.setdefault(job_id, time.monotonic())

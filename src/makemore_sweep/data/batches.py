@@ -98,25 +98,28 @@ class DistinctContexts:
     """
 
     contexts: torch.Tensor  # (distinct, block_size), long
-    counts: torch.Tensor  # (distinct, vocab), float32
+    # (distinct, vocab), int32: an integer tensor, which Lightning's `16-true`/`bf16-true`
+    # input conversion leaves alone (counts above 65,504 would overflow in float16).
+    counts: torch.Tensor
     rows: int
 
     @classmethod
     def of(cls, x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> DistinctContexts:
+        if len(x) == 0:
+            return cls(x, torch.zeros(0, vocab_size, dtype=torch.int32, device=x.device), 0)
         if x.shape[1] > 0 and vocab_size ** x.shape[1] < 2**62:
             # A context as one integer in base `vocab`: a 1-D unique is ten times faster than
-            # torch.unique(dim=0), which sorts whole rows.
+            # torch.unique(dim=0), which sorts whole rows. A sum, not `x @ powers`: CUDA has no
+            # int64 matrix product.
             powers = vocab_size ** torch.arange(x.shape[1] - 1, -1, -1, device=x.device)
-            _, row_context = torch.unique(x @ powers, return_inverse=True)
+            _, row_context = torch.unique((x * powers).sum(1), return_inverse=True)
             first_row = torch.full((int(row_context.max()) + 1,), len(x), device=x.device)
             first_row.scatter_reduce_(0, row_context, torch.arange(len(x), device=x.device), "amin")
             contexts = x[first_row]
         else:
             contexts, row_context = torch.unique(x, dim=0, return_inverse=True)
-        counts = torch.zeros(len(contexts), vocab_size, dtype=torch.float32, device=x.device)
-        counts.index_put_(
-            (row_context, y), torch.ones_like(y, dtype=torch.float32), accumulate=True
-        )
+        counts = torch.zeros(len(contexts), vocab_size, dtype=torch.int32, device=x.device)
+        counts.index_put_((row_context, y), torch.ones_like(y, dtype=torch.int32), accumulate=True)
         return cls(contexts, counts, len(x))
 
     def to(self, device: torch.device) -> DistinctContexts:

@@ -160,9 +160,10 @@ class LanguageModelTask(L.LightningModule):
         """Distinct contexts and their target counts (data/batches.py SplitBatches): the loss
         summed over the rows they stand for."""
         contexts, counts = batch
-        loss_sum = F.cross_entropy(self.net(contexts).float(), counts, reduction="sum")
+        weights = counts.float()  # integer counts (batches.py); the loss wants float targets
+        loss_sum = F.cross_entropy(self.net(contexts).float(), weights, reduction="sum")
         self._eval_sum = self._eval_sum.to(loss_sum.device) + loss_sum
-        self._eval_count = self._eval_count.to(loss_sum.device) + counts.sum()
+        self._eval_count = self._eval_count.to(loss_sum.device) + weights.sum()
 
     def _flush(self) -> float:
         mean = float(self._eval_sum) / max(float(self._eval_count), 1.0)

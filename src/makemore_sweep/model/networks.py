@@ -178,7 +178,7 @@ def split_loss(network: nn.Module, split: DistinctContexts, batch_size: int = 40
     total = 0.0
     for start in range(0, len(split.contexts), batch_size):
         logits = network(split.contexts[start : start + batch_size]).float()
-        counts = split.counts[start : start + batch_size]
+        counts = split.counts[start : start + batch_size].float()
         if counts.shape[1] < logits.shape[1]:  # mean_loss counts only the targets it saw
             counts = F.pad(counts, (0, logits.shape[1] - counts.shape[1]))
         # Probability-style targets: Σ counts·(−log softmax), the rows' summed loss.

@@ -215,7 +215,10 @@ class PackedMLP(nn.Module):
     @torch.no_grad()
     def member_network(self, member: int, spec: ModelConfig) -> MLPLanguageModel:
         """Slot `member` as an ordinary network (for evaluation, sampling and checkpoints)."""
-        network = MLPLanguageModel(self.shape.vocab_size, self.shape.block_size, spec)
+        # Its initial weights are overwritten below; drawing them must not move the global
+        # random state that packed dropout draws from.
+        with torch.random.fork_rng(devices=[]):
+            network = MLPLanguageModel(self.shape.vocab_size, self.shape.block_size, spec)
         network.to(self.embedding.device)
         for stacked, own in self._pairs(network):
             own.copy_(stacked[member])

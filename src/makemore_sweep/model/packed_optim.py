@@ -114,6 +114,7 @@ class PackedOptimizer:
         weights do not move (its moments may: a slot's state is reset when a trial takes it).
         The per-member factors are computed once per step, in float64 as torch does in Python.
         """
+        active = active.to(self.lr.device)
         self.steps += active.long()
         lr = self.lr * active
         if self.kind == "adamw":

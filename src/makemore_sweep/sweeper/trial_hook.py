@@ -188,16 +188,21 @@ class TrialReporter(RunHook):
         ]
 
     def improves_on_study(self, metrics: dict[str, Any]) -> bool:
-        """True when this run's dev loss beats every COMPLETE trial of the study so far (always
-        for a multi-objective study, whose trials are not ranked on one figure)."""
-        value = metrics.get(DEV_LOSS)
-        if len(self.study.directions) > 1 or value is None:
-            return len(self.study.directions) > 1
+        """True when this run's objective beats every COMPLETE trial of the study so far, in the
+        study's direction (always for a multi-objective study, whose trials are not ranked)."""
+        if len(self.study.directions) > 1:
+            return True
+        values = self.objective_values(metrics)
+        value = values[0] if isinstance(values, list) else values
+        if value is None:
+            return False
         try:
             best = self.study.best_value
         except ValueError:  # no COMPLETE trial yet
             return True
-        return bool(float(value) < best)
+        if self.study.direction == optuna.study.StudyDirection.MAXIMIZE:
+            return value > best
+        return value < best
 
     def metrics_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
