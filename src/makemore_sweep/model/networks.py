@@ -74,8 +74,9 @@ class MLPLanguageModel(nn.Module):
         The first Linear sees the concatenated embeddings of the window, so its output is a sum
         over positions of (vocab × n_hidden) tables, and BatchNorm with running statistics is an
         affine map that folds into them too. A lookup-and-sum then replaces the widest matrix
-        product: dev loss at every validation and the three splits at the end cost about half as
-        much (BENCHMARKS.md). Equal to `forward` up to float rounding (tests/test_networks.py).
+        product: on wide first layers evaluation takes about half the time, on the lecture's
+        small one it gains little (BENCHMARKS.md). Equal to `forward` up to float rounding
+        (tests/test_networks.py).
         """
         first = self.hidden[0]
         assert isinstance(first, nn.Linear)
