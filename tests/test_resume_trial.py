@@ -72,7 +72,7 @@ def interrupt_after_first_checkpoint(
     sweep = subprocess.Popen(
         [sys.executable, "-m", "makemore_sweep.cli.train", *args],
         cwd=cwd,
-        env=env,
+        env={**env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,7 +87,13 @@ def interrupt_after_first_checkpoint(
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.05)
         os.killpg(sweep.pid, signal.SIGINT)
-        _, err = sweep.communicate(timeout=120)
+        try:
+            _, err = sweep.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            # Where it hangs: faulthandler prints each thread's stack on SIGABRT.
+            os.kill(sweep.pid, signal.SIGABRT)
+            _, err = sweep.communicate(timeout=30)
+            raise AssertionError(f"the sweep did not end within 120 s of Ctrl-C:\n{err[-6000:]}")
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)

@@ -93,15 +93,15 @@ def test_the_sweeper_uses_no_private_name_of_the_upstream_plugins() -> None:
         r"|_parse_sweeper_params_config|_to_grid_sampler_choices|_EXECUTOR|\._suggest\(|\._storage\b|hydra\._internal"
     )
     sources = [
-        *(REPO_ROOT / "src" / "makemore_sweep" / "sweep").glob("*.py"),
+        *(REPO_ROOT / "src" / "makemore_sweep" / "sweeper").glob("*.py"),
         *(REPO_ROOT / "src" / "makemore_sweep" / "cluster").glob("*.py"),
+        *(REPO_ROOT / "src" / "hydra_plugins" / "makemore_sweep_plugins").glob("*.py"),
     ]
+    assert len(sources) >= 12  # the sweeper's 9 modules, the launchers, the plugin class
     offenders = [
         f"{p.name}: {m.group(0)}" for p in sources for m in private.finditer(p.read_text())
     ]
-    assert offenders == []
-    too_long = [p.name for p in sources if len(p.read_text().splitlines()) > 300]
-    assert too_long == []
+    assert offenders == []  # module length: tests/test_layout.py's rule for every module
 
 
 def widen_with_dropout(config: object, trial: optuna.Trial) -> None:
