@@ -48,14 +48,19 @@ figures="$out/figures.txt"
 # (the device tool brings back 8 files at most).
 work="$(mktemp -d)"
 
-if [[ -d .whl ]] && compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
 python="${PYTHON:-}"
 if [[ -z "$python" ]]; then
   if [[ -x .venv/bin/python ]]; then python="$repo/.venv/bin/python"; else python=python3; fi
+fi
+# The carried wheels, only where this Python lacks the project's dependencies (the GPU machine).
+if ! "$python" -c "import hydra, optuna, wandb, submitit" 2>/dev/null; then
+  if ! compgen -G ".whl/*.whl" >/dev/null; then
+    echo "error: $python lacks hydra, optuna, wandb or submitit and .whl/ holds no wheels; run scripts/gpu_wheels.sh here and carry .whl" >&2
+    exit 2
+  fi
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export WANDB_MODE=offline WANDB_SILENT=true
