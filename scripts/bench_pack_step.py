@@ -109,7 +109,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--batches",
+        default=None,
+        help="the lecture's network at these batch sizes instead of the two cases (where packing stops paying)",
+    )
     args = parser.parse_args()
+    cases = CASES
+    if args.batches:
+        cases = {
+            f"lecture b{b}": (ModelConfig(n_embd=10, n_hidden=200), 3, int(b))
+            for b in args.batches.split(",")
+        }
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -117,7 +128,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"packed step benchmark on {device} ({name or 'cpu'}), torch {torch.__version__}")
     rows = []
-    for case, (spec, block, batch) in CASES.items():
+    for case, (spec, block, batch) in cases.items():
         for optim in (OptimConfig(name="adamw", lr=0.01), OptimConfig(name="sgd", lr=0.1)):
             solo = timed(
                 solo_step(spec, optim, block, batch, device), device, args.steps, args.repeats

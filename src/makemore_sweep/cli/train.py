@@ -26,6 +26,7 @@ from makemore_sweep.training.resume_command import RunFinished, expand_resume_ar
 
 if TYPE_CHECKING:
     from makemore_sweep.cli.train_job import Objective
+    from makemore_sweep.training.pack_member import MemberRun
 
 
 class _DropTips(logging.Filter):
@@ -48,7 +49,7 @@ def silence_known_noise() -> None:
     config_name=PRIMARY_CONFIG,
     execution_whitelist=HYDRA_CALLBACK_TARGETS,
 )
-def train(cfg: DictConfig) -> Objective:
+def train(cfg: DictConfig) -> Objective | MemberRun:
     """Train one configuration and return its best dev loss (what sweepers minimise), or the
     values of `hydra.sweeper.objectives` when it is a trial of a multi-objective sweep.
 

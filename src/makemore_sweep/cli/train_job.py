@@ -21,6 +21,7 @@ from makemore_sweep.redaction import hide_secrets_in_command_line, redact_run_re
 from makemore_sweep.report.embeddings import plot_run_embeddings
 from makemore_sweep.sweeper.trial_hook import TrialReporter
 from makemore_sweep.training.lr_finder import run_lr_find
+from makemore_sweep.training.pack_member import MemberRun
 from makemore_sweep.training.run import run_training
 from makemore_sweep.training.run_hooks import RunHook
 
@@ -53,11 +54,12 @@ def run_hooks(cfg: DictConfig) -> list[RunHook]:
     return [EmbeddingFigure(trial), *([trial] if trial is not None else [])]
 
 
-def run_task(cfg: DictConfig) -> Objective:
+def run_task(cfg: DictConfig) -> Objective | MemberRun:
     """The job of makemore-train and of makemore_sweep.train(): Hydra's config must be set.
 
     Returns the best dev loss (or a sweep trial's objectives), or the suggested rate for
-    `task=lr_find`; user errors are raised.
+    `task=lr_find`, or a packed trial's started run (`optuna_trial.packed`); user errors are
+    raised.
     """
     global _runs_in_this_process
     if _runs_in_this_process:  # a later job of an in-process multirun: its imports are done
@@ -76,6 +78,10 @@ def run_task(cfg: DictConfig) -> Objective:
     if run.task is not None and run.task.name == "lr_find":
         return run_lr_find(cfg, run, run_dir).suggested_lr
     hooks = run_hooks(cfg)
-    metrics = run_training(cfg, run, run_dir, hooks)
     trial = next((hook for hook in hooks if isinstance(hook, TrialReporter)), None)
+    if trial is not None and run.optuna_trial.packed:
+        # A packed worker's trial: its run starts here, and the worker's pack trains it with
+        # others and records its end (training/pack_engine.py, sweeper/packed_worker.py).
+        return MemberRun.start(cfg, run, run_dir, hooks, trial.objective_values)
+    metrics = run_training(cfg, run, run_dir, hooks)
     return float(metrics["val_loss"]) if trial is None else trial.objective_values(metrics)

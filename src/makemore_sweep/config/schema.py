@@ -196,6 +196,8 @@ class OptunaTrial(Section):
     number: int = checked(MISSING, Integer(0))
     study_name: str = checked(MISSING, Text("the name of an Optuna study"))
     base_dir: str = checked(MISSING, Text("the folder the sweep runs in"))
+    # Set by a packed worker (hydra.sweeper.pack): the job starts the run, the pack trains it.
+    packed: bool = checked(False, Flag())
 
 
 @dataclass

@@ -24,6 +24,20 @@ from makemore_sweep.model.networks import build_network
 SCHEDULE_STEPS_KEY = "lr_schedule_steps"
 
 
+def scheduled_lr(spec: OptimConfig, step: int, max_steps: int) -> float:
+    """The learning rate of optimiser step `step` of a run planned for `max_steps` steps."""
+    return learning_rate(
+        spec.schedule,
+        step,
+        max_steps,
+        spec.lr,
+        warmup_frac=spec.warmup_frac,
+        final_lr_frac=spec.final_lr_frac,
+        decay_at_frac=spec.decay_at_frac,
+        decay_factor=spec.decay_factor,
+    )
+
+
 class LanguageModelTask(L.LightningModule):
     """Next-character prediction with cross-entropy.
 
@@ -104,17 +118,7 @@ class LanguageModelTask(L.LightningModule):
             )
 
     def lr_at(self, step: int) -> float:
-        spec = self.optim_spec
-        return learning_rate(
-            spec.schedule,
-            step,
-            self.max_steps,
-            spec.lr,
-            warmup_frac=spec.warmup_frac,
-            final_lr_frac=spec.final_lr_frac,
-            decay_at_frac=spec.decay_at_frac,
-            decay_factor=spec.decay_factor,
-        )
+        return scheduled_lr(self.optim_spec, step, self.max_steps)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         xs, ys = batch

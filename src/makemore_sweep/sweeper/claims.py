@@ -173,9 +173,13 @@ class TrialLeases:
         self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, self._beats)
 
     @contextmanager
-    def keep_alive(self, trial_ids: list[int]) -> Iterator[None]:
-        """Beat for these trials in a background thread while the block runs (the trials train)."""
-        pending = set(trial_ids)
+    def keep_alive(self, trial_ids: list[int] | set[int]) -> Iterator[None]:
+        """Beat for these trials in a background thread while the block runs (the trials train).
+
+        A set is read as it changes: a packed worker adds and removes its trials as they come
+        and go (sweeper/packed_worker.py).
+        """
+        pending = trial_ids if isinstance(trial_ids, set) else set(trial_ids)
         stop = threading.Event()
 
         def beat_until_stopped() -> None:

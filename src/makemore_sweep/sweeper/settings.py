@@ -88,6 +88,10 @@ class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     # every worker of a usual sweep to die once or twice, few enough that a worker that cannot
     # start at all (a broken environment) ends the sweep within seconds (docs/sweeps.md).
     max_worker_restarts: int = 4
+    # Trials a worker trains at once as one fused network (docs/sweeps.md, "Packed trials"):
+    # trials that share a cohort (one shape, optimiser kind, batch size and step plan) share it,
+    # and a slot freed by a trial's end takes the next trial at once; 1 trains each alone.
+    pack: int = 1
     # The pruner with the best anytime curve over 3 seeds of beat_2p2 (BENCHMARKS.md).
     pruner: str = "hyperband"
     pruner_options: dict[str, Any] = field(default_factory=_default_pruner_options)
@@ -138,6 +142,10 @@ class SweepSettings(MakemoreOptunaSweeperConf):
         if self.workers is not None and self.workers < 0:
             raise ConfigError(
                 f"hydra.sweeper.workers={self.workers} is invalid: it must be null, 0 or a positive integer."
+            )
+        if self.pack < 1:
+            raise ConfigError(
+                f"hydra.sweeper.pack={self.pack} is invalid: it must be an integer ≥ 1 (1 trains each trial alone)."
             )
         if self.max_worker_restarts < 0:
             raise ConfigError(

@@ -147,14 +147,18 @@ class TrialReporter(RunHook):
         return self.pruned_at_step is not None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (
-            trainer.sanity_checking
-            or self._detached
-            or self.monitor not in trainer.callback_metrics
-        ):
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        value = float(trainer.callback_metrics[self.monitor])
-        step = trainer.global_step
+        self.validated(
+            trainer.global_step, float(trainer.callback_metrics[self.monitor]), trainer.max_steps
+        )
+        if self.stopped_early:
+            trainer.should_stop = True
+
+    def validated(self, step: int, value: float, max_steps: int) -> None:
+        """Report the dev loss at `step`; the pruner may stop the run (never at its last step)."""
+        if self._detached:
+            return
         self.last_value = value
         if len(self.study.directions) > 1:
             return  # Optuna takes no intermediate values from a multi-objective trial
@@ -168,9 +172,8 @@ class TrialReporter(RunHook):
             )
             self._detached = True
             return
-        if step < trainer.max_steps and self.trial.should_prune():
+        if step < max_steps and self.trial.should_prune():
             self.pruned_at_step = step
-            trainer.should_stop = True
             log.info("Trial %d pruned at step %d (dev loss %.4f).", self.trial.number, step, value)
 
     # -- after the run ------------------------------------------------------------------

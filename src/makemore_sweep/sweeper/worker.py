@@ -38,12 +38,12 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -71,6 +71,9 @@ from makemore_sweep.sweeper.results import SweepPrinter
 from makemore_sweep.sweeper.settings import SweepSettings
 from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
 from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
+
+if TYPE_CHECKING:  # the packed path loads the training stack, which the sweep process never needs
+    from makemore_sweep.sweeper.packed_worker import PreparedTrial
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +175,34 @@ class WorkerLoop:
             functools.partial(claim_lock, self.storage_url, storage, self.study_name),
         )
         ran: list[dict[str, Any]] = []
+        held: PreparedTrial | None = None  # a trial a pack handed back (another cohort)
         with StopRequest().installed() as stop:
-            while not source.done():
+            while held is not None or not source.done():
+                if stop.requested and held is not None:
+                    leases.release(held.claimed.trial_id)  # another worker runs it
                 stop.stop_if_requested()  # SIGTERM during the last trial's evaluation or logging
                 if len(failures_of_sweep(study, self.sweep_id)) > self.settings.allowed_failures():
+                    if held is not None:
+                        leases.release(held.claimed.trial_id)
                     break  # the sweep process reports it
-                claimed = source.next()
-                if claimed is None:
-                    # The last trials run elsewhere; one may yet be abandoned.
-                    with stop.waiting():
-                        time.sleep(IDLE_POLL_S)
+                prepared: PreparedTrial | None | Literal[False] = held
+                if held is not None:
+                    claimed, held = held.claimed, None
+                else:
+                    next_claim = source.next()
+                    if next_claim is None:
+                        # The last trials run elsewhere; one may yet be abandoned.
+                        with stop.waiting():
+                            time.sleep(IDLE_POLL_S)
+                        continue
+                    claimed = next_claim
+                    prepared = self._prepare(study, leases, claimed, job_id, threads, ran)
+                if prepared is False:
+                    continue  # its configuration did not compose: recorded FAIL
+                if prepared is not None and prepared.packs(self.settings.pack):
+                    held = self._run_pack(
+                        study, leases, source, prepared, job_id, threads, stop, ran
+                    )
                     continue
                 outcome = self._run_trial(study, leases, claimed, job_id, threads)
                 ran.append(
@@ -193,6 +214,87 @@ class WorkerLoop:
                 )
         return {"worker": index, "trials": ran}
 
+    # -- packed trials (hydra.sweeper.pack, packed_worker.py) ------------------------------
+    def _prepare(
+        self,
+        study: optuna.Study,
+        leases: TrialLeases,
+        claimed: ClaimedTrial,
+        job_id: str,
+        threads: Any,
+        ran: list[dict[str, Any]],
+    ) -> PreparedTrial | None | Literal[False]:
+        """The trial composed with its cohort, where packing may take it: a packed worker's
+        trials, and a continued trial (its last.ckpt may be a packed member's). None: it runs
+        alone as composed by `_run_trial`; False: it failed to compose (recorded FAIL)."""
+        if self.settings.pack == 1 and claimed.continued is None:
+            return None
+        from makemore_sweep.sweeper.packed_worker import PreparedTrial
+
+        try:
+            return PreparedTrial.of(claimed, self._compose(claimed, job_id, threads))
+        except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
+            outcome = record_outcome(
+                study, leases.storage, claimed.trial_id, error, self.settings.objectives
+            )
+            ran.append({"number": claimed.number, "state": outcome.state.name, "continued": False})
+            return False
+
+    def _run_pack(
+        self,
+        study: optuna.Study,
+        leases: TrialLeases,
+        source: TrialSource,
+        first: PreparedTrial,
+        job_id: str,
+        threads: Any,
+        stop: StopRequest,
+        ran: list[dict[str, Any]],
+    ) -> PreparedTrial | None:
+        from makemore_sweep.sweeper.packed_worker import run_pack
+
+        def claim_next() -> PreparedTrial | None:
+            claimed = source.next()
+            if claimed is None:
+                return None
+            return self._prepare(study, leases, claimed, job_id, threads, ran) or None
+
+        return run_pack(
+            first,
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            study=study,
+            leases=leases,
+            settings=self.settings,
+            claim_next=claim_next,
+            may_take_more=lambda: (
+                not stop.requested
+                and len(failures_of_sweep(study, self.sweep_id)) <= self.settings.allowed_failures()
+            ),
+            outcomes=ran,
+        )
+
+    # -- a trial alone ----------------------------------------------------------------------
+    def _compose(
+        self, claimed: ClaimedTrial, job_id: str, threads: Any, extra: Sequence[str] = ()
+    ) -> DictConfig:
+        """The trial's configuration, as a launcher would compose its job's."""
+        overrides = [
+            *self.space.trial_overrides(claimed.params),
+            *identity_overrides(
+                claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)
+            ),
+            *([f"threads={threads}"] if threads else []),
+            *extra,
+        ]
+        trial_config = self.hydra_context.config_loader.load_sweep_config(
+            self.master_config, overrides
+        )
+        with open_dict(trial_config.hydra.job):
+            trial_config.hydra.job.id = f"{job_id}_{claimed.number}"
+            trial_config.hydra.job.num = claimed.number
+        return trial_config
+
     def _run_trial(
         self,
         study: optuna.Study,
@@ -201,29 +303,16 @@ class WorkerLoop:
         job_id: str,
         threads: Any,
     ) -> str:
-        loader = self.hydra_context.config_loader
-        overrides = [
-            *self.space.trial_overrides(claimed.params),
-            *identity_overrides(
-                claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)
-            ),
-            *([f"threads={threads}"] if threads else []),
-        ]
         try:
-            trial_config = loader.load_sweep_config(self.master_config, overrides)
+            trial_config = self._compose(claimed, job_id, threads)
             if claimed.continued is not None:
                 resume = resume_overrides(trial_run_dir(trial_config))
                 if resume:
-                    trial_config = loader.load_sweep_config(
-                        self.master_config, [*overrides, *resume]
-                    )
+                    trial_config = self._compose(claimed, job_id, threads, resume)
                 print(
                     f"[trial {claimed.number}] continued ({claimed.continued}){' from its checkpoint' if resume else ''}",
                     flush=True,
                 )
-            with open_dict(trial_config.hydra.job):
-                trial_config.hydra.job.id = f"{job_id}_{claimed.number}"
-                trial_config.hydra.job.num = claimed.number
         except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
             return record_outcome(
                 study, leases.storage, claimed.trial_id, error, self.settings.objectives

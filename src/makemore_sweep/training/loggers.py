@@ -84,13 +84,17 @@ def _shown_path(path: Path, cwd: Path) -> str:
 
 
 def build_loggers(
-    logger_cfg: DictConfig | None, wandb_id: str | None = None, resuming: bool = False
+    logger_cfg: DictConfig | None,
+    wandb_id: str | None = None,
+    resuming: bool = False,
+    concurrent: bool = False,
 ) -> list[Logger]:
     """Instantiate every logger of the `logger` group (none for logger=none).
 
     `wandb_id` continues an earlier W&B run (a resumed training run) unless the config names one.
     When `resuming`, an earlier CSV curve is kept as metrics.partN.csv: Lightning's CSV logger
-    deletes an existing metrics.csv when it starts.
+    deletes an existing metrics.csv when it starts. `concurrent` runs share this process with
+    other open runs (the members of a packed network): W&B then starts a run of its own for each.
     """
     if not logger_cfg:
         return []
@@ -109,6 +113,8 @@ def build_loggers(
                 extra["group"] = group
             if spec.get("name") is None and run_name:
                 extra["name"] = run_name
+            if concurrent:
+                extra["reinit"] = "create_new"
         logger = instantiate(spec, **extra)
         if resuming and isinstance(logger, CSVLogger):
             keep_earlier_csv(Path(logger.log_dir))
@@ -162,9 +168,8 @@ def finish_loggers(loggers: list[Logger], status: str = "success") -> None:
     for logger in loggers:
         logger.finalize(status)
         if isinstance(logger, WandbLogger):
-            import wandb
-
-            wandb.finish(exit_code=0 if status == "success" else 1)
+            # This logger's own run: with packed members several runs are open in one process.
+            logger.experiment.finish(exit_code=0 if status == "success" else 1)
 
 
 def csv_metrics_path(loggers: list[Logger]) -> str | None:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from makemore_sweep.config.instantiation import build as instantiate
 from makemore_sweep.config.schema import RunConfig
+from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
@@ -111,7 +112,18 @@ def run_training(
 
     def record(state: str, error: str | None) -> dict[str, Any]:
         metrics = collect_metrics(
-            run, module, datamodule, monitor, trainer, best_path, state, error, setup_s, job
+            run,
+            module.net,
+            module.init_loss,
+            datamodule.splits,
+            monitor,
+            steps=trainer.global_step,
+            device=str(trainer.strategy.root_device) if trainer.strategy else "cpu",
+            best_path=best_path,
+            state=state,
+            error=error,
+            setup_s=setup_s,
+            job=job,
         )
         save_outcome(run_dir, metrics, hooks)
         return metrics
@@ -215,35 +227,39 @@ def fit_by_counting(
 
 def collect_metrics(
     run: RunConfig,
-    module: LanguageModelTask,
-    datamodule: NamesDataModule,
+    network: torch.nn.Module,
+    init_loss: float | None,
+    splits: SplitTensors,
     monitor: RunMonitor,
-    trainer: L.Trainer,
+    *,
+    steps: int,
+    device: str,
     best_path: Path,
     state: str,
     error: str | None,
     setup_s: float,
     job: SlurmJob,
 ) -> dict[str, Any]:
-    """Evaluate the best checkpoint (eval mode, running statistics) on every split.
+    """Evaluate the best checkpoint (eval mode, running statistics) on every split: metrics.json.
+
+    `network` is the run's network as it stands, evaluated when no best checkpoint was written.
 
     A pruned run is not evaluated: it is a trial the sweep gave up on, and loading its checkpoint,
     three evaluations and sampling would only delay the next trial. Its dev loss is the best one
     its validations measured (what the pruner saw); its other figures are null, with the reason.
     """
-    splits = datamodule.splits
     evaluated = state != "pruned"
     if evaluated:
-        network = network_from_checkpoint(best_path).network if best_path.is_file() else module.net
+        best = network_from_checkpoint(best_path).network if best_path.is_file() else network
         chunk = run.data.eval_batch_size
         losses = {
-            name: _finite_or_none(split_loss(network, splits.evaluation_split(name), chunk))
+            name: _finite_or_none(split_loss(best, splits.evaluation_split(name), chunk))
             for name in ("train", "val", "test")
         }
         # A diverged network without a saved best checkpoint has NaN weights: nothing to sample.
         samples: list[str] | None = (
-            sample_names(network, splits.vocab.chars, run.data.block_size, N_SAMPLES, seed=run.seed)
-            if has_finite_state(network)
+            sample_names(best, splits.vocab.chars, run.data.block_size, N_SAMPLES, seed=run.seed)
+            if has_finite_state(best)
             else []
         )
     else:
@@ -253,12 +269,12 @@ def collect_metrics(
         "val_loss": losses["val"],
         "test_loss": losses["test"],
         "train_loss": losses["train"],
-        "init_loss": module.init_loss,
-        "n_params": count_parameters(module.net),
+        "init_loss": init_loss,
+        "n_params": count_parameters(network),
         "n_train": len(splits.train[0]),
         "n_val": len(splits.val[0]),
         "n_test": len(splits.test[0]),
-        "steps": trainer.global_step,
+        "steps": steps,
         "best_step": monitor.best_step,
         "train_time_s": round(monitor.elapsed_s(), 3),
         "startup_s": monitor.startup_s,
@@ -270,13 +286,13 @@ def collect_metrics(
         "novel_fraction": None if samples is None else novel_fraction(samples, splits.train_words),
         "not_evaluated": None
         if evaluated
-        else f"pruned at step {trainer.global_step}: test_loss, train_loss, samples and "
+        else f"pruned at step {steps}: test_loss, train_loss, samples and "
         "novel_fraction are left out; val_loss is the best dev loss the pruner saw",
         "vocab_size": splits.vocab.size,
         "val_history": [[s, v] for s, v in monitor.val_history],
         "state": state,
         "error": error,
-        "device": str(trainer.strategy.root_device) if trainer.strategy else "cpu",
+        "device": device,
         "torch_threads": torch.get_num_threads(),
         "resumed_from_step": monitor.resumed_from_step,
         **job.record(),

@@ -22,6 +22,13 @@ class RunHook(L.Callback):
     def configure(self, cfg: DictConfig) -> None:
         """Adjust the run's configuration (e.g. the W&B group) before the loggers are built."""
 
+    def validated(self, step: int, value: float, max_steps: int) -> None:
+        """A validation ended with dev loss `value` at optimiser step `step` (of `max_steps`).
+
+        Called for runs that no Trainer validates on their own (the members of a packed network,
+        training/pack_engine.py); a hook that wants the run stopped says so in `stopped_early`.
+        """
+
     @property
     def stopped_early(self) -> bool:
         """True when this hook stopped training before its budget (the run is then `pruned`)."""

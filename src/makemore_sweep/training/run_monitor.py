@@ -34,10 +34,29 @@ class RunMonitor(L.Callback):
         running = time.perf_counter() - self._started if self._started is not None else 0.0
         return self.elapsed_before_s + running
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def start_clock(self, step: int) -> None:
+        """Training starts (or goes on) at optimiser step `step`."""
         self._started = time.perf_counter()
-        if trainer.global_step > 0:  # restored from a checkpoint before training started
-            self.resumed_from_step = trainer.global_step
+        if step > 0:  # restored from a checkpoint before training started
+            self.resumed_from_step = step
+
+    def stop_clock(self) -> None:
+        self.elapsed_before_s = self.elapsed_s()
+        self._started = None
+
+    def validated(self, step: int, val_loss: float) -> bool:
+        """Record the dev loss at `step`; True when it is the best so far."""
+        self.val_history.append((step, val_loss))
+        if self.time_to_target_s is None and val_loss < self.target_loss:
+            self.time_to_target_s = round(self.elapsed_s(), 3)
+            self.steps_to_target = step
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_step = val_loss, step
+            return True
+        return False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_clock(trainer.global_step)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -46,20 +65,12 @@ class RunMonitor(L.Callback):
             self.startup_s = round(time.perf_counter() - makemore_sweep.STARTUP_CLOCK, 3)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.elapsed_before_s = self.elapsed_s()
-        self._started = None
+        self.stop_clock()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
             return
-        val_loss = float(trainer.callback_metrics["val_loss"])
-        step = trainer.global_step
-        self.val_history.append((step, val_loss))
-        if val_loss < self.best_val_loss:
-            self.best_val_loss, self.best_step = val_loss, step
-        if self.time_to_target_s is None and val_loss < self.target_loss:
-            self.time_to_target_s = round(self.elapsed_s(), 3)
-            self.steps_to_target = step
+        self.validated(trainer.global_step, float(trainer.callback_metrics["val_loss"]))
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,228 @@
+"""A worker's packed trials (`hydra.sweeper.pack=G`): claims that feed a packed network's slots.
+
+Runs in a long-lived worker (worker.py), which hands it a claimed trial whose cohort packs
+(training/pack_engine.py `cohort_of`, `packing_pays`). The pack trains it with up to G-1 more,
+and each slot freed by a trial's end takes the next claimed trial at once:
+
+    next trial for a free slot:
+        claim it as a worker does (claims.py: an abandoned one first, else a new one)
+        compose its configuration, as the worker would for a run alone
+        another cohort (or one that trains alone): hold it; the pack takes no more, and
+            the worker runs it once the pack has drained
+        else run its Hydra job: makemore-train's task starts the run (trial_N folder, .hydra
+            files, loggers) and returns it to the pack (cli/train_job.py)
+    a trial ended: record COMPLETE or FAIL from its metrics (PRUNED is recorded by its hook)
+    Ctrl-C, SIGTERM: each trial saved its place; release it, to be continued by any worker
+
+Every claimed trial is in `live`, which the worker's heartbeat thread reads as it changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus, run_job
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+from makemore_sweep.config.conversion import load_run_config
+from makemore_sweep.config.schema import RunConfig
+from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
+from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, record_outcome
+from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays, train_pack
+from makemore_sweep.training.pack_member import MemberRun, is_packed_checkpoint
+from makemore_sweep.training.run import configure_threads
+from makemore_sweep.training.slurm_job import SlurmJob, torch_threads
+
+
+@dataclass
+class PreparedTrial:
+    """A claimed trial with its composed configuration and the cohort it would pack into."""
+
+    claimed: ClaimedTrial
+    config: DictConfig  # as composed for its job (hydra node included)
+    run: RunConfig
+    cohort: Cohort | str  # or why it trains alone
+    packed_checkpoint: bool  # continued from a packed member's last.ckpt
+
+    @classmethod
+    def of(cls, claimed: ClaimedTrial, config: DictConfig) -> PreparedTrial:
+        run = load_run_config(_task_config(config))
+        sweep = config.hydra.sweep
+        run_dir = Path(str(sweep.dir)) / str(sweep.subdir)
+        packed = claimed.continued is not None and is_packed_checkpoint(run_dir / LAST_CHECKPOINT)
+        return cls(claimed, config, run, cohort_of(run), packed)
+
+    def packs(self, pack: int) -> bool:
+        """Whether a worker of `hydra.sweeper.pack=pack` trains it in a pack: a trial of a
+        cohort where packing pays, or one continued from a packed member's checkpoint."""
+        if not isinstance(self.cohort, Cohort):
+            return False
+        return self.packed_checkpoint or (pack > 1 and packing_pays(self.cohort))
+
+    def job_config(self) -> DictConfig:
+        """Its job's configuration: the job starts the run and hands it to the pack
+        (cli/train_job.py), going on from its last.ckpt when continued."""
+        with open_dict(self.config):
+            self.config.optuna_trial.packed = True
+            if self.packed_checkpoint:
+                self.config.ckpt_path = "last"
+        return self.config
+
+
+def _task_config(config: DictConfig) -> DictConfig:
+    """The configuration a job's task gets: without the hydra node (as Hydra's run_job)."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+@dataclass
+class PackFeed:
+    """The trials of one pack: `training.pack_engine.MemberFeed` for a sweep worker."""
+
+    hydra_context: HydraContext
+    task_function: TaskFunction  # makemore-train's: for a packed trial, it starts the run
+    study: optuna.Study
+    leases: TrialLeases
+    settings: SweepSettings
+    first: PreparedTrial
+    claim_next: Callable[[], PreparedTrial | None]  # the worker's next claimed, composed trial
+    may_take_more: Callable[[], bool]  # False once the worker should stop or failed too often
+    refill: bool  # False: the pack trains `first` alone (continued from a packed checkpoint)
+    live: set[int] = field(default_factory=set)  # trial ids the heartbeat keeps
+    held: PreparedTrial | None = None  # a trial of another cohort, for the worker to run next
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    _claims: dict[int, ClaimedTrial] = field(default_factory=dict)
+    _first_taken: bool = False
+
+    def __post_init__(self) -> None:
+        self.live.add(self.first.claimed.trial_id)
+
+    def next_member(self, cohort: Cohort) -> MemberRun | None:
+        while True:
+            prepared = self._next_prepared()
+            if prepared is None:
+                return None
+            if prepared.cohort != cohort:
+                self.held = prepared  # the pack drains, then the worker runs it
+                return None
+            member = self._start(prepared)
+            if member is not None:
+                return member
+
+    def _next_prepared(self) -> PreparedTrial | None:
+        if not self._first_taken:
+            self._first_taken = True
+            return self.first
+        if not self.refill or self.held is not None or not self.may_take_more():
+            return None
+        prepared = self.claim_next()
+        if prepared is not None:
+            self.live.add(prepared.claimed.trial_id)
+        return prepared
+
+    def _start(self, prepared: PreparedTrial) -> MemberRun | None:
+        claimed = prepared.claimed
+        if claimed.continued is not None:
+            resumed = " from its checkpoint" if prepared.packed_checkpoint else ""
+            print(f"[trial {claimed.number}] continued ({claimed.continued}){resumed}", flush=True)
+        job_return = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=prepared.job_config(),
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+            # The worker's log stays the one log of the pack: every member logs through it.
+            configure_logging=False,
+        )
+        if job_return.status != JobStatus.COMPLETED:  # its run could not start: it fails alone
+            self._record(claimed, job_return)
+            return None
+        member = job_return.return_value
+        assert isinstance(member, MemberRun)
+        self._claims[member.number] = claimed
+        return member
+
+    def ended(
+        self, member: MemberRun, metrics: dict[str, Any], failure: BaseException | None
+    ) -> None:
+        claimed = self._claims.pop(member.number)
+        if failure is not None:
+            self._record(claimed, failure)
+            return
+        # A pruned trial was recorded PRUNED by its hook; COMPLETE takes the objectives.
+        value = member.objective(metrics) if metrics["val_loss"] is not None else None
+        self._record(claimed, JobReturn(status=JobStatus.COMPLETED, _return_value=value))
+
+    def interrupted(self, member: MemberRun) -> None:
+        claimed = self._claims.pop(member.number)
+        self.live.discard(claimed.trial_id)
+        self.leases.release(claimed.trial_id)
+
+    def release_held(self) -> None:
+        """The worker stops before running the held trial: another worker takes it."""
+        if self.held is not None:
+            self.live.discard(self.held.claimed.trial_id)
+            self.leases.release(self.held.claimed.trial_id)
+            self.held = None
+
+    def _record(self, claimed: ClaimedTrial, result: JobReturn | BaseException) -> None:
+        self.live.discard(claimed.trial_id)
+        outcome = record_outcome(
+            self.study, self.leases.storage, claimed.trial_id, result, self.settings.objectives
+        )
+        self.outcomes.append(
+            {
+                "number": claimed.number,
+                "state": outcome.state.name,
+                "continued": claimed.continued is not None,
+                "packed": True,
+            }
+        )
+
+
+def run_pack(
+    first: PreparedTrial,
+    *,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    study: optuna.Study,
+    leases: TrialLeases,
+    settings: SweepSettings,
+    claim_next: Callable[[], PreparedTrial | None],
+    may_take_more: Callable[[], bool],
+    outcomes: list[dict[str, Any]],
+) -> PreparedTrial | None:
+    """Train `first` in a pack until no trial of its cohort is left for it; returns the trial
+    of another cohort the pack handed back, for the worker to run next."""
+    assert isinstance(first.cohort, Cohort)
+    capacity = settings.pack if packing_pays(first.cohort) else 1
+    feed = PackFeed(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        study=study,
+        leases=leases,
+        settings=settings,
+        first=first,
+        claim_next=claim_next,
+        may_take_more=may_take_more,
+        refill=capacity > 1,
+    )
+    configure_threads(torch_threads(first.run.threads, SlurmJob.from_environment()))
+    try:
+        with leases.keep_alive(feed.live):
+            train_pack(capacity, first.cohort, first.run.trainer, feed)
+    except BaseException:
+        feed.release_held()
+        raise
+    finally:
+        outcomes.extend(feed.outcomes)
+    return feed.held

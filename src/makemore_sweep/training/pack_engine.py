@@ -1,0 +1,290 @@
+"""Training many trials at once: a Lightning Trainer drives one packed network over G slots.
+
+A slot holds one trial (`MemberRun`, training/pack_member.py) with its own step counter,
+schedule, batches, validations and end. When a member ends (completed, pruned or diverged), its
+slot takes the next trial of the same cohort at once, with fresh weights, optimiser state and
+BatchNorm statistics: the device never waits for the slowest member of a group. Where the
+trials come from, and what is recorded when one ends, is the caller's (`MemberFeed`: the sweep
+worker, sweeper/packed_worker.py).
+
+Which trials may share a network (`cohort_of`, measured in BENCHMARKS.md, written in
+docs/sweeps.md): one tensor shape (vocabulary, context, embedding, width, depth, BatchNorm,
+direct connections), one optimiser kind and one batch size, in 32-bit on one device. Schedules,
+rates, weight decay, momentum, clipping, dropout, step budgets and validation intervals are per
+member. On a CPU, packing pays only at small batches, so larger batches train alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from makemore_sweep.config.schema import RunConfig, TrainerConfig
+from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
+from makemore_sweep.model.packed_optim import PackedOptimizer
+from makemore_sweep.training.pack_member import MemberRun, pack_device
+from makemore_sweep.training.run import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    build_datamodule,
+    continue_advice,
+)
+from makemore_sweep.training.trainer_factory import print_lightning_messages_once
+
+# On a CPU one fused step pays at small batches only: at batch 32 a pack of 8 ran 2.0-2.9×
+# the trial-steps of solo steps, at 512 0.78-1.22× (one core is compute-bound there).
+# BENCHMARKS.md, "Packed trials: the fused step" and "Packed sweeps".
+CPU_MAX_PACKED_BATCH = 128
+PACKED_PRECISIONS = ("32-true", "32")
+REFILL_POLL_S = 1.0  # how often a pack with a free slot asks for a trial when none was ready
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """What the trials of one packed network share."""
+
+    shape: PackShape
+    optimizer: str
+    batch_size: int
+    accelerator: str
+
+
+def cohort_of(run: RunConfig) -> Cohort | str:
+    """The cohort of a trial, or why it trains alone (one sentence)."""
+    if run.task is not None and getattr(run.task, "name", "train") != "train":
+        return f"task={run.task.name} is not a training run"
+    if run.model.name == "bigram":
+        return "a count bigram is counted, not trained"
+    if str(run.trainer.precision) not in PACKED_PRECISIONS:
+        return f"trainer.precision={run.trainer.precision}: packed networks train in 32-bit"
+    if run.trainer.devices not in (1, "1", "auto") or run.trainer.max_time is not None:
+        return "trainer.devices or trainer.max_time is set, which Lightning applies to a whole run"
+    if set(run.callbacks or {}) - {"checkpoint"}:
+        return "callbacks beyond the checkpoint one run inside Lightning's loop of a run alone"
+    vocab_size = build_datamodule(run).splits.vocab.size  # read once per process (cached)
+    return Cohort(
+        shape=PackShape.of(run.model, vocab_size, run.data.block_size),
+        optimizer=run.optim.name,
+        batch_size=run.data.batch_size,
+        accelerator=str(run.trainer.accelerator),
+    )
+
+
+def packing_pays(cohort: Cohort) -> bool:
+    """False where a fused step is no faster than solo steps (a CPU at large batches)."""
+    on_cpu = pack_device(cohort.accelerator).type == "cpu"
+    return not on_cpu or cohort.batch_size <= CPU_MAX_PACKED_BATCH
+
+
+class MemberFeed(Protocol):
+    """Where a pack's trials come from and go to."""
+
+    def next_member(self, cohort: Cohort) -> MemberRun | None:
+        """The next trial of this cohort, started, or None when there is none for now."""
+
+    def ended(
+        self, member: MemberRun, metrics: dict[str, Any], failure: BaseException | None
+    ) -> None:
+        """A member ended (its metrics.json is written): record its outcome."""
+
+    def interrupted(self, member: MemberRun) -> None:
+        """A member was stopped with its worker and saved: let another worker continue it."""
+
+
+class Pack:
+    """G slots of one cohort: the fused network, its optimiser and the member in each slot."""
+
+    def __init__(
+        self,
+        capacity: int,
+        cohort: Cohort,
+        feed: MemberFeed,
+        device: torch.device,
+        steps_per_execution: int,
+    ) -> None:
+        self.cohort, self.feed, self.device = cohort, feed, device
+        self.steps_per_execution = steps_per_execution
+        self.network = PackedMLP(capacity, cohort.shape).to(device)
+        params, decayed = self.network.parameters_with_decay()
+        self.optimizer = PackedOptimizer(cohort.optimizer, params, decayed, capacity)
+        self.slots: list[MemberRun | None] = [None] * capacity
+        self._next_refill = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return all(member is None for member in self.slots)
+
+    def fill(self) -> None:
+        """Seat a trial in every free slot while the feed has one."""
+        if time.monotonic() < self._next_refill:
+            return
+        for slot, member in enumerate(self.slots):
+            if member is not None:
+                continue
+            joining = self.feed.next_member(self.cohort)
+            if joining is None:
+                self._next_refill = time.monotonic() + REFILL_POLL_S
+                return
+            self._seat(slot, joining)
+
+    def _seat(self, slot: int, member: MemberRun) -> None:
+        self.network.load_member(slot, member.network.to(self.device), member.run.model)
+        self.optimizer.configure_member(slot, member.run.optim)
+        if member.optimizer_state is not None:
+            self.optimizer.load_member_state(slot, member.optimizer_state)
+        for other in self.slots:
+            if other is not None:
+                other.packed_with.add(member.number)
+                member.packed_with.add(other.number)
+        self.slots[slot] = member
+        member.begin()
+
+    # -- one chunk of steps ---------------------------------------------------------------
+    def next_chunk(self) -> tuple[torch.Tensor, ...]:
+        """Batches and rates of the next k steps for every slot: k stops at the nearest
+        validation of any member, so that each validates at its own steps."""
+        members = [(s, m) for s, m in enumerate(self.slots) if m is not None]
+        k = min(self.steps_per_execution, *(m.steps_to_validation() for _, m in members))
+        g, batch, block = len(self.slots), self.cohort.batch_size, self.cohort.shape.block_size
+        xs = torch.zeros((k, g, batch, block), dtype=torch.long, device=self.device)
+        ys = torch.zeros((k, g, batch), dtype=torch.long, device=self.device)
+        rates = torch.zeros((k, g), dtype=torch.float64)
+        active = torch.zeros(g, dtype=torch.bool)
+        for slot, member in members:
+            xs[:, slot], ys[:, slot] = member.draw(k)
+            rates[:, slot] = torch.tensor([member.lr_at(member.step + j) for j in range(k)])
+            active[slot] = True
+        return xs, ys, rates.to(self.device), active.to(self.device)
+
+    def after_chunk(self, losses: torch.Tensor, rates: torch.Tensor) -> None:
+        """Each member's steps are counted and checked; members due validate, and those that
+        ended give up their slot, which takes the next trial."""
+        host_losses, host_rates = losses.cpu(), rates[-1].cpu()  # one wait on the device per chunk
+        for slot, member in enumerate(self.slots):
+            if member is None:
+                continue
+            failure = member.trained(host_losses[:, slot].tolist(), float(host_rates[slot]))
+            if failure is None and member.validation_due():
+                network = self.network.member_network(slot, member.run.model)
+                failure = member.validated(network, self.optimizer.member_state(slot))
+            if failure is not None:
+                self._end(slot, "failed", failure)
+            elif member.finished_training:
+                self._end(slot, "pruned" if member.stopped_early else "completed", None)
+        if any(member is None for member in self.slots):
+            self.fill()
+
+    def _end(self, slot: int, state: str, failure: TrainingDiverged | None) -> None:
+        member = self.slots[slot]
+        assert member is not None
+        self.slots[slot] = None
+        network = self.network.member_network(slot, member.run.model)
+        metrics = member.finish(network, state, None if failure is None else str(failure))
+        self.feed.ended(member, metrics, failure)
+
+    def interrupt(self) -> None:
+        """The worker stops: every member saves its place and is handed back to the study."""
+        for slot, member in enumerate(self.slots):
+            if member is None:
+                continue
+            self.slots[slot] = None
+            network = self.network.member_network(slot, member.run.model)
+            member.interrupt(
+                network,
+                self.optimizer.member_state(slot),
+                f"The run was interrupted at step {member.step}; "
+                f"{continue_advice(member.run_dir, member.hooks)}",
+            )
+            self.feed.interrupted(member)
+
+
+class PackedChunks:
+    """The Trainer's training data: one item per chunk while the pack has members.
+
+    The chunk itself is drawn in the training step (`Pack.next_chunk`): Lightning fetches an
+    item ahead of the step that uses it, and a chunk depends on where every member stands
+    after the step before (its steps, rates and next validation).
+    """
+
+    def __init__(self, pack: Pack) -> None:
+        self.pack = pack
+
+    def __iter__(self) -> Iterator[int]:
+        chunk = 0
+        while not self.pack.empty:
+            yield chunk
+            chunk += 1
+
+
+class PackedTask(L.LightningModule):
+    """The packed network as a LightningModule: one training step runs a chunk of fused
+    optimiser steps with the pack's own optimiser (per-member rates and state)."""
+
+    def __init__(self, pack: Pack) -> None:
+        super().__init__()
+        self.pack = pack
+        self.net = pack.network
+        self.automatic_optimization = False
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """None of torch's: they take one rate per group; the pack's own optimiser steps."""
+        return []
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        if self.pack.empty:  # the item Lightning fetched ahead of the last member's end
+            self.trainer.should_stop = True
+            return
+        xs, ys, rates, active = self.pack.next_chunk()
+        losses = []
+        for j in range(xs.shape[0]):
+            self.pack.optimizer.lr.copy_(rates[j])
+            losses.append(train_step(self.net, self.pack.optimizer, xs[j], ys[j], active))
+        self.pack.after_chunk(torch.stack(losses), rates)
+        if self.pack.empty:
+            self.trainer.should_stop = True
+
+
+def train_pack(
+    capacity: int,
+    cohort: Cohort,
+    trainer_cfg: TrainerConfig,
+    feed: MemberFeed,
+) -> None:
+    """Train trials of `cohort` in `capacity` slots until the feed has none left for them.
+
+    Ctrl-C or SIGTERM: each member saves its place (last.ckpt, metrics.json `interrupted`) and
+    is handed back, then the process exits as killed by that signal.
+    """
+    print_lightning_messages_once()
+    device = pack_device(str(trainer_cfg.accelerator))
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision="32-true",
+        max_epochs=1,
+        max_steps=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    pack = Pack(capacity, cohort, feed, device, trainer_cfg.steps_per_execution)
+    pack.fill()
+    if pack.empty:
+        return
+    try:
+        trainer.fit(PackedTask(pack), train_dataloaders=PackedChunks(pack))
+    except (KeyboardInterrupt, SystemExit) as stop:
+        pack.interrupt()
+        raise SystemExit(
+            EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
+        ) from None

@@ -1,0 +1,340 @@
+"""One trial trained as a member of a packed network, keeping the records a run of its own keeps.
+
+The fused network (model/packed.py, driven by training/pack_engine.py) does the arithmetic. A
+`MemberRun` is the rest of the trial's run, as training/run.py does it for a run alone:
+- its folder, .hydra files, CSV curve and W&B run (`start` runs inside the trial's Hydra job);
+- its own step counter, learning-rate schedule and batches (a random stream of its own);
+- its validations, pruning reports (its hooks), divergence and best checkpoint;
+- metrics.json at its end, plus `packed_with`: the trials that shared its network.
+
+Its checkpoints are ordinary single-network checkpoints: makemore-sample, experiment=<study>_best
+and the report read them like any other. last.ckpt adds, under `packed_member`, what continuing
+the trial needs (optimiser state, batch stream, step, clock), so the trials of a killed worker
+go on from it in any slot, or in a pack of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+from makemore_sweep.config.schema import RunConfig
+from makemore_sweep.data.corpus import SplitTensors
+from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
+from makemore_sweep.model.checkpoints import load_checkpoint
+from makemore_sweep.model.language_model import SCHEDULE_STEPS_KEY, scheduled_lr
+from makemore_sweep.model.networks import MLPLanguageModel, build_network, split_loss
+from makemore_sweep.model.packed import PackShape
+from makemore_sweep.training.console_summary import print_summary
+from makemore_sweep.training.loggers import (
+    build_loggers,
+    finish_loggers,
+    log_run_config,
+    log_run_summary,
+)
+from makemore_sweep.training.resume import previous_wandb_run_id
+from makemore_sweep.training.run import build_datamodule, collect_metrics, save_outcome
+from makemore_sweep.training.run_hooks import RunHook
+from makemore_sweep.training.run_monitor import RunMonitor
+from makemore_sweep.training.slurm_job import SlurmJob
+from makemore_sweep.training.trainer_factory import plan_steps
+
+PACKED_STATE_KEY = "packed_member"  # in last.ckpt: what continuing a member needs
+OptimizerState = dict[str, Any]
+
+
+def pack_device(accelerator: str) -> torch.device:
+    """The device of a packed network for `trainer.accelerator` (one device: CUDA or the CPU)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def is_packed_checkpoint(path: Path) -> bool:
+    """True for a last.ckpt written by a packed member (a Lightning checkpoint is not one)."""
+    return path.is_file() and PACKED_STATE_KEY in load_checkpoint(path)
+
+
+@dataclass
+class MemberRun:
+    cfg: DictConfig  # the trial's configuration, without the hydra node (as its job got it)
+    run: RunConfig
+    run_dir: Path
+    number: int  # the trial's number in its study
+    hooks: list[RunHook]
+    objective: Callable[[dict[str, Any]], Any]  # metrics.json → what its sweep records
+    loggers: list[Logger]
+    splits: SplitTensors
+    hparams: dict[str, Any]  # what a checkpoint keeps to rebuild the network
+    network: MLPLanguageModel  # the weights it starts from; the pack holds the live ones
+    generator: torch.Generator  # its batches' random stream
+    monitor: RunMonitor
+    job: SlurmJob
+    setup_s: float
+    step: int = 0
+    init_loss: float | None = None
+    optimizer_state: OptimizerState | None = None  # a continued member's, from last.ckpt
+    packed_with: set[int] = field(default_factory=set)
+    train: tuple[torch.Tensor, torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        x, y = self.splits.train
+        device = self.generator.device
+        self.train = (x.to(device), y.to(device))
+
+    # -- start --------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        cfg: DictConfig,
+        run: RunConfig,
+        run_dir: Path,
+        hooks: list[RunHook],
+        objective: Callable[[dict[str, Any]], Any],
+    ) -> MemberRun:
+        """The trial's run up to its first step, in the trial's Hydra job (its loggers resolve
+        `${hydra:runtime.output_dir}` there); `ckpt_path=last` goes on from its last.ckpt."""
+        started = time.perf_counter()
+        number = int(run.optuna_trial.number)
+        device = pack_device(str(run.trainer.accelerator))
+        continued = run.ckpt_path == "last"
+        datamodule = build_datamodule(run)
+        datamodule.setup()
+        splits = datamodule.splits
+        run.batch_fits(len(splits.train[0]))
+        plan = plan_steps(run.trainer, n_train=len(splits.train[0]), batch_size=run.data.batch_size)
+        vocab = list(splits.vocab.chars)
+        hparams = {
+            "vocab": vocab,
+            "block_size": run.data.block_size,
+            "network": asdict(run.model),
+            "optim": asdict(run.optim),
+            "max_steps": plan.max_steps,
+            "divergence_loss": run.divergence_loss,
+        }
+        # The same initial weights and batches as the trial run alone: both come from the
+        # run's seed (training/run.py seeds, builds the network, then draws from that stream).
+        # The worker's own random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed)
+            network = build_network(run.model, len(vocab), run.data.block_size)
+            generator = torch.Generator(device=device)
+            if device.type == "cpu":
+                generator.set_state(torch.get_rng_state())
+            else:  # the device's own stream, untouched by building the network on the CPU
+                generator.manual_seed(run.seed)
+        assert isinstance(network, MLPLanguageModel)
+        monitor = RunMonitor(target_loss=run.target_loss)
+        member_state = cls._saved_state(run_dir) if continued else None
+        for hook in hooks:
+            hook.configure(cfg)
+        loggers = build_loggers(
+            run.logger,
+            wandb_id=previous_wandb_run_id(run_dir) if member_state else None,
+            resuming=member_state is not None,
+            concurrent=True,
+        )
+        job = SlurmJob.from_environment()
+        log_run_config(loggers, cfg, extra=job.record())
+        member = cls(
+            cfg=cfg,
+            run=run,
+            run_dir=run_dir,
+            number=number,
+            hooks=hooks,
+            objective=objective,
+            loggers=loggers,
+            splits=splits,
+            hparams=hparams,
+            network=network,
+            generator=generator,
+            monitor=monitor,
+            job=job,
+            setup_s=0.0,
+        )
+        if member_state is not None:
+            member.restore(member_state)
+        member.setup_s = round(time.perf_counter() - started, 3)
+        return member
+
+    @staticmethod
+    def _saved_state(run_dir: Path) -> dict[str, Any] | None:
+        path = run_dir / LAST_CHECKPOINT
+        return load_checkpoint(path) if is_packed_checkpoint(path) else None
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a last.ckpt of this trial (its worker was killed or stopped)."""
+        saved = checkpoint[PACKED_STATE_KEY]
+        self.network.load_state_dict(
+            {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
+        )
+        self.step = int(saved["step"])
+        self.init_loss = checkpoint.get("init_loss")
+        self.optimizer_state = saved["optimizer"]
+        self.generator.set_state(saved["generator"])
+        self.monitor.load_state_dict(saved["monitor"])
+        self.packed_with = set(saved["packed_with"])
+
+    def begin(self) -> None:
+        """The member takes its slot: its training clock starts (or goes on)."""
+        self.monitor.start_clock(self.step)
+        if self.monitor.startup_s is None:
+            self.monitor.startup_s = self.setup_s
+
+    # -- what the pack asks of it -------------------------------------------------------
+    @property
+    def shape(self) -> PackShape:
+        return PackShape.of(self.run.model, len(self.hparams["vocab"]), self.run.data.block_size)
+
+    @property
+    def max_steps(self) -> int:
+        return int(self.hparams["max_steps"])
+
+    @property
+    def val_every(self) -> int:
+        return min(self.run.trainer.val_every_n_steps, self.max_steps)
+
+    def steps_to_validation(self) -> int:
+        """Optimiser steps until its next validation (every val_every steps, and at the end)."""
+        next_validation = min((self.step // self.val_every + 1) * self.val_every, self.max_steps)
+        return max(next_validation - self.step, 1)
+
+    def lr_at(self, step: int) -> float:
+        return scheduled_lr(self.run.optim, step, self.max_steps)
+
+    def draw(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next `steps` batches: (steps, batch, block) contexts and (steps, batch) targets."""
+        x, y = self.train
+        index = torch.randint(
+            0, len(x), (steps, self.run.data.batch_size), device=x.device, generator=self.generator
+        )
+        return x[index], y[index]
+
+    def trained(self, losses: list[float], last_lr: float) -> TrainingDiverged | None:
+        """Its steps of one chunk ran with these losses; a diverged run is said, not raised."""
+        first = self.step
+        if self.init_loss is None and first == 0:
+            self.init_loss = losses[0]
+        for offset, loss in enumerate(losses):
+            if not math.isfinite(loss) or loss > self.run.divergence_loss:
+                return TrainingDiverged(
+                    step=first + offset, loss=loss, limit=self.run.divergence_loss
+                )
+        self.step += len(losses)
+        every = self.run.trainer.log_every_n_steps
+        if self.step // every > first // every:
+            mean = sum(losses) / len(losses)
+            metrics = {"train_loss": mean, "lr": last_lr, "step": float(self.step)}
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.step)
+        return None
+
+    def validation_due(self) -> bool:
+        return self.step % self.val_every == 0 or self.step >= self.max_steps
+
+    def validated(
+        self, network: MLPLanguageModel, optimizer_state: OptimizerState
+    ) -> TrainingDiverged | None:
+        """Dev loss with running statistics; the best and last checkpoints; the hooks' reports."""
+        val_loss = split_loss(
+            network, self.splits.evaluation_split("val"), self.run.data.eval_batch_size
+        )
+        if not math.isfinite(val_loss) or val_loss > self.run.divergence_loss:
+            return TrainingDiverged(step=self.step, loss=val_loss, limit=self.run.divergence_loss)
+        if self.monitor.validated(self.step, val_loss):
+            self._save(self.run_dir / BEST_CHECKPOINT, network, None)
+        for logger in self.loggers:
+            logger.log_metrics({"val_loss": val_loss, "step": float(self.step)}, step=self.step)
+        for hook in self.hooks:
+            hook.validated(self.step, val_loss, self.max_steps)
+        self._save(self.run_dir / LAST_CHECKPOINT, network, optimizer_state)
+        return None
+
+    @property
+    def stopped_early(self) -> bool:
+        return any(hook.stopped_early for hook in self.hooks)
+
+    @property
+    def finished_training(self) -> bool:
+        return self.step >= self.max_steps or self.stopped_early
+
+    def _save(
+        self, path: Path, network: MLPLanguageModel, optimizer_state: OptimizerState | None
+    ) -> None:
+        checkpoint: dict[str, Any] = {
+            "hyper_parameters": self.hparams,
+            "state_dict": {f"net.{k}": v for k, v in network.state_dict().items()},
+            "global_step": self.step,
+            "init_loss": self.init_loss,
+            SCHEDULE_STEPS_KEY: self.max_steps,
+        }
+        if optimizer_state is not None:
+            checkpoint[PACKED_STATE_KEY] = {
+                "step": self.step,
+                "optimizer": optimizer_state,
+                "generator": self.generator.get_state(),
+                "monitor": self.monitor.state_dict(),
+                "packed_with": sorted(self.packed_with),
+            }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: a worker killed while saving leaves the previous file whole.
+        partial = path.with_name(path.name + ".partial")
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
+
+    # -- end ----------------------------------------------------------------------------
+    def finish(
+        self, network: MLPLanguageModel, state: str, error: str | None = None
+    ) -> dict[str, Any]:
+        """Its metrics.json, W&B summary and logs, as a run alone ends; returns the metrics.
+
+        `state` is completed, pruned, failed or interrupted; `network` is the member as it
+        stands (evaluated only when it never wrote a best checkpoint).
+        """
+        self.monitor.stop_clock()
+        metrics = collect_metrics(
+            self.run,
+            network,
+            self.init_loss,
+            self.splits,
+            self.monitor,
+            steps=self.step,
+            device=str(self.generator.device),
+            best_path=self.run_dir / BEST_CHECKPOINT,
+            state=state,
+            error=error,
+            setup_s=self.setup_s,
+            job=self.job,
+        )
+        metrics["packed_with"] = sorted(self.packed_with)
+        save_outcome(self.run_dir, metrics, self.hooks)
+        if state in ("completed", "pruned"):
+            # A pruned trial is not a model anyone will use: no figures (run.py's rule).
+            images = (
+                {k: p for hook in self.hooks for k, p in hook.images(self.run_dir, metrics).items()}
+                if state == "completed"
+                else {}
+            )
+            log_run_summary(self.loggers, metrics, step=self.step, images=images)
+            finish_loggers(self.loggers)
+            print_summary(metrics, self.run_dir)
+        else:
+            finish_loggers(self.loggers, status="failed")
+        return metrics
+
+    def interrupt(
+        self, network: MLPLanguageModel, optimizer_state: OptimizerState, message: str
+    ) -> None:
+        """The worker stops (Ctrl-C, SIGTERM): keep the member's place, to be continued."""
+        self._save(self.run_dir / LAST_CHECKPOINT, network, optimizer_state)
+        self.finish(network, "interrupted", message)
