@@ -111,11 +111,14 @@ class Pack:
     ) -> None:
         self.cohort, self.feed, self.device = cohort, feed, device
         self.steps_per_execution = steps_per_execution
-        self.network = PackedMLP(capacity, cohort.shape).to(device)
-        params, decayed = self.network.parameters_with_decay()
-        self.optimizer = PackedOptimizer(cohort.optimizer, params, decayed, capacity)
-        self.slots: list[MemberRun | None] = [None] * capacity
+        self._build(capacity)
         self._next_refill = 0.0
+
+    def _build(self, size: int) -> None:
+        self.network = PackedMLP(size, self.cohort.shape).to(self.device)
+        params, decayed = self.network.parameters_with_decay()
+        self.optimizer = PackedOptimizer(self.cohort.optimizer, params, decayed, size)
+        self.slots: list[MemberRun | None] = [None] * size
 
     @property
     def empty(self) -> bool:
@@ -131,8 +134,31 @@ class Pack:
             joining = self.feed.next_member(self.cohort)
             if joining is None:
                 self._next_refill = time.monotonic() + REFILL_POLL_S
+                self._shrink()
                 return
             self._seat(slot, joining)
+
+    def _shrink(self) -> None:
+        """Idle slots compute along with the others (on a CPU at full cost): when no trial
+        comes for them, the members move to a network of their own number, so that a pack
+        never trains its last trials slower than they would train alone."""
+        members = [(slot, member) for slot, member in enumerate(self.slots) if member is not None]
+        if not members or len(members) == len(self.slots):
+            return
+        kept = [
+            (
+                member,
+                self.network.member_network(slot, member.run.model),
+                self.optimizer.member_state(slot),
+            )
+            for slot, member in members
+        ]
+        self._build(len(kept))
+        for slot, (member, network, state) in enumerate(kept):
+            self.network.load_member(slot, network, member.run.model)
+            self.optimizer.configure_member(slot, member.run.optim)
+            self.optimizer.load_member_state(slot, state)
+            self.slots[slot] = member
 
     def _seat(self, slot: int, member: MemberRun) -> None:
         self.network.load_member(slot, member.network.to(self.device), member.run.model)
@@ -247,6 +273,8 @@ class PackedTask(L.LightningModule):
             self.pack.optimizer.lr.copy_(rates[j])
             losses.append(train_step(self.net, self.pack.optimizer, xs[j], ys[j], active))
         self.pack.after_chunk(torch.stack(losses), rates)
+        if self.net is not self.pack.network:  # the pack shrank to its remaining members
+            self.net = self.pack.network
         if self.pack.empty:
             self.trainer.should_stop = True
 
