@@ -6,7 +6,7 @@ fresh folder with its own study, records (W&B offline, CSV) and workers as shipp
 
     python scripts/bench_pack.py --sweep lecture_tune --packs 1,8       # goal (a), about 20 min on 2 cores
     python scripts/bench_pack.py --sweep beat_2p2 --packs 1,8           # goal (b)
-    python scripts/bench_pack.py --sweep beat_2p2 --packs 1,8,32,128 --device cuda   # on a GPU
+    python scripts/bench_pack.py --sweep beat_2p2 --fixed-shape --packs 1,8,32,128 --device cuda   # on a GPU
     python scripts/bench_pack.py --sweep lecture_tune --n-trials 8 --steps 2000      # a quick check
 
 For each pack it prints wall time, finished trials (complete and pruned), trials per hour (per
@@ -35,6 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The goals of issue 20 on a CPU: (sweep, least trials-per-hour ratio, most best-dev excess).
 CPU_GOALS = {"lecture_tune": (2.5, 0.005), "beat_2p2": (1.0, None)}
 GPU_GOAL = 10.0  # trials per hour per GPU at the best pack, against pack=1
+# beat_2p2's searched shape, fixed at a typical one (--fixed-shape): its trials then differ in
+# learning rate only, and share a cohort.
+FIXED_SHAPE = ["model.n_embd=21", "model.n_hidden=300", "data.block_size=6"]
 
 
 def run_sweep(args: argparse.Namespace, pack: int, folder: Path) -> dict[str, object]:
@@ -52,6 +55,8 @@ def run_sweep(args: argparse.Namespace, pack: int, folder: Path) -> dict[str, ob
             f"trainer.max_steps={args.steps}",
             f"trainer.val_every_n_steps={max(args.steps // 10, 1)}",
         ]
+    if args.fixed_shape:  # one cohort: the search keeps only what members keep on their own
+        overrides += [*FIXED_SHAPE, "hydra.sweeper.enqueue=[]"]
     if args.device == "cuda":
         overrides += ["trainer.accelerator=gpu", "hydra.sweeper.workers=1"]
     command = [sys.executable, "-m", "makemore_sweep.cli.train", *overrides]
@@ -99,6 +104,11 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=None, help="default: the sweep's")
     parser.add_argument("--steps", type=int, default=None, help="default: the sweep's")
     parser.add_argument("--names", default=str(checkout_names_file(REPO)))
+    parser.add_argument(
+        "--fixed-shape",
+        action="store_true",
+        help="fix beat_2p2's shape (n_embd 21, n_hidden 300, context 6): one cohort",
+    )
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     packs = [int(p) for p in args.packs.split(",")]

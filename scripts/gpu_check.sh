@@ -9,13 +9,14 @@
 #   2 bf16        the same run with trainer.precision=bf16-mixed
 #   3 sweep       a 2-worker beat_2p2 sweep on the device (trials, best dev, wall)
 #   4 pack_step   scripts/bench_pack_step.py: a fused step of G trials against G solo steps
+#   5 pack_sweep  scripts/bench_pack.py: trials per hour of a whole beat_2p2 sweep with its
+#                 shape fixed (trials of one shape form one cohort), pack=1 against packs
+#                 1, 8, 32, 128 on cuda (64 trials: the largest pack holds them all)
 #
 # What it needs there: Python with torch (the GPU machine's python3 has torch, Lightning and
 # matplotlib) and this project's other dependencies. Where they are missing, carry the wheels
 # that `scripts/gpu_wheels.sh` downloads into .whl/ (git-ignored) and name `.whl` and
 # `data/names.txt` in the device tool's `carry`; they are installed under /tmp/site here.
-# The sweep-level packing benchmark (scripts/bench_pack.py, pack = 1, 8, 32, 128 on beat_2p2)
-# joins step 4 once packed sweeps exist.
 set -euo pipefail
 
 device=cuda
@@ -76,8 +77,10 @@ fi
 
 if [[ "$device" == cuda ]]; then
   accelerator=gpu; steps=4000; trials=8; sweep_steps=2000; packs=1,8,32,128; threads=4
+  pack_trials=64; pack_steps=1000; sweep_packs=1,8,32,128
 else
   accelerator=cpu; steps=500; trials=4; sweep_steps=300; packs=1,4,8; threads=1
+  pack_trials=4; pack_steps=300; sweep_packs=1,8
 fi
 train=("$python" -m makemore_sweep.cli.train "data.path=$names" "trainer.accelerator=$accelerator")
 
@@ -141,6 +144,15 @@ fi
 if step pack_step "$out/pack_step.txt" "$python" scripts/bench_pack_step.py --device "$device" \
   --packs "$packs" --threads "$threads" --out "$out/pack_step.json"; then
   tee -a "$figures" <"$out/pack_step.txt"
+else
+  failed=1
+fi
+
+# 5 a whole sweep, packed against pack=1 (the text only: DIR brings back 8 files at most)
+if step pack_sweep "$out/pack_sweep.txt" "$python" scripts/bench_pack.py --sweep beat_2p2 \
+  --fixed-shape --device "$device" --packs "$sweep_packs" --n-trials "$pack_trials" \
+  --steps "$pack_steps" --names "$names"; then
+  grep -E '^(pack=|goal)' "$out/pack_sweep.txt" | tee -a "$figures"
 else
   failed=1
 fi
