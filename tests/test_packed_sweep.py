@@ -7,6 +7,7 @@
 - In one pack, a diverging trial fails alone, and the slot it frees takes the next trial; the
   pruner stops trials at their own steps.
 - A packed worker killed with SIGKILL: its trials go on from their checkpoints, with no FAIL.
+- Ctrl-C: every member is recorded interrupted and handed back; the same command continues them.
 """
 
 from __future__ import annotations
@@ -200,3 +201,54 @@ def test_a_killed_packed_worker_has_its_trials_continued_from_their_checkpoints(
     # before their first validation wrote one: they start again, as a run alone would).
     metrics = read_metrics(trial_dirs(tmp_path)[number])
     assert metrics["resumed_from_step"] > 0
+
+
+def test_ctrl_c_stops_a_pack_in_good_order_and_the_same_command_continues_its_trials(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    args = packed_args(
+        names_path,
+        tmp_path,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.workers=1",
+        "hydra.sweeper.pack=3",
+        "hydra.sweeper.pruner=none",
+        "logger=csv",
+        steps=4000,
+    )
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
+        cwd=tmp_path,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        number, _ = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
+        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        _, stderr = sweep.communicate(timeout=120)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    # Every member wrote its metrics.json as interrupted, and was handed back to the study.
+    study = load_study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3
+    stopped = {n: read_metrics(d) for n, d in trial_dirs(tmp_path).items()}
+    assert {m["state"] for m in stopped.values()} == {"interrupted"}
+    assert "the sweep continues it when its command is run again" in stopped[number]["error"]
+
+    result = train_cli(args, cwd=tmp_path, env=run_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3  # the same 3, no FAIL
+    for trial_number, run_dir in trial_dirs(tmp_path).items():
+        metrics = read_metrics(run_dir)
+        assert metrics["state"] == "completed" and metrics["steps"] == 4000
+        assert [step for step, _ in metrics["val_history"]] == list(range(100, 4001, 100))
+        if trial_number == number:  # it had a checkpoint: it went on from there
+            resumed = metrics["resumed_from_step"]
+            assert 0 < resumed <= stopped[number]["steps"] and resumed % 50 == 0

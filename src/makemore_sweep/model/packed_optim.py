@@ -110,8 +110,9 @@ class PackedOptimizer:
     def step(self, active: torch.Tensor) -> None:
         """One update of the members where `active` (bool, (G,)); an idle slot stays as it is.
 
-        An idle slot's loss is left out, so its gradient is zero; its rate is 0 here, so its
-        weights do not move (its moments may: a slot's state is reset when a trial takes it).
+        An idle slot's loss is left out of the sum; its rate is 0 here, so its weights do not
+        move (its moments may, and a diverged member's idle slot may hold NaNs: a slot's state
+        is reset when a trial takes it).
         The per-member factors are computed once per step, in float64 as torch does in Python.
         """
         active = active.to(self.lr.device)

@@ -50,19 +50,22 @@ class PreparedTrial:
     run: RunConfig
     cohort: Cohort | str  # or why it trains alone
     packed_checkpoint: bool  # continued from a packed member's last.ckpt
+    solo_checkpoint: bool  # continued from the last.ckpt of a run alone (Lightning's)
 
     @classmethod
     def of(cls, claimed: ClaimedTrial, config: DictConfig) -> PreparedTrial:
         run = load_run_config(_task_config(config))
         sweep = config.hydra.sweep
-        run_dir = Path(str(sweep.dir)) / str(sweep.subdir)
-        packed = claimed.continued is not None and is_packed_checkpoint(run_dir / LAST_CHECKPOINT)
-        return cls(claimed, config, run, cohort_of(run), packed)
+        last = Path(str(sweep.dir)) / str(sweep.subdir) / LAST_CHECKPOINT
+        continued = claimed.continued is not None and last.is_file()
+        packed = continued and is_packed_checkpoint(last)
+        return cls(claimed, config, run, cohort_of(run), packed, continued and not packed)
 
     def packs(self, pack: int) -> bool:
         """Whether a worker of `hydra.sweeper.pack=pack` trains it in a pack: a trial of a
-        cohort where packing pays, or one continued from a packed member's checkpoint."""
-        if not isinstance(self.cohort, Cohort):
+        cohort where packing pays, or one continued from a packed member's checkpoint. A trial
+        begun alone goes on alone, from its Lightning checkpoint."""
+        if not isinstance(self.cohort, Cohort) or self.solo_checkpoint:
             return False
         return self.packed_checkpoint or (pack > 1 and packing_pays(self.cohort))
 
@@ -96,7 +99,8 @@ class PackFeed:
     first: PreparedTrial
     claim_next: Callable[[], PreparedTrial | None]  # the worker's next claimed, composed trial
     may_take_more: Callable[[], bool]  # False once the worker should stop or failed too often
-    refill: bool  # False: the pack trains `first` alone (continued from a packed checkpoint)
+    stop_requested: Callable[[], bool]  # True once the worker got SIGTERM
+    refill: bool  # False: a pack of one (pack=1 continuing a packed trial, or packing not paying)
     live: set[int] = field(default_factory=set)  # trial ids the heartbeat keeps
     held: PreparedTrial | None = None  # a trial of another cohort, for the worker to run next
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -152,11 +156,11 @@ class PackFeed:
         return member
 
     def ended(
-        self, member: MemberRun, metrics: dict[str, Any], failure: BaseException | None
+        self, member: MemberRun, metrics: dict[str, Any] | None, failure: BaseException | None
     ) -> None:
         claimed = self._claims.pop(member.number)
-        if failure is not None:
-            self._record(claimed, failure)
+        if failure is not None or metrics is None:
+            self._record(claimed, failure or RuntimeError("its metrics.json was not written"))
             return
         # A pruned trial was recorded PRUNED by its hook; COMPLETE takes the objectives.
         value = member.objective(metrics) if metrics["val_loss"] is not None else None
@@ -167,12 +171,13 @@ class PackFeed:
         self.live.discard(claimed.trial_id)
         self.leases.release(claimed.trial_id)
 
-    def release_held(self) -> None:
-        """The worker stops before running the held trial: another worker takes it."""
-        if self.held is not None:
-            self.live.discard(self.held.claimed.trial_id)
-            self.leases.release(self.held.claimed.trial_id)
-            self.held = None
+    def release_all(self) -> None:
+        """The worker stops: every trial it still holds (the held one, one being started or
+        ending) is handed back, for another worker to take at once."""
+        for trial_id in list(self.live):
+            self.leases.release(trial_id)
+        self.live.clear()
+        self.held = None
 
     def _record(self, claimed: ClaimedTrial, result: JobReturn | BaseException) -> None:
         self.live.discard(claimed.trial_id)
@@ -199,6 +204,7 @@ def run_pack(
     settings: SweepSettings,
     claim_next: Callable[[], PreparedTrial | None],
     may_take_more: Callable[[], bool],
+    stop_requested: Callable[[], bool],
     outcomes: list[dict[str, Any]],
 ) -> PreparedTrial | None:
     """Train `first` in a pack until no trial of its cohort is left for it; returns the trial
@@ -214,6 +220,7 @@ def run_pack(
         first=first,
         claim_next=claim_next,
         may_take_more=may_take_more,
+        stop_requested=stop_requested,
         refill=capacity > 1,
     )
     configure_threads(torch_threads(first.run.threads, SlurmJob.from_environment()))
@@ -221,7 +228,7 @@ def run_pack(
         with leases.keep_alive(feed.live):
             train_pack(capacity, first.cohort, first.run.trainer, feed)
     except BaseException:
-        feed.release_held()
+        feed.release_all()
         raise
     finally:
         outcomes.extend(feed.outcomes)

@@ -89,7 +89,7 @@ class MakemoreOptunaSweeperConf(OptunaSweeperConf):
     # start at all (a broken environment) ends the sweep within seconds (docs/sweeps.md).
     max_worker_restarts: int = 4
     # Trials a worker trains at once as one fused network (docs/sweeps.md, "Packed trials"):
-    # trials that share a cohort (one shape, optimiser kind, batch size and step plan) share it,
+    # trials that share a cohort (one tensor shape, optimiser kind and batch size) share it,
     # and a slot freed by a trial's end takes the next trial at once; 1 trains each alone.
     pack: int = 1
     # The pruner with the best anytime curve over 3 seeds of beat_2p2 (BENCHMARKS.md).

@@ -6,7 +6,8 @@ Two runners, both taking their trials through claims.py:
 - `run_batches`, one job per trial (`hydra.sweeper.workers=0`) in batches of n_jobs: runs in
   the sweep process, which launches the jobs itself (upstream's way, kept for those who use it).
 It owns both loops, `SweepRun` (what the sweep process shares with its runners), what a trial's
-job is told (`identity_overrides`, read by trial_hook.py), and a worker's answer to SIGTERM.
+job is told (`identity_overrides`, read by trial_hook.py); a worker's answer to SIGTERM is
+stop_request.py's.
 A worker opens the shared study itself and loops:
 
     until the study holds n_trials finished trials (or this sweep failed too often):
@@ -34,15 +35,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
@@ -69,6 +67,7 @@ from makemore_sweep.sweeper.claims import (
 )
 from makemore_sweep.sweeper.results import SweepPrinter
 from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
 from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
 
@@ -237,7 +236,13 @@ class WorkerLoop:
             outcome = record_outcome(
                 study, leases.storage, claimed.trial_id, error, self.settings.objectives
             )
-            ran.append({"number": claimed.number, "state": outcome.state.name, "continued": False})
+            ran.append(
+                {
+                    "number": claimed.number,
+                    "state": outcome.state.name,
+                    "continued": claimed.continued is not None,
+                }
+            )
             return False
 
     def _run_pack(
@@ -254,10 +259,11 @@ class WorkerLoop:
         from makemore_sweep.sweeper.packed_worker import run_pack
 
         def claim_next() -> PreparedTrial | None:
-            claimed = source.next()
-            if claimed is None:
-                return None
-            return self._prepare(study, leases, claimed, job_id, threads, ran) or None
+            while (claimed := source.next()) is not None:
+                prepared = self._prepare(study, leases, claimed, job_id, threads, ran)
+                if prepared:  # else its configuration did not compose: recorded FAIL, next
+                    return prepared
+            return None
 
         return run_pack(
             first,
@@ -271,6 +277,7 @@ class WorkerLoop:
                 not stop.requested
                 and len(failures_of_sweep(study, self.sweep_id)) <= self.settings.allowed_failures()
             ),
+            stop_requested=lambda: stop.requested,
             outcomes=ran,
         )
 
@@ -370,46 +377,6 @@ def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]
         f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
         f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
     ]
-
-
-# --- SIGTERM to a worker: finish or release the trial at hand, then stop --------------------------
-
-EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's code for a process stopped by SIGTERM
-
-
-class StopRequest:
-    def __init__(self) -> None:
-        self.requested = False
-        self._waiting = False
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        if self._waiting:
-            raise SystemExit(EXIT_SIGTERM)
-
-    @contextmanager
-    def installed(self) -> Iterator[StopRequest]:
-        """Handle SIGTERM in this block; the previous handler comes back afterwards."""
-        previous: Any = signal.signal(signal.SIGTERM, self._handle)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """A block that may be cut short: nothing is under way in it (e.g. an idle sleep)."""
-        if self.requested:
-            raise SystemExit(EXIT_SIGTERM)
-        self._waiting = True
-        try:
-            yield
-        finally:
-            self._waiting = False
-
-    def stop_if_requested(self) -> None:
-        if self.requested:
-            raise SystemExit(EXIT_SIGTERM)
 
 
 # --- the sweep process as runner: one job per trial, in batches of n_jobs (upstream's way) --------

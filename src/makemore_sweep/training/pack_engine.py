@@ -16,6 +16,7 @@ member. On a CPU, packing pays only at small batches, so larger batches train al
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore_sweep.config.schema import RunConfig, TrainerConfig
-from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
 from makemore_sweep.model.packed_optim import PackedOptimizer
 from makemore_sweep.training.pack_member import MemberRun, pack_device
@@ -38,12 +38,15 @@ from makemore_sweep.training.run import (
 )
 from makemore_sweep.training.trainer_factory import print_lightning_messages_once
 
+log = logging.getLogger(__name__)
+
 # On a CPU one fused step pays at small batches only: at batch 32 a pack of 8 ran 2.0-2.9×
 # the trial-steps of solo steps, at 512 0.78-1.22× (one core is compute-bound there).
 # BENCHMARKS.md, "Packed trials: the fused step" and "Packed sweeps".
 CPU_MAX_PACKED_BATCH = 128
 PACKED_PRECISIONS = ("32-true", "32")
-REFILL_POLL_S = 1.0  # how often a pack with a free slot asks for a trial when none was ready
+# How often a pack with a free slot asks for a trial when none was ready (meanwhile it shrinks).
+REFILL_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,16 @@ class MemberFeed(Protocol):
         """The next trial of this cohort, started, or None when there is none for now."""
 
     def ended(
-        self, member: MemberRun, metrics: dict[str, Any], failure: BaseException | None
+        self, member: MemberRun, metrics: dict[str, Any] | None, failure: BaseException | None
     ) -> None:
-        """A member ended (its metrics.json is written): record its outcome."""
+        """A member ended (metrics: its metrics.json, None if that could not be written):
+        record its outcome."""
 
     def interrupted(self, member: MemberRun) -> None:
         """A member was stopped with its worker and saved: let another worker continue it."""
+
+    def stop_requested(self) -> bool:
+        """True once the worker was asked to stop (SIGTERM)."""
 
 
 class Pack:
@@ -113,6 +120,7 @@ class Pack:
         self.steps_per_execution = steps_per_execution
         self._build(capacity)
         self._next_refill = 0.0
+        self.stepping = False  # inside a chunk: members may stand at different steps
 
     def _build(self, size: int) -> None:
         self.network = PackedMLP(size, self.cohort.shape).to(self.device)
@@ -125,7 +133,8 @@ class Pack:
         return all(member is None for member in self.slots)
 
     def fill(self) -> None:
-        """Seat a trial in every free slot while the feed has one."""
+        """Seat a trial in every free slot while the feed has one; when it has none, shrink
+        (and ask again after REFILL_POLL_S)."""
         if time.monotonic() < self._next_refill:
             return
         for slot, member in enumerate(self.slots):
@@ -137,6 +146,8 @@ class Pack:
                 self._shrink()
                 return
             self._seat(slot, joining)
+            if joining.finished_training:  # continued after its last step (killed while ending)
+                self._end(slot, "completed", None)
 
     def _shrink(self) -> None:
         """Idle slots compute along with the others (on a CPU at full cost): when no trial
@@ -196,10 +207,17 @@ class Pack:
         for slot, member in enumerate(self.slots):
             if member is None:
                 continue
-            failure = member.trained(host_losses[:, slot].tolist(), float(host_rates[slot]))
-            if failure is None and member.validation_due():
-                network = self.network.member_network(slot, member.run.model)
-                failure = member.validated(network, self.optimizer.member_state(slot))
+            failure: BaseException | None
+            try:
+                failure = member.trained(host_losses[:, slot].tolist(), float(host_rates[slot]))
+                if failure is None and member.validation_due():
+                    network = self.network.member_network(slot, member.run.model)
+                    failure = member.validated(network, self.optimizer.member_state(slot))
+            except (
+                Exception
+            ) as error:  # one member's error fails its trial alone, as its own job would
+                log.exception("Trial %d failed in its pack", member.number)
+                failure = error
             if failure is not None:
                 self._end(slot, "failed", failure)
             elif member.finished_training:
@@ -207,16 +225,26 @@ class Pack:
         if any(member is None for member in self.slots):
             self.fill()
 
-    def _end(self, slot: int, state: str, failure: TrainingDiverged | None) -> None:
+    def _end(self, slot: int, state: str, failure: BaseException | None) -> None:
         member = self.slots[slot]
         assert member is not None
         self.slots[slot] = None
-        network = self.network.member_network(slot, member.run.model)
-        metrics = member.finish(network, state, None if failure is None else str(failure))
+        try:
+            network = self.network.member_network(slot, member.run.model)
+            metrics = member.finish(network, state, None if failure is None else str(failure))
+        except Exception as error:  # its records could not be finished: it fails alone
+            log.exception("Trial %d could not record its end", member.number)
+            self.feed.ended(member, None, failure or error)
+            return
         self.feed.ended(member, metrics, failure)
 
     def interrupt(self) -> None:
-        """The worker stops: every member saves its place and is handed back to the study."""
+        """The worker stops: every member keeps its place and is handed back to the study.
+
+        Between chunks (SIGTERM: Lightning stops between steps) that place is where it stands;
+        inside a chunk (Ctrl-C) members stand at different steps, so each keeps the last.ckpt
+        of its last validation, as after SIGKILL.
+        """
         for slot, member in enumerate(self.slots):
             if member is None:
                 continue
@@ -224,7 +252,7 @@ class Pack:
             network = self.network.member_network(slot, member.run.model)
             member.interrupt(
                 network,
-                self.optimizer.member_state(slot),
+                None if self.stepping else self.optimizer.member_state(slot),
                 f"The run was interrupted at step {member.step}; "
                 f"{continue_advice(member.run_dir, member.hooks)}",
             )
@@ -264,15 +292,19 @@ class PackedTask(L.LightningModule):
         return []
 
     def training_step(self, batch: int, batch_idx: int) -> None:
+        if self.pack.feed.stop_requested():  # SIGTERM came before Lightning's handler was in
+            raise SIGTERMException
         if self.pack.empty:  # the item Lightning fetched ahead of the last member's end
             self.trainer.should_stop = True
             return
+        self.pack.stepping = True
         xs, ys, rates, active = self.pack.next_chunk()
         losses = []
         for j in range(xs.shape[0]):
             self.pack.optimizer.lr.copy_(rates[j])
             losses.append(train_step(self.net, self.pack.optimizer, xs[j], ys[j], active))
         self.pack.after_chunk(torch.stack(losses), rates)
+        self.pack.stepping = False
         if self.net is not self.pack.network:  # the pack shrank to its remaining members
             self.net = self.pack.network
         if self.pack.empty:
@@ -306,10 +338,10 @@ def train_pack(
         num_sanity_val_steps=0,
     )
     pack = Pack(capacity, cohort, feed, device, trainer_cfg.steps_per_execution)
-    pack.fill()
-    if pack.empty:
-        return
     try:
+        pack.fill()
+        if pack.empty:
+            return
         trainer.fit(PackedTask(pack), train_dataloaders=PackedChunks(pack))
     except (KeyboardInterrupt, SystemExit) as stop:
         pack.interrupt()

@@ -144,26 +144,30 @@ class MemberRun:
             resuming=member_state is not None,
             concurrent=True,
         )
-        job = SlurmJob.from_environment()
-        log_run_config(loggers, cfg, extra=job.record())
-        member = cls(
-            cfg=cfg,
-            run=run,
-            run_dir=run_dir,
-            number=number,
-            hooks=hooks,
-            objective=objective,
-            loggers=loggers,
-            splits=splits,
-            hparams=hparams,
-            network=network,
-            generator=generator,
-            monitor=monitor,
-            job=job,
-            setup_s=0.0,
-        )
-        if member_state is not None:
-            member.restore(member_state)
+        try:
+            job = SlurmJob.from_environment()
+            log_run_config(loggers, cfg, extra=job.record())
+            member = cls(
+                cfg=cfg,
+                run=run,
+                run_dir=run_dir,
+                number=number,
+                hooks=hooks,
+                objective=objective,
+                loggers=loggers,
+                splits=splits,
+                hparams=hparams,
+                network=network,
+                generator=generator,
+                monitor=monitor,
+                job=job,
+                setup_s=0.0,
+            )
+            if member_state is not None:
+                member.restore(member_state)
+        except BaseException:
+            finish_loggers(loggers, status="failed")  # its W&B run is not left open
+            raise
         member.setup_s = round(time.perf_counter() - started, 3)
         return member
 
@@ -223,14 +227,14 @@ class MemberRun:
     def trained(self, losses: list[float], last_lr: float) -> TrainingDiverged | None:
         """Its steps of one chunk ran with these losses; a diverged run is said, not raised."""
         first = self.step
-        if self.init_loss is None and first == 0:
-            self.init_loss = losses[0]
+        self.step += len(losses)  # all ran, as in a run alone's chunk
         for offset, loss in enumerate(losses):
             if not math.isfinite(loss) or loss > self.run.divergence_loss:
                 return TrainingDiverged(
                     step=first + offset, loss=loss, limit=self.run.divergence_loss
                 )
-        self.step += len(losses)
+        if self.init_loss is None and first == 0:
+            self.init_loss = losses[0]
         every = self.run.trainer.log_every_n_steps
         if self.step // every > first // every:
             mean = sum(losses) / len(losses)
@@ -333,8 +337,12 @@ class MemberRun:
         return metrics
 
     def interrupt(
-        self, network: MLPLanguageModel, optimizer_state: OptimizerState, message: str
+        self, network: MLPLanguageModel, optimizer_state: OptimizerState | None, message: str
     ) -> None:
-        """The worker stops (Ctrl-C, SIGTERM): keep the member's place, to be continued."""
-        self._save(self.run_dir / LAST_CHECKPOINT, network, optimizer_state)
+        """The worker stops (Ctrl-C, SIGTERM): keep the member's place, to be continued.
+
+        Without `optimizer_state` (stopped inside a chunk) its last validation's last.ckpt stays.
+        """
+        if optimizer_state is not None:
+            self._save(self.run_dir / LAST_CHECKPOINT, network, optimizer_state)
         self.finish(network, "interrupted", message)
