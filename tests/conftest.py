@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +93,33 @@ def train_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def train_cli_running(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE,
+    python_flags: Sequence[str] = (),
+) -> Iterator[subprocess.Popen[str]]:
+    """`makemore-train` started as a user starts it in a terminal, in a process group of its
+    own: a test signals the group as a whole (Ctrl-C, a lost terminal). Whatever is left of
+    the group when the block ends is killed."""
+    process = subprocess.Popen(
+        [sys.executable, *python_flags, "-m", "makemore_sweep.cli.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import train_cli
+from conftest import train_cli, train_cli_running
 from optuna.trial import TrialState
 from sweep_helpers import FINISHED, STUDY, load_study, trials_in, wandb_runs
 from sweep_watch import wait_for_running_trial_with_checkpoint
@@ -170,22 +168,10 @@ def test_a_killed_packed_worker_has_its_trials_continued_from_their_checkpoints(
         "logger=csv",
         steps=3000,
     )
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with train_cli_running(args, tmp_path, run_env) as sweep:
         number, owner = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
         os.kill(int(owner["pid"]), signal.SIGKILL)
         stdout, stderr = sweep.communicate(timeout=600)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == 0, stderr[-3000:]
 
     study = load_study(tmp_path)
@@ -216,22 +202,10 @@ def test_ctrl_c_stops_a_pack_in_good_order_and_the_same_command_continues_its_tr
         "logger=csv",
         steps=4000,
     )
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with train_cli_running(args, tmp_path, run_env) as sweep:
         number, _ = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
         os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         _, stderr = sweep.communicate(timeout=120)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     # Every member wrote its metrics.json as interrupted, and was handed back to the study.

@@ -17,13 +17,12 @@ import shlex
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import train_cli
+from conftest import train_cli, train_cli_running
 from omegaconf import OmegaConf
 from sweep_helpers import STUDY, sweep_args
 
@@ -69,16 +68,12 @@ def interrupt_after_first_checkpoint(
     args: list[str], cwd: Path, env: dict[str, str], checkpoint: Path
 ) -> str:
     """Run a sweep, SIGINT its process group (Ctrl-C in a terminal) once `checkpoint` exists; its stderr."""
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=cwd,
-        env={**env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
+    with train_cli_running(
+        args,
+        cwd,
+        {**env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    ) as sweep:
         deadline = time.monotonic() + 300
         while not checkpoint.is_file():  # Lightning writes it atomically: once there, it is whole
             assert sweep.poll() is None, (
@@ -94,10 +89,6 @@ def interrupt_after_first_checkpoint(
             os.kill(sweep.pid, signal.SIGABRT)
             _, err = sweep.communicate(timeout=30)
             raise AssertionError(f"the sweep did not end within 120 s of Ctrl-C:\n{err[-6000:]}")
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
-            sweep.wait()
     assert sweep.returncode != 0, err[-3000:]
     return err
 

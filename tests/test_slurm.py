@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli
+from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli, train_cli_running
 from wandb_offline import run_config
 
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
@@ -392,16 +392,7 @@ def test_a_cancelled_worker_job_is_replaced_by_a_new_job_and_the_sweep_ends_well
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=slurm_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with train_cli_running(args, tmp_path, slurm_env) as sweep:
         # Once a trial has a checkpoint, one worker job is cancelled, as an admin or a lost node would.
         deadline = time.monotonic() + 300
         while not list(sweep_dir.glob(f"trial_*/{LAST_CHECKPOINT}")):
@@ -413,9 +404,6 @@ def test_a_cancelled_worker_job_is_replaced_by_a_new_job_and_the_sweep_ends_well
         assert len(queued) == 2, queued
         subprocess.run(["scancel", queued[0]], env=slurm_env, check=True)
         stdout, stderr = sweep.communicate(timeout=600)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, 9)
     result = subprocess.CompletedProcess(sweep.args, sweep.returncode, stdout, stderr)
     assert sweep.returncode == 0, _failure(result, sweep_dir)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import train_cli
+from conftest import train_cli, train_cli_running
 from optuna.trial import TrialState
 from sweep_helpers import FINISHED, STUDY, load_study, sweep_args, trials_in
 from sweep_watch import wait_for_running_trial_with_checkpoint
@@ -32,20 +31,14 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials_continuing_the_interrupted_o
         "hydra.sweeper.workers=1",
         steps=300,
     )
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=run_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, killed as a whole like a lost terminal
-    )
-    try:
+    # Its own process group, killed as a whole like a lost terminal.
+    with train_cli_running(
+        args, tmp_path, run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as sweep:
         # Kill it while trial 0 is done and trial 1 has written a checkpoint.
         number, _ = wait_for_running_trial_with_checkpoint(
             tmp_path, sweep, after_complete=1, timeout=300
         )
-    finally:
         os.killpg(sweep.pid, signal.SIGKILL)
         sweep.wait()
     before = load_study(tmp_path)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import train_cli_running
 from optuna.trial import TrialState
 from sweep_helpers import FINISHED, STUDY, load_study, sweep_args, trials_in
 from sweep_watch import wait_for_running_trial_with_checkpoint
@@ -39,24 +38,16 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_to_the_other_worker(
     # -X importtime lists what the sweep process itself imports (workers log to their own files);
     # that is more than a pipe holds while nobody reads it, so stderr goes to a file.
     errors = tmp_path / "sweep.stderr"
-    with open(errors, "w") as stderr_file:
-        sweep = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "makemore_sweep.cli.train", *args],
-            cwd=tmp_path,
-            env=run_env,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            text=True,
-            start_new_session=True,
-        )
-    try:
+    with (
+        open(errors, "w") as stderr_file,
+        train_cli_running(
+            args, tmp_path, run_env, stderr=stderr_file, python_flags=("-X", "importtime")
+        ) as sweep,
+    ):
         number, owner = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
         assert owner["pid"] != sweep.pid  # a worker process of its own, not the sweep
         os.kill(int(owner["pid"]), signal.SIGKILL)
         stdout, _ = sweep.communicate(timeout=600)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
     stderr = errors.read_text()
     assert sweep.returncode == 0, stderr[-3000:]
 
@@ -114,17 +105,8 @@ def test_both_workers_killed_one_after_the_other_are_replaced_and_the_sweep_ends
         "hydra.sweeper.pruner=none",
         steps=300,
     )
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "makemore_sweep.cli.train", *args],
-        cwd=tmp_path,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
     killed: dict[int, int] = {}  # worker index → the trial it was running
-    try:
+    with train_cli_running(args, tmp_path, run_env) as sweep:
         for _ in range(2):  # worker 0 and worker 1, whichever is caught first, then the other
             number, owner = wait_for_running_trial_with_checkpoint(
                 tmp_path,
@@ -135,9 +117,6 @@ def test_both_workers_killed_one_after_the_other_are_replaced_and_the_sweep_ends
             os.kill(int(owner["pid"]), signal.SIGKILL)
             killed[int(owner["worker"])] = number
         stdout, stderr = sweep.communicate(timeout=600)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == 0, stderr[-3000:]
 
     study = load_study(tmp_path)
