@@ -226,3 +226,37 @@ def test_ctrl_c_stops_a_pack_in_good_order_and_the_same_command_continues_its_tr
         if trial_number == number:  # it had a checkpoint: it went on from there
             resumed = metrics["resumed_from_step"]
             assert 0 < resumed <= stopped[number]["steps"] and resumed % 50 == 0
+
+
+def test_an_error_in_one_members_run_fails_that_trial_alone(
+    names_path: Path, tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    def sweep(n_trials: int) -> None:
+        args = packed_args(
+            names_path,
+            tmp_path,
+            f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.workers=1",
+            "hydra.sweeper.pack=3",
+            "hydra.sweeper.pruner=none",
+            "hydra.sweeper.max_failure_rate=0.5",
+            "logger=csv",
+        )
+        result = train_cli(args, cwd=tmp_path, env=run_env)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    sweep(1)  # the study and its folder, with trial 0
+    # Trial 2 cannot write its checkpoints (a file stands where its folder would be): its first
+    # validation raises inside the pack, while trials 1 and 3 share the network.
+    blocked = tmp_path / "multirun" / STUDY / "trial_2" / "checkpoints"
+    blocked.parent.mkdir()
+    blocked.write_text("not a folder")
+    sweep(4)
+    study = load_study(tmp_path)
+    complete, failed = TrialState.COMPLETE, TrialState.FAIL
+    assert [t.state for t in study.trials] == [complete, complete, failed, complete, complete]
+    assert "checkpoints" in study.trials[2].user_attrs["fail_reason"]
+    metrics = read_metrics(trial_dirs(tmp_path)[2])
+    assert metrics["state"] == "failed" and "checkpoints" in metrics["error"]
+    # Its pack-mates trained on to the end, and trial 4 took its slot.
+    assert read_metrics(trial_dirs(tmp_path)[1])["packed_with"] == [2, 3, 4]
