@@ -164,7 +164,9 @@ class PackFeed:
             return
         # A pruned trial was recorded PRUNED by its hook; COMPLETE takes the objectives.
         value = member.objective(metrics) if metrics["val_loss"] is not None else None
-        self._record(claimed, JobReturn(status=JobStatus.COMPLETED, _return_value=value))
+        job_return = JobReturn(status=JobStatus.COMPLETED)
+        job_return.return_value = value  # as Hydra's run_job sets what a task returned
+        self._record(claimed, job_return)
 
     def interrupted(self, member: MemberRun) -> None:
         claimed = self._claims.pop(member.number)
