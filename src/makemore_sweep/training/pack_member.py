@@ -60,9 +60,16 @@ def pack_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+def packed_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The last.ckpt at `path` when a packed member wrote it; None for none or a Lightning one."""
+    if not path.is_file():
+        return None
+    checkpoint = load_checkpoint(path)
+    return checkpoint if PACKED_STATE_KEY in checkpoint else None
+
+
 def is_packed_checkpoint(path: Path) -> bool:
-    """True for a last.ckpt written by a packed member (a Lightning checkpoint is not one)."""
-    return path.is_file() and PACKED_STATE_KEY in load_checkpoint(path)
+    return packed_checkpoint(path) is not None
 
 
 @dataclass
@@ -135,7 +142,8 @@ class MemberRun:
                 generator.manual_seed(run.seed)
         assert isinstance(network, MLPLanguageModel)
         monitor = RunMonitor(target_loss=run.target_loss)
-        member_state = cls._saved_state(run_dir) if continued else None
+        # Read once: it is loaded whole, and continuing needs all of it.
+        member_state = packed_checkpoint(run_dir / LAST_CHECKPOINT) if continued else None
         for hook in hooks:
             hook.configure(cfg)
         loggers = build_loggers(
@@ -170,11 +178,6 @@ class MemberRun:
             raise
         member.setup_s = round(time.perf_counter() - started, 3)
         return member
-
-    @staticmethod
-    def _saved_state(run_dir: Path) -> dict[str, Any] | None:
-        path = run_dir / LAST_CHECKPOINT
-        return load_checkpoint(path) if is_packed_checkpoint(path) else None
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a last.ckpt of this trial (its worker was killed or stopped)."""
