@@ -3,8 +3,10 @@
 
 The solo step is the one LanguageModelTask takes without Lightning around it: its network, its
 optimiser (configure_optimizers) and one forward, backward and step. The packed step is
-`model.packed.train_step` over G members of one shape, each on its own batch, with per-member
-rates. Both run on random batches of the given shape, so this measures the arithmetic and the
+`model.stacked.train_step` over G members of one shape, each on its own batch, with per-member
+rates, in two forms: the MLP's own fused form (`fused`, model/packed.py, what sweeps use) and
+the generic stack any network gets (`generic`, model/stacked.py: vmap over the network's own
+forward). `--forms fused,generic` compares them side by side (issue 25). Both run on random batches of the given shape, so this measures the arithmetic and the
 per-operation overhead only, not data loading or records. Best of `--repeats` timings each.
 
 It prints, for each case and G, the time per trial-step and the speed-up over solo:
@@ -32,8 +34,8 @@ import torch.nn.functional as F
 
 from makemore_sweep.config.schema import ModelConfig, OptimConfig
 from makemore_sweep.model.language_model import LanguageModelTask
-from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
 from makemore_sweep.model.packed_optim import PackedOptimizer
+from makemore_sweep.model.stacked import StackedNetworks, stack_networks, train_step
 
 VOCAB = 27
 CASES = {
@@ -84,15 +86,17 @@ def packed_step(
     batch: int,
     members: int,
     device: torch.device,
+    form: str,
 ) -> Callable[[], object]:
-    network = PackedMLP(members, PackShape.of(spec, VOCAB, block)).to(device)
     template = LanguageModelTask(
         [chr(97 + i) for i in range(VOCAB)], block, asdict(spec), asdict(optim), 10_000, 1e9
-    )
+    ).net.to(device)
+    stack = StackedNetworks if form == "generic" else stack_networks
+    network = stack(template, members).to(device)
     params, decayed = network.parameters_with_decay()
     optimizer = PackedOptimizer(optim.name, params, decayed, members)
     for member in range(members):
-        network.load_member(member, template.net.to(device), spec)  # type: ignore[arg-type]
+        network.load_member(member, template)
         optimizer.configure_member(member, optim)
         optimizer.lr[member] = optim.lr * (1 + member / members)  # rates differ, as in a sweep
     x = torch.randint(0, VOCAB, (members, batch, block), device=device)
@@ -109,6 +113,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--forms", default="fused", help="fused (the MLP's own, what sweeps use), generic, or both"
+    )
     parser.add_argument(
         "--batches",
         default=None,
@@ -134,23 +141,26 @@ def main() -> None:
                 solo_step(spec, optim, block, batch, device), device, args.steps, args.repeats
             )
             for members in packs:
-                step = packed_step(spec, optim, block, batch, members, device)
-                fused = timed(step, device, max(10, args.steps // members), args.repeats)
-                per_trial = fused / members
-                rows.append(
-                    {
-                        "case": case,
-                        "optimiser": optim.name,
-                        "pack": members,
-                        "solo_ms": round(solo * 1e3, 4),
-                        "per_trial_step_ms": round(per_trial * 1e3, 4),
-                        "speedup": round(solo / per_trial, 2),
-                    }
-                )
-                print(
-                    f"{case:15s} {optim.name:6s} pack={members:<4d} solo {solo * 1e3:7.3f} ms, "
-                    f"packed {per_trial * 1e3:7.3f} ms per trial-step: {solo / per_trial:5.2f}x"
-                )
+                for form in args.forms.split(","):
+                    step = packed_step(spec, optim, block, batch, members, device, form)
+                    packed = timed(step, device, max(10, args.steps // members), args.repeats)
+                    per_trial = packed / members
+                    rows.append(
+                        {
+                            "case": case,
+                            "optimiser": optim.name,
+                            "pack": members,
+                            "form": form,
+                            "solo_ms": round(solo * 1e3, 4),
+                            "per_trial_step_ms": round(per_trial * 1e3, 4),
+                            "speedup": round(solo / per_trial, 2),
+                        }
+                    )
+                    print(
+                        f"{case:15s} {optim.name:6s} pack={members:<4d} {form:7s} solo "
+                        f"{solo * 1e3:7.3f} ms, packed {per_trial * 1e3:7.3f} ms per trial-step: "
+                        f"{solo / per_trial:5.2f}x"
+                    )
     if args.out:
         args.out.write_text(
             json.dumps({"device": str(device), "name": name, "rows": rows}, indent=1)

@@ -62,7 +62,7 @@ def test_a_different_shape_optimiser_or_batch_is_another_cohort(
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ("model=bigram", "count bigram"),
+        ("model=bigram", "counted, not trained"),
         ("trainer.precision=bf16-mixed", "32-bit"),
         ("+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "callbacks"),
         ("trainer.max_time=00:00:10:00", "max_time"),

@@ -407,6 +407,6 @@ def test_resume_of_a_finished_bigram_says_it_is_finished(
     assert result.returncode == 0, result.stdout + result.stderr
     dev = read_metrics(run_dir)["val_loss"]
     assert result.stdout.splitlines() == [
-        f"{run_dir}: the run is finished (a count bigram, dev loss {dev:.4f}); nothing to resume."
+        f"{run_dir}: the run is finished (a counted network, dev loss {dev:.4f}); nothing to resume."
     ]
     assert stamps(run_dir) == before

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+# The shell's codes for a process stopped by Ctrl-C or SIGTERM, which a stopped run exits with.
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 class UserError(Exception):

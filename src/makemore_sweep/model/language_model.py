@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -18,6 +17,7 @@ from makemore_sweep.config.conversion import from_dict
 from makemore_sweep.config.schema import OPTIMIZER_NAMES, ModelConfig, OptimConfig
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.lr_schedules import learning_rate
+from makemore_sweep.model.network_interface import decay_flags
 from makemore_sweep.model.networks import build_network
 
 # The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
@@ -36,6 +36,40 @@ def scheduled_lr(spec: OptimConfig, step: int, max_steps: int) -> float:
         decay_at_frac=spec.decay_at_frac,
         decay_factor=spec.decay_factor,
     )
+
+
+def divergence_in(losses: torch.Tensor, first_step: int, limit: float) -> TrainingDiverged | None:
+    """The first of a chunk's training losses (steps first_step, ...) that is not finite or
+    above `limit`, as the error that ends the run; None when all are healthy. The one check of
+    a run alone and of a packed member."""
+    healthy = torch.isfinite(losses) & (losses <= limit)
+    if bool(healthy.all()):  # one host sync per chunk, not per step
+        return None
+    bad = int((~healthy).nonzero()[0])
+    return TrainingDiverged(step=first_step + bad, loss=float(losses[bad]), limit=limit)
+
+
+def dev_divergence(step: int, val_loss: float, limit: float) -> TrainingDiverged | None:
+    """A validation's dev loss that is not finite or above `limit`, as the error; else None."""
+    if math.isfinite(val_loss) and val_loss <= limit:
+        return None
+    return TrainingDiverged(step=step, loss=val_loss, limit=limit)
+
+
+def build_optimizer(network: torch.nn.Module, spec: OptimConfig) -> torch.optim.Optimizer:
+    """torch's AdamW or SGD for a run alone, with weight decay by the one rule
+    (network_interface.decay_flags), the rule a pack's optimiser follows too."""
+    flags = decay_flags(network)
+    named = list(network.named_parameters())
+    groups = [
+        {"params": [p for name, p in named if flags[name]], "weight_decay": spec.weight_decay},
+        {"params": [p for name, p in named if not flags[name]], "weight_decay": 0.0},
+    ]
+    if spec.name == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
+    if spec.name == "adamw":
+        return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2))
+    raise ValueError(f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
 
 
 class LanguageModelTask(L.LightningModule):
@@ -77,23 +111,7 @@ class LanguageModelTask(L.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        spec = self.optim_spec
-        decay: list[torch.nn.Parameter] = []
-        no_decay: list[torch.nn.Parameter] = []
-        for name, param in self.net.named_parameters():
-            # Weight decay on matrices only: decaying BatchNorm gains and biases hurts.
-            (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
-        groups = [
-            {"params": decay, "weight_decay": spec.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if spec.name == "sgd":
-            return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
-        if spec.name == "adamw":
-            return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2))
-        raise ValueError(
-            f"unknown optimiser {spec.name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}"
-        )
+        return build_optimizer(self.net, self.optim_spec)
 
     def on_fit_start(self) -> None:
         # Plain 32-bit on one device: the precision plugin and strategy would only call autograd
@@ -144,13 +162,9 @@ class LanguageModelTask(L.LightningModule):
                 optimizer.step()
             losses.append(loss.detach())
         chunk = torch.stack(losses)
-        # One host sync per chunk, not per step.
-        healthy = torch.isfinite(chunk) & (chunk <= self.divergence_loss)
-        if not bool(healthy.all()):
-            bad = int((~healthy).nonzero()[0])
-            raise TrainingDiverged(
-                step=first_step + bad, loss=float(chunk[bad]), limit=self.divergence_loss
-            )
+        diverged = divergence_in(chunk, first_step, self.divergence_loss)
+        if diverged is not None:
+            raise diverged
         if self.init_loss is None and first_step == 0:
             self.init_loss = float(chunk[0])
         # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
@@ -180,8 +194,9 @@ class LanguageModelTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         val_loss = self._flush()
-        if not math.isfinite(val_loss) or val_loss > self.divergence_loss:
-            raise TrainingDiverged(step=self.global_step, loss=val_loss, limit=self.divergence_loss)
+        diverged = dev_divergence(self.global_step, val_loss, self.divergence_loss)
+        if diverged is not None:
+            raise diverged
         self.log("step", float(self.global_step))
         self.log("val_loss", val_loss, prog_bar=True)
 
@@ -203,6 +218,3 @@ class LanguageModelTask(L.LightningModule):
         self.max_steps = int(
             checkpoint.get(SCHEDULE_STEPS_KEY, checkpoint["hyper_parameters"]["max_steps"])
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {"network": asdict(self.network_spec), "optim": asdict(self.optim_spec)}

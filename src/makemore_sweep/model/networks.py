@@ -1,11 +1,13 @@
 """The networks: the lectures' embedding MLP (with or without BatchNorm) and the count bigram.
 
-Plain torch modules built from `model.*` (ModelConfig); training logic lives in `language_model.py`.
+Plain torch modules built from `model.*` (ModelConfig), each keeping the network contract
+(network_interface.py); training logic lives in `language_model.py`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,9 @@ from torch import nn
 
 from makemore_sweep.config.schema import NETWORK_NAMES, ModelConfig
 from makemore_sweep.data.batches import DistinctContexts
+
+if TYPE_CHECKING:
+    from makemore_sweep.model.packed import PackedMLP, PackShape
 
 TANH_GAIN = 5.0 / 3.0  # the lectures' Kaiming gain for tanh
 OUTPUT_SCALE = 0.1  # small last layer: near-uniform predictions, loss ≈ ln(vocab) at step 0
@@ -68,6 +73,19 @@ class MLPLanguageModel(nn.Module):
             logits = logits + self.direct(flat)
         return logits
 
+    # -- packed trials (network_interface.py): the fused form of packed.py ----------------
+    def pack_signature(self) -> PackShape:
+        """Members of one fused MLP share its shape; BatchNorm momentum and dropout stay theirs."""
+        from makemore_sweep.model.packed import PackShape
+
+        return PackShape.of(self)
+
+    def stacked(self, members: int) -> PackedMLP:
+        """The hand-written fused form: about twice the generic stack's speed (BENCHMARKS.md)."""
+        from makemore_sweep.model.packed import PackedMLP
+
+        return PackedMLP(members, self)
+
     def _forward_folded(self, context: torch.Tensor) -> torch.Tensor:
         """Evaluation (eval mode, no autograd) with the embedding folded into the first layer.
 
@@ -116,9 +134,9 @@ class MLPLanguageModel(nn.Module):
 
 
 class BigramModel(nn.Module):
-    """The count bigram with add-one smoothing: 'trained' by counting, evaluated like the MLP."""
+    """The count bigram with add-one smoothing: 'trained' by counting (`fit_counts`, what the
+    network contract calls a counted network), evaluated like the MLP."""
 
-    trainable = False
     log_probs: torch.Tensor  # a buffer: saved in checkpoints, never trained
 
     def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig | None = None) -> None:
@@ -147,13 +165,6 @@ def build_network(spec: ModelConfig, vocab_size: int, block_size: int) -> nn.Mod
     if spec.name in ("mlp_bn", "mlp"):
         return MLPLanguageModel(vocab_size, block_size, spec)
     raise ValueError(f"unknown network {spec.name!r}; choose one of {', '.join(NETWORK_NAMES)}")
-
-
-def count_parameters(network: nn.Module) -> int:
-    """Trainable weights; for the count bigram, the entries of its table."""
-    if isinstance(network, BigramModel):
-        return network.log_probs.numel()
-    return sum(p.numel() for p in network.parameters())
 
 
 def has_finite_state(network: nn.Module) -> bool:

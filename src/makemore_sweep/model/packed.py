@@ -1,34 +1,29 @@
-"""Packed trials: G embedding MLPs of one shape trained as one network (issue 20).
+"""The embedding MLP's own fused form for packed trials: G MLPs of one shape as one network.
 
-A trial of this model family is far too small to keep a device busy: its step is bound by
-kernel launches and per-operation overhead, not arithmetic. Stacking G trials' weights on a
-leading *member* axis turns G small matrix products into one batched product (`torch.bmm`),
-as HFTA does for fused training jobs. Members never mix:
+The generic stack (stacked.py) maps the network's forward over its members with `vmap`; for
+the lectures' MLP, this hand-written form does the same arithmetic about twice as fast on a
+CPU (BENCHMARKS.md, "One engine: the generic stack against the fused MLP"), so
+`MLPLanguageModel.stacked` picks it. The weights of each layer are stacked on a leading member
+axis, G small products become one `torch.bmm`, and one `batch_norm` over the G×H features
+normalises each member's columns with its own statistics, as HFTA does. Unlike the generic
+stack it also keeps dropout's rate per member.
 
-- each member reads its own batch: inputs are shaped (G, batch, block);
-- BatchNorm normalises each member's features with that member's batch statistics, and keeps
-  running statistics per member (one `batch_norm` over G×H features does both exactly);
-- the loss is the sum of the members' mean losses, so each member's gradient is exactly the
-  gradient of its own loss;
-- learning rate, weight decay, momentum, clipping and the step count are per member
-  (`packed_optim.py`).
-
-A member is loaded from, and saved as, an ordinary `MLPLanguageModel` (`load_member`,
-`member_network`): a trial's checkpoints load as a single network, and a trial starts from the
-same initial weights as it would alone.
+A member is loaded from, and given back as, an ordinary `MLPLanguageModel` (`load_member`,
+`member_network`), read through its layers only (this module does not import networks.py,
+which imports it).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from makemore_sweep.config.schema import ModelConfig
-from makemore_sweep.model.networks import MLPLanguageModel
-from makemore_sweep.model.packed_optim import PackedOptimizer
+from makemore_sweep.model.network_interface import decay_flags
 
 BN_EPS = 1e-5  # nn.BatchNorm1d's default, so members match their solo networks
 
@@ -46,15 +41,18 @@ class PackShape:
     direct: bool
 
     @classmethod
-    def of(cls, spec: ModelConfig, vocab_size: int, block_size: int) -> PackShape:
+    def of(cls, network: Any) -> PackShape:
+        """The shape of an `MLPLanguageModel` (read from its layers)."""
+        linears = [m for m in network.hidden if isinstance(m, nn.Linear)]
+        vocab_size, n_embd = network.embedding.weight.shape
         return cls(
-            vocab_size,
-            block_size,
-            spec.n_embd,
-            spec.n_hidden,
-            spec.n_layers,
-            spec.batchnorm,
-            spec.direct,
+            int(vocab_size),
+            int(network.block_size),
+            int(n_embd),
+            linears[0].out_features,
+            len(linears),
+            any(isinstance(m, nn.BatchNorm1d) for m in network.hidden),
+            network.direct is not None,
         )
 
 
@@ -73,9 +71,14 @@ class PackedMLP(nn.Module):
     bn_momentum: torch.Tensor  # (G,)
     dropout_p: torch.Tensor  # (G,)
 
-    def __init__(self, members: int, shape: PackShape) -> None:
+    def __init__(self, members: int, template: Any) -> None:
         super().__init__()
+        shape = PackShape.of(template)
         self.members, self.shape = members, shape
+        # Each slot's network as loaded (a plain list: not submodules, whose weights would
+        # count as this module's): member_network rebuilds it with the slot's weights
+        # (its dropout layers, which PackShape does not fix, keep its own layout).
+        self.seated: list[nn.Module] = [copy.deepcopy(template)] * members
         g, v, h = members, shape.vocab_size, shape.n_hidden
         self.embedding = _stacked(g, v, shape.n_embd)
         fan_ins = [shape.block_size * shape.n_embd] + [h] * (shape.n_layers - 1)
@@ -99,6 +102,9 @@ class PackedMLP(nn.Module):
         self.register_buffer("bn_momentum", torch.full((g,), 0.1))
         self.register_buffer("dropout_p", torch.zeros(g))
         self.any_dropout = False  # a host-side copy: asking the tensor would wait on the device
+
+    def _device(self) -> torch.device:
+        return self.embedding.device
 
     def _running(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         mean, var = getattr(self, f"running_mean_{layer}"), getattr(self, f"running_var_{layer}")
@@ -155,26 +161,18 @@ class PackedMLP(nn.Module):
             )
         return normed.reshape(batch, g, h).transpose(0, 1)
 
-    def member_losses(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Each member's mean cross-entropy on its batch, shape (G,); sum them to train."""
-        logits = self(context)
-        g, batch, v = logits.shape
-        losses = F.cross_entropy(
-            logits.reshape(g * batch, v).float(), target.reshape(-1), reduction="none"
-        )
-        return losses.view(g, batch).mean(1)
-
     def parameters_with_decay(self) -> tuple[list[nn.Parameter], list[bool]]:
-        """Every parameter, and whether it gets weight decay: the matrices, as alone (not the
-        embedding table, biases or BatchNorm's gain and shift; LanguageModelTask's rule)."""
-        decayed = {
-            id(p) for p in [*self.weights, self.output_weight, self.direct_weight] if p is not None
-        }
+        """Every parameter, and whether it gets weight decay: the solo network's rule
+        (network_interface.decay_flags), applied to its stacked counterpart."""
+        template = self.seated[0]
+        flags = decay_flags(template)
+        decays = {id(param): flags[name] for name, param in template.named_parameters()}
+        decayed = {id(stacked) for stacked, own in self._pairs(template) if decays.get(id(own))}
         params = list(self.parameters())
         return params, [id(p) in decayed for p in params]
 
     # -- members in and out, as ordinary networks -----------------------------------------
-    def _pairs(self, network: MLPLanguageModel) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _pairs(self, network: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(stacked tensor, the solo network's tensor) for every weight and statistic."""
         linears = [m for m in network.hidden if isinstance(m, nn.Linear)]
         norms = [m for m in network.hidden if isinstance(m, nn.BatchNorm1d)]
@@ -202,44 +200,26 @@ class PackedMLP(nn.Module):
         return pairs
 
     @torch.no_grad()
-    def load_member(self, member: int, network: MLPLanguageModel, spec: ModelConfig) -> None:
-        """Slot `member` takes `network`'s weights and statistics (a fresh or resumed trial)."""
-        if PackShape.of(spec, self.shape.vocab_size, network.block_size) != self.shape:
-            raise ValueError(f"a {spec} network does not fit a pack of {self.shape}")
+    def load_member(self, member: int, network: nn.Module) -> None:
+        """Slot `member` takes `network`'s weights and statistics (a fresh or resumed trial),
+        with its BatchNorm momentum and dropout rate."""
+        if PackShape.of(network) != self.shape:
+            raise ValueError(
+                f"a {PackShape.of(network)} network does not fit a pack of {self.shape}"
+            )
         for stacked, own in self._pairs(network):
             stacked[member].copy_(own)
-        self.bn_momentum[member] = spec.bn_momentum
-        self.dropout_p[member] = spec.dropout
+        norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm1d)]
+        dropouts = [m for m in network.modules() if isinstance(m, nn.Dropout)]
+        self.bn_momentum[member] = float(norms[0].momentum or 0.0) if norms else 0.1
+        self.dropout_p[member] = dropouts[0].p if dropouts else 0.0
         self.any_dropout = bool((self.dropout_p > 0).any())
+        self.seated[member] = copy.deepcopy(network)
 
     @torch.no_grad()
-    def member_network(self, member: int, spec: ModelConfig) -> MLPLanguageModel:
+    def member_network(self, member: int) -> nn.Module:
         """Slot `member` as an ordinary network (for evaluation, sampling and checkpoints)."""
-        # Its initial weights are overwritten below; drawing them must not move the global
-        # random state that packed dropout draws from.
-        with torch.random.fork_rng(devices=[]):
-            network = MLPLanguageModel(self.shape.vocab_size, self.shape.block_size, spec)
-        network.to(self.embedding.device)
+        network = copy.deepcopy(self.seated[member]).to(self._device())
         for stacked, own in self._pairs(network):
             own.copy_(stacked[member])
         return network
-
-
-def train_step(
-    network: PackedMLP,
-    optimizer: PackedOptimizer,
-    context: torch.Tensor,
-    target: torch.Tensor,
-    active: torch.Tensor,
-) -> torch.Tensor:
-    """One optimiser step of every active member on its own batch; returns the losses (G,).
-
-    An idle slot (no trial) computes along but neither its loss nor its weights count.
-    """
-    losses = network.member_losses(context, target)
-    for param in network.parameters():
-        param.grad = None
-    (losses * active.to(losses.dtype)).sum().backward()
-    optimizer.clip_gradients()
-    optimizer.step(active)
-    return losses.detach()

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import nn
 
+from makemore_sweep.model.network_interface import embedding_weights
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -27,12 +29,11 @@ class EmbeddingPoints:
     axis_labels: tuple[str, str]
 
 
-def embedding_table(network: nn.Module) -> np.ndarray | None:
-    """The (vocab, n_embd) embedding weights, or None for networks without one (the bigram)."""
-    embedding = getattr(network, "embedding", None)
-    if not isinstance(embedding, nn.Embedding):
-        return None
-    return embedding.weight.detach().cpu().double().numpy()
+def embedding_table(network: nn.Module, vocab_size: int) -> np.ndarray | None:
+    """The (vocab, n_embd) embedding weights, or None for networks without one (the bigram):
+    what the network says through the network contract (model/network_interface.py)."""
+    weights = embedding_weights(network, vocab_size)
+    return None if weights is None else weights.detach().cpu().double().numpy()
 
 
 def project_to_2d(table: np.ndarray, chars: list[str]) -> EmbeddingPoints:
@@ -67,7 +68,7 @@ def save_embedding_plot(
     network: nn.Module, chars: list[str], path: Path, title: str
 ) -> Path | None:
     """Write the plot as a PNG; None when the network has no embedding table."""
-    table = embedding_table(network)
+    table = embedding_table(network, len(chars))
     if table is None:
         return None
     from matplotlib.figure import Figure  # a bare Figure needs no GUI backend
@@ -87,5 +88,6 @@ def plot_run_embeddings(run_dir: Path) -> Path | None:
     if not checkpoint.is_file():
         return None
     model = network_from_checkpoint(checkpoint)
-    title = f"character embeddings (n_embd={model.spec.n_embd})"
+    table = embedding_weights(model.network, len(model.vocab))
+    title = f"character embeddings (n_embd={None if table is None else table.shape[1]})"
     return save_embedding_plot(model.network, model.vocab, Path(run_dir) / EMBEDDING_PNG, title)

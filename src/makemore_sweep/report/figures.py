@@ -278,7 +278,7 @@ def embeddings_figure(source: ReportSource) -> Figure:
         ):
             continue
         model = network_from_checkpoint(trial.run_dir / BEST_CHECKPOINT)
-        table = embedding_table(model.network)
+        table = embedding_table(model.network, len(model.vocab))
         if table is None:
             continue
         figure = _new_figure(6.4, 5.8)

@@ -225,11 +225,14 @@ def run_workers(run: SweepRun, workers: int) -> None:
     stop = threading.Event()
     thread = threading.Thread(target=watcher.watch, args=(stop,), name="sweep-watcher", daemon=True)
     thread.start()
+    reasons: list[
+        tuple[int, str]
+    ] = []  # replaced workers say nothing; WorkersDied speaks for the rest
     try:
         if where == IN_THIS_PROCESS:  # nothing to replace: a worker that dies takes the sweep along
             reasons = _reasons(enumerate(launcher.launch([_worker_job(run, 0)], initial_job_idx=0)))
         else:
-            reasons = WorkerSupervisor(run, launcher, watcher).supervise(workers)
+            WorkerSupervisor(run, launcher, watcher).supervise(workers)
     except KeyboardInterrupt:
         raise SweepInterrupted(
             "The sweep was interrupted; run the same command again to continue its unfinished trials from their checkpoints."
@@ -263,8 +266,9 @@ class WorkerSupervisor:
         self.threads: list[threading.Thread] = []
         self.workers = 0
 
-    def supervise(self, workers: int) -> list[tuple[int, str]]:
-        """Supervise until every worker has ended; the reasons of those that died unreplaced."""
+    def supervise(self, workers: int) -> None:
+        """Supervise until every worker has ended; WorkersDied when some died unreplaced and
+        the study still needs trials."""
         self.workers = workers
         budget = self.run.settings.max_worker_restarts
         running, next_index, restarts = 0, workers, 0
@@ -306,7 +310,6 @@ class WorkerSupervisor:
                 f"(hydra.sweeper.max_worker_restarts={budget} spent); the first: {unreplaced[0][1]}; "
                 "run the same command again to continue the study."
             )
-        return []
 
     def _start(self, index: int) -> None:
         job = [_worker_job(self.run, index)]

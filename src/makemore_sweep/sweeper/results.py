@@ -104,8 +104,8 @@ class SweepPrinter:
         else:
             self.say(f"{where} {held}, n_trials={n_trials}: nothing to run")
 
-    def continued(self, number: int, reason: str, by: str = "") -> None:
-        self.say(f"[trial {number}] CONTINUED{by} ({reason})")
+    def continued(self, number: int, reason: str) -> None:
+        self.say(f"[trial {number}] CONTINUED ({reason})")
 
     def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
         if len(study.directions) > 1:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's code for a process stopped by SIGTERM
+from makemore_sweep.errors import EXIT_SIGTERM
 
 
 class StopRequest:

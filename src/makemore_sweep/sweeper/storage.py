@@ -33,7 +33,6 @@ import importlib.util
 import os
 import re
 import time
-import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +41,6 @@ from typing import Any
 
 import sqlalchemy
 import sqlalchemy.exc
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from sqlalchemy.engine import make_url
@@ -88,19 +86,17 @@ def journal_path(url: str) -> Path:
     return Path("/" + rest.lstrip("/")) if rest.startswith("///") else Path(rest.removeprefix("//"))
 
 
-def open_storage(
-    url: str | None, heartbeat_interval: int | None = None, grace_period: int | None = None
-) -> BaseStorage | None:
+def open_storage(url: str | None) -> BaseStorage | None:
     """The Optuna storage `url` names (None: in memory); StorageError names the URL, masked.
 
-    Heartbeats let other sweep processes tell a crashed trial from a live one; Optuna supports
-    them on SQL databases only (see `claims.py`: sweeps keep their own heartbeats).
+    Optuna's own heartbeats are not used: they exist on SQL databases only, and a sweep keeps
+    heartbeats of its own on every storage (`claims.py`).
     """
     if not url:
         return None
     if url.startswith(JOURNAL_PREFIX):
         return _open_journal(journal_path(url))
-    return _open_rdb(url, heartbeat_interval, grace_period)
+    return _open_rdb(url)
 
 
 def resolve_storage_url(storage: str | None, study_name: str, base_dir: Path) -> str:
@@ -221,12 +217,10 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def open_sweep_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
-) -> BaseStorage:
+def open_sweep_storage(url: str) -> BaseStorage:
     """`open_storage` for a sweep: its error also names the key to fix."""
     with _naming_the_sweep_key():
-        opened = open_storage(url, heartbeat_interval, grace_period)
+        opened = open_storage(url)
     assert opened is not None  # resolve_storage_url never gives an empty URL
     return opened
 
@@ -307,9 +301,7 @@ def _parse_database_url(url: str) -> URL:
     return parsed
 
 
-def _open_rdb(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
-) -> RDBStorage:
+def _open_rdb(url: str) -> RDBStorage:
     shown = mask_secrets(url)
     parsed = _parse_database_url(url)
     backend, password = parsed.get_backend_name(), parsed.password
@@ -321,16 +313,7 @@ def _open_rdb(
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT_S}
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", ExperimentalWarning
-                )  # heartbeats: stable since Optuna 2.9
-                return RDBStorage(
-                    with_installed_postgres_driver(url),
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                )
+            return RDBStorage(with_installed_postgres_driver(url), engine_kwargs=engine_kwargs)
         except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
             # SQLAlchemy 2.1 picks psycopg (3) for postgresql://; postgresql+psycopg2:// picks psycopg2.
             if parsed.drivername in ("postgresql", "postgresql+psycopg2"):

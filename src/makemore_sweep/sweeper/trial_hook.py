@@ -98,7 +98,6 @@ class TrialReporter(RunHook):
         self.monitor = monitor
         self.objectives = objectives
         self.pruned_at_step: int | None = None
-        self.last_value: float | None = None
         self._detached = False
 
     @property
@@ -159,7 +158,6 @@ class TrialReporter(RunHook):
         """Report the dev loss at `step`; the pruner may stop the run (never at its last step)."""
         if self._detached:
             return
-        self.last_value = value
         if len(self.study.directions) > 1:
             return  # Optuna takes no intermediate values from a multi-objective trial
         try:

@@ -170,10 +170,3 @@ def finish_loggers(loggers: list[Logger], status: str = "success") -> None:
         if isinstance(logger, WandbLogger):
             # This logger's own run: with packed members several runs are open in one process.
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
-
-
-def csv_metrics_path(loggers: list[Logger]) -> str | None:
-    for logger in loggers:
-        if isinstance(logger, CSVLogger):
-            return str(Path(logger.log_dir) / "metrics.csv")
-    return None

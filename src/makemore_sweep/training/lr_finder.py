@@ -26,6 +26,7 @@ from rich.progress import track
 from makemore_sweep.config.schema import LrFindTask, RunConfig
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.language_model import LanguageModelTask
+from makemore_sweep.model.network_interface import is_counted
 from makemore_sweep.training.loggers import build_loggers, finish_loggers, log_run_config
 from makemore_sweep.training.run import build_datamodule, build_module, configure_threads
 from makemore_sweep.training.trainer_factory import progress_bar_wanted
@@ -172,9 +173,9 @@ def run_lr_find(cfg: DictConfig, run: RunConfig, run_dir: Path) -> LRFinderResul
     print(splits.summary.line(), flush=True)
     run.batch_fits(len(splits.train[0]))
     module = build_module(run, vocab=list(splits.vocab.chars), max_steps=task.num_steps)
-    if not getattr(module.net, "trainable", True):
+    if is_counted(module.net):
         raise ConfigError(
-            "task=lr_find needs a trained network: model=bigram is counted, not trained."
+            f"task=lr_find needs a trained network: model={run.model.name} is counted, not trained."
         )
 
     rates = exponential_rates(task.min_lr, task.max_lr, task.num_steps)

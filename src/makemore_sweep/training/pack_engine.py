@@ -8,17 +8,20 @@ trials come from, and what is recorded when one ends, is the caller's (`MemberFe
 worker, sweeper/packed_worker.py).
 
 Which trials may share a network (`cohort_of`, measured in BENCHMARKS.md, written in
-docs/sweeps.md): one tensor shape (vocabulary, context, embedding, width, depth, BatchNorm,
-direct connections), one optimiser kind and one batch size, in 32-bit on one device. Schedules,
-rates, weight decay, momentum, clipping, dropout, step budgets and validation intervals are per
-member. On a CPU, packing pays only at small batches, so larger batches train alone.
+docs/sweeps.md): one network signature (model/network_interface.py `pack_signature`: every
+tensor's shape, and for a generically stacked network every module's settings but BatchNorm's
+momentum), one optimiser kind and one batch size, in 32-bit on one device. Schedules, rates,
+weight decay, momentum, clipping, step budgets and validation intervals are per member. On a
+CPU, packing pays only at small batches, so larger batches train alone. The engine knows
+nothing else of the network: the stack is the network's own fused form or the generic one
+(model/stacked.py `stack_networks`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,14 +30,15 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore_sweep.config.schema import RunConfig, TrainerConfig
-from makemore_sweep.model.packed import PackedMLP, PackShape, train_step
+from makemore_sweep.model.network_interface import pack_signature, stack_refusal
+from makemore_sweep.model.networks import build_network
 from makemore_sweep.model.packed_optim import PackedOptimizer
+from makemore_sweep.model.stacked import NetworkStack, stack_networks, train_step
 from makemore_sweep.training.pack_member import MemberRun, pack_device
 from makemore_sweep.training.run import (
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     build_datamodule,
     continue_advice,
+    stopped_exit_code,
 )
 from makemore_sweep.training.trainer_factory import print_lightning_messages_once
 
@@ -53,7 +57,8 @@ REFILL_POLL_S = 1.0
 class Cohort:
     """What the trials of one packed network share."""
 
-    shape: PackShape
+    network: str  # the network's class
+    shape: Hashable  # its pack signature
     optimizer: str
     batch_size: int
     accelerator: str
@@ -63,8 +68,6 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     """The cohort of a trial, or why it trains alone (one sentence)."""
     if run.task is not None and getattr(run.task, "name", "train") != "train":
         return f"task={run.task.name} is not a training run"
-    if run.model.name == "bigram":
-        return "a count bigram is counted, not trained"
     if str(run.trainer.precision) not in PACKED_PRECISIONS:
         return f"trainer.precision={run.trainer.precision}: packed networks train in 32-bit"
     if run.trainer.devices not in (1, "1", "auto") or run.trainer.max_time is not None:
@@ -72,8 +75,14 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     if set(run.callbacks or {}) - {"checkpoint"}:
         return "callbacks beyond the checkpoint one run inside Lightning's loop of a run alone"
     vocab_size = build_datamodule(run).splits.vocab.size  # read once per process (cached)
+    with torch.device("meta"):  # its structure only: no weights drawn, the RNG untouched
+        network = build_network(run.model, vocab_size, run.data.block_size)
+    refusal = stack_refusal(network)
+    if refusal is not None:
+        return refusal
     return Cohort(
-        shape=PackShape.of(run.model, vocab_size, run.data.block_size),
+        network=f"{type(network).__module__}.{type(network).__qualname__}",
+        shape=pack_signature(network),
         optimizer=run.optim.name,
         batch_size=run.data.batch_size,
         accelerator=str(run.trainer.accelerator),
@@ -118,15 +127,21 @@ class Pack:
     ) -> None:
         self.cohort, self.feed, self.device = cohort, feed, device
         self.steps_per_execution = steps_per_execution
-        self._build(capacity)
+        self.slots: list[MemberRun | None] = [None] * capacity
+        self._network: NetworkStack | None = None  # built for the first member's network
         self._next_refill = 0.0
         self.stepping = False  # inside a chunk: members may stand at different steps
 
-    def _build(self, size: int) -> None:
-        self.network = PackedMLP(size, self.cohort.shape).to(self.device)
+    @property
+    def network(self) -> NetworkStack:
+        assert self._network is not None, "the pack has no member yet"
+        return self._network
+
+    def _build(self, size: int, template: torch.nn.Module) -> None:
+        self._network = stack_networks(template, size).to(self.device)
         params, decayed = self.network.parameters_with_decay()
         self.optimizer = PackedOptimizer(self.cohort.optimizer, params, decayed, size)
-        self.slots: list[MemberRun | None] = [None] * size
+        self.slots = [None] * size
 
     @property
     def empty(self) -> bool:
@@ -157,22 +172,20 @@ class Pack:
         if not members or len(members) == len(self.slots):
             return
         kept = [
-            (
-                member,
-                self.network.member_network(slot, member.run.model),
-                self.optimizer.member_state(slot),
-            )
+            (member, self.network.member_network(slot), self.optimizer.member_state(slot))
             for slot, member in members
         ]
-        self._build(len(kept))
+        self._build(len(kept), kept[0][1])
         for slot, (member, network, state) in enumerate(kept):
-            self.network.load_member(slot, network, member.run.model)
+            self.network.load_member(slot, network)
             self.optimizer.configure_member(slot, member.run.optim)
             self.optimizer.load_member_state(slot, state)
             self.slots[slot] = member
 
     def _seat(self, slot: int, member: MemberRun) -> None:
-        self.network.load_member(slot, member.network.to(self.device), member.run.model)
+        if self._network is None:
+            self._build(len(self.slots), member.network)
+        self.network.load_member(slot, member.network.to(self.device))
         self.optimizer.configure_member(slot, member.run.optim)
         if member.optimizer_state is not None:
             self.optimizer.load_member_state(slot, member.optimizer_state)
@@ -189,7 +202,8 @@ class Pack:
         validation of any member, so that each validates at its own steps."""
         members = [(s, m) for s, m in enumerate(self.slots) if m is not None]
         k = min(self.steps_per_execution, *(m.steps_to_validation() for _, m in members))
-        g, batch, block = len(self.slots), self.cohort.batch_size, self.cohort.shape.block_size
+        g, batch = len(self.slots), self.cohort.batch_size
+        block = members[0][1].run.data.block_size
         xs = torch.zeros((k, g, batch, block), dtype=torch.long, device=self.device)
         ys = torch.zeros((k, g, batch), dtype=torch.long, device=self.device)
         rates = torch.zeros((k, g), dtype=torch.float64)
@@ -209,9 +223,9 @@ class Pack:
                 continue
             failure: BaseException | None
             try:
-                failure = member.trained(host_losses[:, slot].tolist(), float(host_rates[slot]))
+                failure = member.trained(host_losses[:, slot], float(host_rates[slot]))
                 if failure is None and member.validation_due():
-                    network = self.network.member_network(slot, member.run.model)
+                    network = self.network.member_network(slot)
                     failure = member.validated(network, self.optimizer.member_state(slot))
             except (
                 Exception
@@ -230,7 +244,7 @@ class Pack:
         assert member is not None
         self.slots[slot] = None
         try:
-            network = self.network.member_network(slot, member.run.model)
+            network = self.network.member_network(slot)
             metrics = member.finish(network, state, None if failure is None else str(failure))
         except Exception as error:  # its records could not be finished: it fails alone
             log.exception("Trial %d could not record its end", member.number)
@@ -249,7 +263,7 @@ class Pack:
             if member is None:
                 continue
             self.slots[slot] = None
-            network = self.network.member_network(slot, member.run.model)
+            network = self.network.member_network(slot)
             member.interrupt(
                 network,
                 None if self.stepping else self.optimizer.member_state(slot),
@@ -345,6 +359,4 @@ def train_pack(
         trainer.fit(PackedTask(pack), train_dataloaders=PackedChunks(pack))
     except (KeyboardInterrupt, SystemExit) as stop:
         pack.interrupt()
-        raise SystemExit(
-            EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
-        ) from None
+        raise SystemExit(stopped_exit_code(stop)) from None

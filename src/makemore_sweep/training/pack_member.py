@@ -15,7 +15,6 @@ go on from it in any slot, or in a pack of one.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -32,9 +31,13 @@ from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.model.checkpoints import load_checkpoint
-from makemore_sweep.model.language_model import SCHEDULE_STEPS_KEY, scheduled_lr
-from makemore_sweep.model.networks import MLPLanguageModel, build_network, split_loss
-from makemore_sweep.model.packed import PackShape
+from makemore_sweep.model.language_model import (
+    SCHEDULE_STEPS_KEY,
+    dev_divergence,
+    divergence_in,
+    scheduled_lr,
+)
+from makemore_sweep.model.networks import build_network, split_loss
 from makemore_sweep.training.console_summary import print_summary
 from makemore_sweep.training.loggers import (
     build_loggers,
@@ -83,7 +86,7 @@ class MemberRun:
     loggers: list[Logger]
     splits: SplitTensors
     hparams: dict[str, Any]  # what a checkpoint keeps to rebuild the network
-    network: MLPLanguageModel  # the weights it starts from; the pack holds the live ones
+    network: torch.nn.Module  # the weights it starts from; the pack holds the live ones
     generator: torch.Generator  # its batches' random stream
     monitor: RunMonitor
     job: SlurmJob
@@ -140,7 +143,6 @@ class MemberRun:
                 generator.set_state(torch.get_rng_state())
             else:  # the device's own stream, untouched by building the network on the CPU
                 generator.manual_seed(run.seed)
-        assert isinstance(network, MLPLanguageModel)
         monitor = RunMonitor(target_loss=run.target_loss)
         # Read once: it is loaded whole, and continuing needs all of it.
         member_state = packed_checkpoint(run_dir / LAST_CHECKPOINT) if continued else None
@@ -200,10 +202,6 @@ class MemberRun:
 
     # -- what the pack asks of it -------------------------------------------------------
     @property
-    def shape(self) -> PackShape:
-        return PackShape.of(self.run.model, len(self.hparams["vocab"]), self.run.data.block_size)
-
-    @property
     def max_steps(self) -> int:
         return int(self.hparams["max_steps"])
 
@@ -227,20 +225,19 @@ class MemberRun:
         )
         return x[index], y[index]
 
-    def trained(self, losses: list[float], last_lr: float) -> TrainingDiverged | None:
-        """Its steps of one chunk ran with these losses; a diverged run is said, not raised."""
+    def trained(self, losses: torch.Tensor, last_lr: float) -> TrainingDiverged | None:
+        """Its steps of one chunk ran with these losses (on the host); a diverged run is said,
+        not raised."""
         first = self.step
         self.step += len(losses)  # all ran, as in a run alone's chunk
-        for offset, loss in enumerate(losses):
-            if not math.isfinite(loss) or loss > self.run.divergence_loss:
-                return TrainingDiverged(
-                    step=first + offset, loss=loss, limit=self.run.divergence_loss
-                )
+        diverged = divergence_in(losses, first, self.run.divergence_loss)
+        if diverged is not None:
+            return diverged
         if self.init_loss is None and first == 0:
-            self.init_loss = losses[0]
+            self.init_loss = float(losses[0])
         every = self.run.trainer.log_every_n_steps
         if self.step // every > first // every:
-            mean = sum(losses) / len(losses)
+            mean = float(losses.mean())
             metrics = {"train_loss": mean, "lr": last_lr, "step": float(self.step)}
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=self.step)
@@ -250,14 +247,15 @@ class MemberRun:
         return self.step % self.val_every == 0 or self.step >= self.max_steps
 
     def validated(
-        self, network: MLPLanguageModel, optimizer_state: OptimizerState
+        self, network: torch.nn.Module, optimizer_state: OptimizerState
     ) -> TrainingDiverged | None:
         """Dev loss with running statistics; the best and last checkpoints; the hooks' reports."""
         val_loss = split_loss(
             network, self.splits.evaluation_split("val"), self.run.data.eval_batch_size
         )
-        if not math.isfinite(val_loss) or val_loss > self.run.divergence_loss:
-            return TrainingDiverged(step=self.step, loss=val_loss, limit=self.run.divergence_loss)
+        diverged = dev_divergence(self.step, val_loss, self.run.divergence_loss)
+        if diverged is not None:
+            return diverged
         if self.monitor.validated(self.step, val_loss):
             self._save(self.run_dir / BEST_CHECKPOINT, network, None)
         for logger in self.loggers:
@@ -276,7 +274,7 @@ class MemberRun:
         return self.step >= self.max_steps or self.stopped_early
 
     def _save(
-        self, path: Path, network: MLPLanguageModel, optimizer_state: OptimizerState | None
+        self, path: Path, network: torch.nn.Module, optimizer_state: OptimizerState | None
     ) -> None:
         checkpoint: dict[str, Any] = {
             "hyper_parameters": self.hparams,
@@ -301,7 +299,7 @@ class MemberRun:
 
     # -- end ----------------------------------------------------------------------------
     def finish(
-        self, network: MLPLanguageModel, state: str, error: str | None = None
+        self, network: torch.nn.Module, state: str, error: str | None = None
     ) -> dict[str, Any]:
         """Its metrics.json, W&B summary and logs, as a run alone ends; returns the metrics.
 
@@ -340,7 +338,7 @@ class MemberRun:
         return metrics
 
     def interrupt(
-        self, network: MLPLanguageModel, optimizer_state: OptimizerState | None, message: str
+        self, network: torch.nn.Module, optimizer_state: OptimizerState | None, message: str
     ) -> None:
         """The worker stops (Ctrl-C, SIGTERM): keep the member's place, to be continued.
 

@@ -59,8 +59,8 @@ class RunFinished(Exception):
         steps = int(metrics["steps"])
         dev = metrics.get("val_loss")
         has_dev = isinstance(dev, int | float)
-        if counted:  # the count bigram: no steps, so no longer run either
-            figures = f"a count bigram, dev loss {dev:.4f}" if has_dev else "a count bigram"
+        if counted:  # a counted network (the bigram): no steps, so no longer run either
+            figures = f"a counted network, dev loss {dev:.4f}" if has_dev else "a counted network"
             advice = "nothing to resume."
         else:
             figures = f"best dev loss {dev:.4f} in {steps} steps" if has_dev else f"{steps} steps"
@@ -162,9 +162,8 @@ def finished_run(run_dir: Path, given: list[str]) -> RunFinished | None:
         or not isinstance(metrics.get("steps"), int)
     ):
         return None
-    saved = _saved(run_dir / SAVED_CONFIG)
-    if saved is not None and _saved_value(saved, "model.name") == "bigram":
-        return RunFinished(run_dir, metrics, counted=True)  # counted, not trained: never continued
+    if metrics.get("counted"):  # counted, not trained (the bigram): never continued
+        return RunFinished(run_dir, metrics, counted=True)
     planned = _planned_steps(run_dir, given, metrics.get("n_train"))
     if planned is None or planned > metrics["steps"]:
         return None

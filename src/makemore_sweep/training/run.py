@@ -19,11 +19,12 @@ from makemore_sweep.config.instantiation import build as instantiate
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.data.datamodule import NamesDataModule
-from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.errors import EXIT_SIGINT, EXIT_SIGTERM, TrainingDiverged
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.model.generation import novel_fraction, sample_names
 from makemore_sweep.model.language_model import LanguageModelTask
-from makemore_sweep.model.networks import count_parameters, has_finite_state, split_loss
+from makemore_sweep.model.network_interface import count_parameters, is_counted
+from makemore_sweep.model.networks import has_finite_state, split_loss
 from makemore_sweep.training.console_summary import print_summary
 from makemore_sweep.training.loggers import (
     build_loggers,
@@ -45,7 +46,6 @@ from makemore_sweep.training.trainer_factory import build_trainer, plan_steps
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 20
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # the shell's codes for a process stopped by these signals
 
 
 def configure_threads(threads: int | None) -> None:
@@ -129,10 +129,10 @@ def run_training(
         return metrics
 
     try:
-        if getattr(module.net, "trainable", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        else:
+        if is_counted(module.net):
             fit_by_counting(module, datamodule, trainer, monitor, best_path)
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except TrainingDiverged as diverged:
         record("failed", str(diverged))
         finish_loggers(loggers, status="failed")
@@ -145,9 +145,7 @@ def run_training(
         finish_loggers(loggers, status="failed")
         # No full stop: the line ends with a command to copy.
         print(f"error: {stopped}", file=sys.stderr, flush=True)
-        raise SystemExit(
-            EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
-        ) from None
+        raise SystemExit(stopped_exit_code(stop)) from None
 
     pruned = any(hook.stopped_early for hook in hooks)
     metrics = record("pruned" if pruned else "completed", None)
@@ -161,6 +159,11 @@ def run_training(
     finish_loggers(loggers)
     print_summary(metrics, run_dir)
     return metrics
+
+
+def stopped_exit_code(stop: BaseException) -> int:
+    """The exit code of a run stopped by SIGTERM (Lightning's SIGTERMException) or Ctrl-C."""
+    return EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
 
 
 def build_datamodule(run: RunConfig) -> NamesDataModule:
@@ -207,7 +210,8 @@ def fit_by_counting(
     monitor: RunMonitor,
     best_path: Path,
 ) -> None:
-    """The bigram baseline: count, then evaluate and checkpoint like a trained model."""
+    """A counted network (the bigram baseline): count, then evaluate and checkpoint like a
+    trained model."""
     module.init_loss = split_loss(
         module.net, datamodule.splits.evaluation_split("val")
     )  # the uniform table, ln(vocab)
@@ -271,6 +275,7 @@ def collect_metrics(
         "train_loss": losses["train"],
         "init_loss": init_loss,
         "n_params": count_parameters(network),
+        "counted": is_counted(network),
         "n_train": len(splits.train[0]),
         "n_val": len(splits.val[0]),
         "n_test": len(splits.test[0]),
