@@ -1,6 +1,6 @@
 """Eight processes race to continue one abandoned trial: exactly one wins, on every storage.
 
-Each racer is a real process running the workers' own code (TrialSource.take_abandoned under
+Each racer is a real process running the workers' own code (TrialSource.next under
 the study's claim lock, Optuna's WAITING → RUNNING pop deciding). They start together at a
 signal, on SQLite, a journal file and PostgreSQL.
 """
@@ -45,7 +45,7 @@ RACER = textwrap.dedent(
     source = TrialSource(study, storage, leases, space, OmegaConf.create({}), 1, lock)
     while not go.exists():
         time.sleep(0.001)
-    taken = source.take_abandoned()
+    taken = source.next()  # the study has its one trial: an abandoned one or nothing
     print(f"won {taken.number} {taken.params} {leases.owner['token']}" if taken else "lost", flush=True)
     """
 )

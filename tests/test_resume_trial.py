@@ -29,7 +29,7 @@ from sweep_helpers import STUDY, sweep_args
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.redaction import MASK
-from makemore_sweep.sweeper.worker import TRIAL_CONFIG_KEY
+from makemore_sweep.sweeper.settings import TRIAL_CONFIG_KEY
 from makemore_sweep.training.metrics_file import read_metrics
 from makemore_sweep.training.resume_command import (
     TRIAL_KEY,

@@ -137,6 +137,12 @@ def test_choosing_a_sweep_file_switches_to_multirun_unless_a_mode_is_given() -> 
 
 
 # -- leases: which RUNNING trials are abandoned --------------------------------------------
+def owned_by(leases: TrialLeases, trial: FrozenTrial) -> bool:
+    """The trial's claim is this process's lease, and not released."""
+    owner = trial.user_attrs.get(OWNER_ATTR) or {}
+    return owner.get("token") == leases.owner["token"] and not owner.get("released")
+
+
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -186,7 +192,7 @@ def test_an_abandoned_trial_is_taken_over_by_one_process_only(tmp_path: Path) ->
     assert not second.take_over(seen_by_second)
     # Now owned by a live process (this one, with a beating heartbeat): not abandoned any more.
     assert second.abandoned() == []
-    assert first.is_mine(study.trials[trial.number])
+    assert owned_by(first, study.trials[trial.number])
     assert study.trials[trial.number].state == TrialState.RUNNING  # same number, same trial
 
 
@@ -338,8 +344,8 @@ def test_a_trial_put_back_by_a_takeover_and_asked_for_is_continued_not_restarted
     )
     asked = source.ask_new()
     assert asked.number == trial.number and asked.params == trial.params
-    assert asked.continued is not None  # resumed from its checkpoint, in its own folder
-    assert len(study.trials) == 1 and leases.is_mine(study.trials[0])
+    assert asked.continued_because is not None  # resumed from its checkpoint, in its own folder
+    assert len(study.trials) == 1 and owned_by(leases, study.trials[0])
 
 
 @pytest.mark.parametrize(

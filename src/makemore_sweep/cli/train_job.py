@@ -82,6 +82,6 @@ def run_task(cfg: DictConfig) -> Objective | MemberRun:
     if trial is not None and run.optuna_trial.packed:
         # A packed worker's trial: its run starts here, and the worker's pack trains it with
         # others and records its end (training/pack_engine.py, sweeper/packed_worker.py).
-        return MemberRun.start(cfg, run, run_dir, hooks, trial.objective_values)
+        return MemberRun.start(cfg, run, run_dir, hooks, trial.returned_values)
     metrics = run_training(cfg, run, run_dir, hooks)
-    return float(metrics["val_loss"]) if trial is None else trial.objective_values(metrics)
+    return float(metrics["val_loss"]) if trial is None else trial.returned_values(metrics)

@@ -1,10 +1,10 @@
-"""Who runs which trial, and how its end is recorded: claims, heartbeats, takeovers, COMPLETE or FAIL.
+"""Who runs which trial, and the one tell of how it ended: claims, heartbeats, takeovers.
 
-Runs in whichever process runs trials (`worker.py`): a long-lived worker or, with one job per
-trial, the sweep process. It owns the trials' bookkeeping in the study: the user
-attributes `sweep_owner`, `heartbeat_seq`, `continued`, `fail_reason`, and the order in which a
-process gets its next trial (an abandoned one to continue first, else a new one from the sampler).
-PRUNED is recorded by the run itself (`trial_hook.py`), after its metrics.json is written.
+Runs in whichever process runs trials (`worker.py`). It owns the trials' bookkeeping in the
+study (the user attributes `sweep_owner`, `heartbeat_seq`, `continued`, `fail_reason` and the
+run's figures), which trial a process gets next (an abandoned one first, else a new one), and
+`tell_outcome`: the one place that tells the study PRUNED, COMPLETE or FAIL. A run only
+reports to the pruner and writes its state in metrics.json (`trial_hook.py`).
 
 Whoever runs a trial *claims* it: user attribute `sweep_owner` = host, pid, the sweep's id, the
 worker's index and a random token. While the trial runs, its owner keeps a heartbeat: the user
@@ -50,6 +50,7 @@ from optuna.trial import FrozenTrial, TrialState
 from makemore_sweep.errors import JobLost, UserError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.study import SearchSpace, count_states, finished, suggest
+from makemore_sweep.training.metrics_file import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,17 @@ HOST = socket.gethostname()
 CLAIM_WINDOW_S = 10.0
 CONTINUED_ATTR = "continued"  # how many times the trial was taken over and continued
 CONTINUED_REASON_ATTR = "continued_reason"
+# Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
+OUTCOME_ATTRS = (
+    "val_loss",
+    "test_loss",
+    "train_loss",
+    "n_params",
+    "steps",
+    "train_time_s",
+    "state",
+    "pruned_at_step",
+)
 
 
 def process_is_alive(pid: int) -> bool:
@@ -188,7 +200,7 @@ class TrialLeases:
                     try:
                         self._beat(trial_id)
                     except UpdateFinishedTrialError:
-                        pending.discard(trial_id)  # recorded PRUNED by its run already
+                        pending.discard(trial_id)  # failed as abandoned by another process
                     except Exception as error:  # noqa: BLE001 - a busy database: the next beat will do
                         log.debug("Heartbeat of trial id %d skipped: %s", trial_id, error)
 
@@ -219,10 +231,6 @@ class TrialLeases:
     def unclaimed_running(self) -> list[FrozenTrial]:
         """RUNNING trials with no owner yet: being claimed now, or orphans (see CLAIM_WINDOW_S)."""
         return [t for t in self.running() if OWNER_ATTR not in t.user_attrs]
-
-    def is_mine(self, trial: FrozenTrial) -> bool:
-        owner = trial.user_attrs.get(OWNER_ATTR) or {}
-        return owner.get("token") == self.owner["token"] and not owner.get("released")
 
     def _unchanged_for(self, trial: FrozenTrial) -> float:
         """Seconds (on our own clock) since this trial's owner or heartbeat last changed."""
@@ -265,7 +273,12 @@ class ClaimedTrial:
     number: int
     trial_id: int
     params: dict[str, Any]
-    continued: str | None = None  # why it is continued; None for a new trial
+    continued_because: str | None = None  # why it is continued; None for a new trial
+
+    def say_continued(self, from_checkpoint: bool) -> None:
+        """The worker's line for a continued trial, as it starts again."""
+        resumed = " from its checkpoint" if from_checkpoint else ""
+        print(f"[trial {self.number}] continued ({self.continued_because}){resumed}", flush=True)
 
 
 class TrialSource:
@@ -289,23 +302,17 @@ class TrialSource:
         self.config = config
         self.n_trials = n_trials
 
-    def counts(self) -> dict[TrialState, int]:
-        return count_states(self.study)
-
     def missing(self) -> int:
         """Trials nobody runs yet: n_trials less the finished ones and those under way (live or not)."""
-        counts = self.counts()
+        counts = count_states(self.study)
         return self.n_trials - finished(counts) - counts[TrialState.RUNNING]
 
     def done(self) -> bool:
-        return finished(self.counts()) >= self.n_trials
-
-    def take_abandoned(self) -> ClaimedTrial | None:
-        """Take over the oldest abandoned trial, if any (another process may win it: then the next)."""
-        with self.claim_lock():
-            return self._take_abandoned()
+        return finished(count_states(self.study)) >= self.n_trials
 
     def _take_abandoned(self) -> ClaimedTrial | None:
+        """Take over the oldest abandoned trial, if any (another process may win it: then the
+        next). The caller holds the claim lock."""
         for abandoned in self.leases.abandoned():
             if self.leases.take_over(abandoned):
                 return self._continued(abandoned.number, abandoned.reason)
@@ -318,7 +325,7 @@ class TrialSource:
         self.storage.set_trial_user_attr(trial_id, CONTINUED_ATTR, times)
         self.storage.set_trial_user_attr(trial_id, CONTINUED_REASON_ATTR, reason)
         params = self._complete_params(trial_id, dict(frozen.params))
-        return ClaimedTrial(number, trial_id, params, continued=reason)
+        return ClaimedTrial(number, trial_id, params, continued_because=reason)
 
     def ask_new(self) -> ClaimedTrial:
         """A new trial from the sampler (or the enqueued queue). A trial put back by another
@@ -333,11 +340,19 @@ class TrialSource:
 
     def next(self) -> ClaimedTrial | None:
         """An abandoned trial to continue, else a new one while the study has room, else None."""
+        batch = self.next_batch(1)
+        return batch[0] if batch else None
+
+    def next_batch(self, size: int) -> list[ClaimedTrial]:
+        """Up to `size` trials, taken as `next` takes one (abandoned ones first), under one hold
+        of the claim lock: the sweep process's batches with one job per trial."""
+        batch: list[ClaimedTrial] = []
         with self.claim_lock():
-            continued = self._take_abandoned()
-            if continued is not None:
-                return continued
-            return self.ask_new() if self.missing() > 0 else None
+            while len(batch) < size and (continued := self._take_abandoned()) is not None:
+                batch.append(continued)
+            while len(batch) < size and self.missing() > 0:
+                batch.append(self.ask_new())
+        return batch
 
     def _complete_params(self, trial_id: int, params: dict[str, Any]) -> dict[str, Any]:
         """Sample what a trial asked by a process killed mid-way never got (rare), so it can run."""
@@ -353,18 +368,41 @@ class TrialSource:
 # --- how a trial ended ----------------------------------------------------------------------------
 
 
-def job_result(
-    job_return: JobReturn | BaseException, objectives: Sequence[str]
-) -> tuple[list[float] | None, str | None]:
-    """(the objectives' values, None) for a job that returned them, (None, reason) for one that failed.
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial's run ended, as its runner saw it: what the run returned (its objectives'
+    values), or why it failed, and its metrics.json when it wrote one."""
 
-    A trial's job returns its dev loss, or the list of the sweep's objectives (cli/train.py).
-    """
-    reason = failure_reason(job_return)
-    if reason is not None:
-        return None, reason
-    assert isinstance(job_return, JobReturn)
-    return objective_values(job_return.return_value, objectives)
+    returned: Any = None
+    failure: str | None = None
+    metrics: dict[str, Any] | None = None
+    run_dir: Path | None = None
+
+    @classmethod
+    def of_job(cls, job_return: JobReturn | BaseException, run_dir: Path | None) -> TrialEnd:
+        """A trial's Hydra job, with the metrics.json its run wrote in `run_dir`."""
+        failure = failure_reason(job_return)
+        returned = job_return.return_value if failure is None else None  # type: ignore[union-attr]
+        return cls(returned, failure, _written_metrics(run_dir), run_dir)
+
+    @property
+    def pruned(self) -> bool:
+        """The pruner stopped the run (an error in its last records does not undo that)."""
+        return (self.metrics or {}).get("state") == "pruned"
+
+
+def _written_metrics(run_dir: Path | None) -> dict[str, Any] | None:
+    """The run's metrics.json; None when it wrote none, or only an earlier attempt's record of
+    being interrupted (a continued trial whose run failed before writing its own)."""
+    if run_dir is None:
+        return None
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("state") == "interrupted":
+        return None
+    return metrics
 
 
 def failure_reason(job_return: JobReturn | BaseException) -> str | None:
@@ -412,34 +450,45 @@ def one_line(error: Any) -> str:
     return mask_secrets(first)[:500]
 
 
-def record_outcome(
+def tell_outcome(
     study: optuna.Study,
     storage: BaseStorage,
     trial_id: int,
-    job_return: JobReturn | BaseException,
+    end: TrialEnd,
     objectives: Sequence[str] = ("val_loss",),
 ) -> FrozenTrial:
-    """COMPLETE with the returned objectives, or FAIL with the reason; a trial already finished is kept."""
+    """The one tell of a trial: its run's figures as user attributes, then PRUNED (Optuna keeps
+    the last reported dev loss as its value), COMPLETE with the returned objectives, or FAIL
+    with one line of reason. A trial already finished (failed as abandoned by another process)
+    is kept as it is."""
     frozen = storage.get_trial(trial_id)
     if frozen.state.is_finished():
         return frozen
-    values, reason = job_result(job_return, objectives)
     try:
+        if end.metrics is not None:
+            if end.run_dir is not None:
+                storage.set_trial_user_attr(trial_id, "run_dir", str(end.run_dir.resolve()))
+            for key in OUTCOME_ATTRS:
+                if end.metrics.get(key) is not None:
+                    storage.set_trial_user_attr(trial_id, key, end.metrics[key])
+        if end.pruned:
+            study.tell(frozen.number, state=TrialState.PRUNED)
+            return storage.get_trial(trial_id)
+        values, reason = (
+            (None, end.failure) if end.failure else objective_values(end.returned, objectives)
+        )
         if values is not None:
             study.tell(frozen.number, values=values)
         else:
-            fail_trial(study, storage, trial_id, reason or "the job returned no objective values")
+            storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason or "no objective values")
+            study.tell(frozen.number, state=TrialState.FAIL)
     except UpdateFinishedTrialError:
-        pass  # another process finished it meanwhile
+        log.warning(
+            "Optuna trial %d was already finished by another process; its outcome is in %s.",
+            frozen.number,
+            end.run_dir,
+        )
     return storage.get_trial(trial_id)
-
-
-def fail_trial(study: optuna.Study, storage: BaseStorage, trial_id: int, reason: str) -> None:
-    try:
-        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
-        study.tell(storage.get_trial_number_from_id(trial_id), state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        pass
 
 
 def failures_of_sweep(study: optuna.Study, sweep_id: str) -> list[FrozenTrial]:

@@ -11,7 +11,7 @@ and each slot freed by a trial's end takes the next claimed trial at once:
             the worker runs it once the pack has drained
         else run its Hydra job: makemore-train's task starts the run (trial_N folder, .hydra
             files, loggers) and returns it to the pack (cli/train_job.py)
-    a trial ended: record COMPLETE or FAIL from its metrics (PRUNED is recorded by its hook)
+    a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (claims.py)
     Ctrl-C, SIGTERM: each trial saved its place; release it, to be continued by any worker
 
 Every claimed trial is in `live`, which the worker's heartbeat thread reads as it changes.
@@ -26,15 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn, JobStatus, run_job
+from hydra.core.utils import JobStatus, run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
 
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
-from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, record_outcome
+from makemore_sweep.sweeper.claims import (
+    ClaimedTrial,
+    TrialEnd,
+    TrialLeases,
+    one_line,
+    tell_outcome,
+)
 from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
 from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays, train_pack
 from makemore_sweep.training.pack_member import MemberRun, is_packed_checkpoint
 from makemore_sweep.training.run import configure_threads
@@ -57,7 +64,7 @@ class PreparedTrial:
         run = load_run_config(_task_config(config))
         sweep = config.hydra.sweep
         last = Path(str(sweep.dir)) / str(sweep.subdir) / LAST_CHECKPOINT
-        continued = claimed.continued is not None and last.is_file()
+        continued = claimed.continued_because is not None and last.is_file()
         packed = continued and is_packed_checkpoint(last)
         return cls(claimed, config, run, cohort_of(run), packed, continued and not packed)
 
@@ -135,20 +142,26 @@ class PackFeed:
 
     def _start(self, prepared: PreparedTrial) -> MemberRun | None:
         claimed = prepared.claimed
-        if claimed.continued is not None:
-            resumed = " from its checkpoint" if prepared.packed_checkpoint else ""
-            print(f"[trial {claimed.number}] continued ({claimed.continued}){resumed}", flush=True)
-        job_return = run_job(
-            hydra_context=self.hydra_context,
-            task_function=self.task_function,
-            config=prepared.job_config(),
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-            # The worker's log stays the one log of the pack: every member logs through it.
-            configure_logging=False,
+        if claimed.continued_because is not None:
+            claimed.say_continued(from_checkpoint=prepared.packed_checkpoint)
+        # The run's side of the trial, handed over as an object: this worker's study and pruner.
+        reporter = TrialReporter(
+            self.study,
+            optuna.trial.Trial(self.study, claimed.trial_id),
+            objectives=tuple(self.settings.objectives),
         )
+        with handed_to_run(reporter):
+            job_return = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=prepared.job_config(),
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+                # The worker's log stays the one log of the pack: every member logs through it.
+                configure_logging=False,
+            )
         if job_return.status != JobStatus.COMPLETED:  # its run could not start: it fails alone
-            self._record(claimed, job_return)
+            self._tell(claimed, TrialEnd.of_job(job_return, None))
             return None
         member = job_return.return_value
         assert isinstance(member, MemberRun)
@@ -159,14 +172,11 @@ class PackFeed:
         self, member: MemberRun, metrics: dict[str, Any] | None, failure: BaseException | None
     ) -> None:
         claimed = self._claims.pop(member.number)
-        if failure is not None or metrics is None:
-            self._record(claimed, failure or RuntimeError("its metrics.json was not written"))
-            return
-        # A pruned trial was recorded PRUNED by its hook; COMPLETE takes the objectives.
-        value = member.objective(metrics) if metrics["val_loss"] is not None else None
-        job_return = JobReturn(status=JobStatus.COMPLETED)
-        job_return.return_value = value  # as Hydra's run_job sets what a task returned
-        self._record(claimed, job_return)
+        if failure is None and metrics is None:
+            failure = RuntimeError("its metrics.json was not written")
+        value = member.objective(metrics) if metrics and metrics["val_loss"] is not None else None
+        reason = None if failure is None else one_line(failure)
+        self._tell(claimed, TrialEnd(value, reason, metrics, member.run_dir))
 
     def interrupted(self, member: MemberRun) -> None:
         claimed = self._claims.pop(member.number)
@@ -181,16 +191,16 @@ class PackFeed:
         self.live.clear()
         self.held = None
 
-    def _record(self, claimed: ClaimedTrial, result: JobReturn | BaseException) -> None:
+    def _tell(self, claimed: ClaimedTrial, end: TrialEnd) -> None:
         self.live.discard(claimed.trial_id)
-        outcome = record_outcome(
-            self.study, self.leases.storage, claimed.trial_id, result, self.settings.objectives
+        outcome = tell_outcome(
+            self.study, self.leases.storage, claimed.trial_id, end, self.settings.objectives
         )
         self.outcomes.append(
             {
                 "number": claimed.number,
                 "state": outcome.state.name,
-                "continued": claimed.continued is not None,
+                "continued": claimed.continued_because is not None,
                 "packed": True,
             }
         )

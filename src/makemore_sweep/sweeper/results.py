@@ -179,7 +179,7 @@ class StudyWatcher:
         trials = study.get_trials(deepcopy=False)
         self.printed = {t.number for t in trials if t.state.is_finished()}
         self.held: dict[int, tuple[int, int | None]] = {}  # worker → (trial, last step reported)
-        self.continued = {t.number: int(t.user_attrs.get(CONTINUED_ATTR, 0)) for t in trials}
+        self.times_continued = {t.number: int(t.user_attrs.get(CONTINUED_ATTR, 0)) for t in trials}
 
     def watch(self, stop: threading.Event) -> None:
         while not stop.wait(WATCH_S):
@@ -199,8 +199,8 @@ class StudyWatcher:
             if trial.state == TrialState.RUNNING and owner.get("sweep_id") == self.sweep_id:
                 held[int(owner.get("worker", -1))] = (trial.number, trial.last_step)
             times = int(trial.user_attrs.get(CONTINUED_ATTR, 0))
-            if times > self.continued.get(trial.number, 0):
-                self.continued[trial.number] = times
+            if times > self.times_continued.get(trial.number, 0):
+                self.times_continued[trial.number] = times
                 self.printer.continued(
                     trial.number, str(trial.user_attrs.get(CONTINUED_REASON_ATTR, ""))
                 )

@@ -46,6 +46,8 @@ from makemore_sweep.training.metrics_file import OBJECTIVE_KEYS
 # --also-workers 1` measures both side by side (BENCHMARKS.md).
 DEFAULT_WORKERS = 2
 DEV_LOSS = "val_loss"  # the objective of a sweep that names none
+# Where a trial's job finds its trial in its config (worker.py identity_overrides, trial_hook.py).
+TRIAL_CONFIG_KEY = "optuna_trial"
 
 
 def _default_pruner_options() -> dict[str, Any]:

@@ -1,23 +1,25 @@
-"""The trial hook: a training run's side of an Optuna sweep (report, prune, record PRUNED).
+"""The trial hook: a training run's side of an Optuna sweep (report, prune; it tells nothing).
 
-Runs inside a trial's run, in the worker's process (or, with one job per trial, the job's own).
-The runner (`worker.py`: a worker, or the sweep process's batches) launches each trial as a
-Hydra job with the overrides `+optuna_trial.number=N +optuna_trial.study_name=NAME
-+optuna_trial.base_dir=DIR`.
-The entry point hands the run a `TrialReporter` (a `RunHook`): it resolves the study's storage
-against DIR as the sweep did (storage.py), opens that trial, reports the dev loss at every
-validation, stops the run when the pruner says so, and then records the trial as PRUNED itself
-(after metrics.json is written). COMPLETE and FAIL are recorded by the runner from the job's
-return (claims.py).
+Runs inside a trial's run. The entry point hands the run a `TrialReporter` (a `RunHook`): it
+reports the dev loss at every validation and stops the run when the pruner says so; the run
+then ends with the state `pruned` in its metrics.json, and its runner tells the study
+(claims.py `tell_outcome`, the one tell).
 
-It owns the run's handle on the study: one storage, pruner and study per process (`_trial_study`),
-so a worker's trials do not open them again for every trial.
+Where the reporter comes from:
+- in a worker, the worker builds it with its own study, pruner and trial, and hands it over as
+  an object while the trial's job runs in the worker's process (`handed_to_run`);
+- a job that runs elsewhere (one job per trial, `hydra.sweeper.workers=0`) finds its trial by
+  the overrides `+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`
+  and opens the study itself (`_trial_study`: once per process).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +28,16 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
 
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.settings import DEV_LOSS, objective_list
+from makemore_sweep.sweeper.settings import DEV_LOSS, TRIAL_CONFIG_KEY, objective_list
 from makemore_sweep.sweeper.storage import shared_sweep_storage, study_storage_url
 from makemore_sweep.sweeper.study import build_pruner
-from makemore_sweep.sweeper.worker import TRIAL_CONFIG_KEY
 from makemore_sweep.training.resume_command import SweepTrial, continue_trial_advice, sweep_trial_of
 from makemore_sweep.training.run_hooks import RunHook
 
 log = logging.getLogger(__name__)
-
-# Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
-OUTCOME_ATTRS = (
-    "val_loss",
-    "test_loss",
-    "train_loss",
-    "n_params",
-    "steps",
-    "train_time_s",
-    "state",
-    "pruned_at_step",
-)
-
 
 _STUDIES: dict[tuple[str, str, str], optuna.Study] = {}
 
@@ -76,6 +63,19 @@ def _trial_study(url: str, name: str, pruner: Any, pruner_options: Any) -> optun
             pruner=built,
         )
     return _STUDIES[key]
+
+
+_HANDED: ContextVar[TrialReporter | None] = ContextVar("handed_trial", default=None)
+
+
+@contextmanager
+def handed_to_run(reporter: TrialReporter) -> Iterator[None]:
+    """While the block runs, a run of this trial in this process takes `reporter` as it is."""
+    token = _HANDED.set(reporter)
+    try:
+        yield
+    finally:
+        _HANDED.reset(token)
 
 
 class TrialReporter(RunHook):
@@ -114,6 +114,9 @@ class TrialReporter(RunHook):
         identity = cfg.get(TRIAL_CONFIG_KEY)
         if identity is None:
             return None
+        handed = _HANDED.get()
+        if handed is not None and handed.number == int(identity.number):
+            return handed  # a worker's trial, with the worker's own study and pruner
         sweeper = HydraConfig.get().sweeper
         if "pruner" not in sweeper:
             raise ConfigError(
@@ -180,7 +183,7 @@ class TrialReporter(RunHook):
         trial = sweep_trial_of(run_dir) or SweepTrial(self.number, self.study_name, None)
         return f"it is trial {self.number} of Optuna study {self.study_name}, and {continue_trial_advice(run_dir, trial)}"
 
-    def objective_values(self, metrics: dict[str, Any]) -> float | list[float | None]:
+    def returned_values(self, metrics: dict[str, Any]) -> float | list[float | None]:
         """What the trial's job returns to the sweeper: the dev loss, or each objective's value."""
         if self.objectives == (DEV_LOSS,):
             return float(metrics[DEV_LOSS])
@@ -193,7 +196,7 @@ class TrialReporter(RunHook):
         study's direction (always for a multi-objective study, whose trials are not ranked)."""
         if len(self.study.directions) > 1:
             return True
-        values = self.objective_values(metrics)
+        values = self.returned_values(metrics)
         value = values[0] if isinstance(values, list) else values
         if value is None:
             return False
@@ -210,20 +213,3 @@ class TrialReporter(RunHook):
         if self.stopped_early:
             fields["pruned_at_step"] = self.pruned_at_step
         return fields
-
-    def after_metrics_written(self, metrics: dict[str, Any], run_dir: Path) -> None:
-        """Copy the run's figures to the trial; a pruned trial is recorded PRUNED here."""
-        try:
-            self.trial.set_user_attr("run_dir", str(Path(run_dir).resolve()))
-            for key in OUTCOME_ATTRS:
-                if metrics.get(key) is not None:
-                    self.trial.set_user_attr(key, metrics[key])
-            if self.stopped_early:
-                # Optuna records the last reported dev loss as the value of a pruned trial.
-                self.study.tell(self.number, state=TrialState.PRUNED)
-        except UpdateFinishedTrialError:
-            log.warning(
-                "Optuna trial %d was already finished by another process; its outcome is in %s.",
-                self.number,
-                run_dir,
-            )

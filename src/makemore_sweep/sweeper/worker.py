@@ -16,8 +16,9 @@ A worker opens the shared study itself and loops:
                                                                        (claims.py, study.py)
         compose the trial's configuration with the sweep's config loader, as a launcher would,
         run it in-process with Hydra's run_job (own trial_N folder, metrics.json, W&B run),
-        keeping a heartbeat on it; the run reports and may prune        (trial_hook.py)
-        record COMPLETE or FAIL (PRUNED is recorded by the run)         (claims.py)
+        keeping a heartbeat on it, the trial handed to the run as an object; the run
+        reports and may prune                                           (trial_hook.py)
+        tell the study how it ended: PRUNED, COMPLETE or FAIL           (claims.py)
 
 Imports, the data, the storage and the CUDA context are paid once per worker instead of once
 per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) releases its trial, so the
@@ -38,7 +39,6 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,13 +60,15 @@ from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.sweeper.claims import (
     FAIL_REASON_ATTR,
     ClaimedTrial,
+    TrialEnd,
     TrialLeases,
     TrialSource,
     failures_of_sweep,
-    record_outcome,
+    one_line,
+    tell_outcome,
 )
 from makemore_sweep.sweeper.results import SweepPrinter
-from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.settings import TRIAL_CONFIG_KEY, SweepSettings
 from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
 from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
@@ -77,7 +79,6 @@ if TYPE_CHECKING:  # the packed path loads the training stack, which the sweep p
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 2.0  # how often an idle worker looks for an abandoned trial or for the end
-TRIAL_CONFIG_KEY = "optuna_trial"  # where a trial's job finds its trial: identity_overrides below
 
 
 # --- what the sweep process shares with its runners -----------------------------------------------
@@ -203,12 +204,13 @@ class WorkerLoop:
                         study, leases, source, prepared, job_id, threads, stop, ran
                     )
                     continue
-                outcome = self._run_trial(study, leases, claimed, job_id, threads)
+                composed = None if prepared is None else prepared.config  # composed once
+                outcome = self._run_trial(study, leases, claimed, job_id, threads, composed)
                 ran.append(
                     {
                         "number": claimed.number,
                         "state": outcome,
-                        "continued": claimed.continued is not None,
+                        "continued": claimed.continued_because is not None,
                     }
                 )
         return {"worker": index, "trials": ran}
@@ -226,21 +228,21 @@ class WorkerLoop:
         """The trial composed with its cohort, where packing may take it: a packed worker's
         trials, and a continued trial (its last.ckpt may be a packed member's). None: it runs
         alone as composed by `_run_trial`; False: it failed to compose (recorded FAIL)."""
-        if self.settings.pack == 1 and claimed.continued is None:
+        if self.settings.pack == 1 and claimed.continued_because is None:
             return None
         from makemore_sweep.sweeper.packed_worker import PreparedTrial
 
         try:
             return PreparedTrial.of(claimed, self._compose(claimed, job_id, threads))
         except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
-            outcome = record_outcome(
-                study, leases.storage, claimed.trial_id, error, self.settings.objectives
+            outcome = tell_outcome(
+                study, leases.storage, claimed.trial_id, TrialEnd(failure=one_line(error))
             )
             ran.append(
                 {
                     "number": claimed.number,
                     "state": outcome.state.name,
-                    "continued": claimed.continued is not None,
+                    "continued": claimed.continued_because is not None,
                 }
             )
             return False
@@ -282,9 +284,7 @@ class WorkerLoop:
         )
 
     # -- a trial alone ----------------------------------------------------------------------
-    def _compose(
-        self, claimed: ClaimedTrial, job_id: str, threads: Any, extra: Sequence[str] = ()
-    ) -> DictConfig:
+    def _compose(self, claimed: ClaimedTrial, job_id: str, threads: Any) -> DictConfig:
         """The trial's configuration, as a launcher would compose its job's."""
         overrides = [
             *self.space.trial_overrides(claimed.params),
@@ -292,7 +292,6 @@ class WorkerLoop:
                 claimed.number, self.study_name, str(self.master_config.hydra.runtime.cwd)
             ),
             *([f"threads={threads}"] if threads else []),
-            *extra,
         ]
         trial_config = self.hydra_context.config_loader.load_sweep_config(
             self.master_config, overrides
@@ -309,23 +308,31 @@ class WorkerLoop:
         claimed: ClaimedTrial,
         job_id: str,
         threads: Any,
+        composed: DictConfig | None = None,
     ) -> str:
+        """Run a trial alone and tell its end; `composed`: its configuration, where it was
+        composed already (to see whether it packs)."""
+        # The run's side of the trial, handed over as an object: this worker's study and pruner.
+        from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
+
         try:
-            trial_config = self._compose(claimed, job_id, threads)
-            if claimed.continued is not None:
-                resume = resume_overrides(trial_run_dir(trial_config))
-                if resume:
-                    trial_config = self._compose(claimed, job_id, threads, resume)
-                print(
-                    f"[trial {claimed.number}] continued ({claimed.continued}){' from its checkpoint' if resume else ''}",
-                    flush=True,
-                )
+            trial_config = (
+                composed if composed is not None else self._compose(claimed, job_id, threads)
+            )
+            run_dir = trial_run_dir(trial_config)
+            if claimed.continued_because is not None:
+                resumed = continue_from_checkpoint(trial_config, run_dir)
+                claimed.say_continued(from_checkpoint=resumed)
         except Exception as error:  # noqa: BLE001 - a trial whose configuration does not compose fails alone
-            return record_outcome(
-                study, leases.storage, claimed.trial_id, error, self.settings.objectives
-            ).state.name
+            end = TrialEnd(failure=one_line(error))
+            return tell_outcome(study, leases.storage, claimed.trial_id, end).state.name
+        reporter = TrialReporter(
+            study,
+            optuna.trial.Trial(study, claimed.trial_id),
+            objectives=tuple(self.settings.objectives),
+        )
         try:
-            with leases.keep_alive([claimed.trial_id]):
+            with leases.keep_alive([claimed.trial_id]), handed_to_run(reporter):
                 job_return = run_job(
                     hydra_context=self.hydra_context,
                     task_function=self.task_function,
@@ -339,8 +346,9 @@ class WorkerLoop:
             raise
         finally:
             _finish_leftover_wandb_run()
-        return record_outcome(
-            study, leases.storage, claimed.trial_id, job_return, self.settings.objectives
+        end = TrialEnd.of_job(job_return, run_dir)
+        return tell_outcome(
+            study, leases.storage, claimed.trial_id, end, self.settings.objectives
         ).state.name
 
 
@@ -355,8 +363,18 @@ def _finish_leftover_wandb_run() -> None:
 
 
 def resume_overrides(run_dir: Path) -> list[str]:
-    """What makes a continued trial's run resume: its last checkpoint, when it wrote one."""
+    """What makes a continued trial's job elsewhere resume: its last checkpoint, when it wrote one."""
     return ["ckpt_path=last"] if (run_dir / LAST_CHECKPOINT).is_file() else []
+
+
+def continue_from_checkpoint(trial_config: DictConfig, run_dir: Path) -> bool:
+    """A continued trial run here goes on from its last checkpoint, when it wrote one: set in
+    its composed configuration (composed once), as `resume_overrides` says it to a job elsewhere."""
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        return False
+    with open_dict(trial_config):
+        trial_config.ckpt_path = "last"
+    return True
 
 
 def trial_run_dir(trial_config: DictConfig) -> Path:
@@ -401,16 +419,12 @@ def run_batches(run: SweepRun) -> None:
     failed: list[FrozenTrial] = []
     job_idx = 0
     while True:
-        batch: list[ClaimedTrial] = []
-        while len(batch) < settings.n_jobs and (continued := source.take_abandoned()) is not None:
-            run.printer.continued(continued.number, continued.continued or "")
-            batch.append(continued)
-        missing = source.missing()
-        batch += [
-            source.ask_new() for _ in range(min(settings.n_jobs - len(batch), max(missing, 0)))
-        ]
+        batch = source.next_batch(settings.n_jobs)
+        for claimed in batch:
+            if claimed.continued_because is not None:
+                run.printer.continued(claimed.number, claimed.continued_because)
         if not batch:
-            if missing <= 0 and not leases.unclaimed_running():
+            if source.missing() <= 0 and not leases.unclaimed_running():
                 return
             # An orphan of a sweep killed between ask and claim, or a trial of a process that
             # stopped: wait until it is claimed, or abandoned and ours to continue.
@@ -419,8 +433,9 @@ def run_batches(run: SweepRun) -> None:
         returns = _launch(run, launcher, leases, batch, job_idx)
         job_idx += len(batch)
         for claimed, job_return in zip(batch, returns):
-            outcome = record_outcome(
-                run.study, run.storage, claimed.trial_id, job_return, settings.objectives
+            end = TrialEnd.of_job(job_return, job_output_dir(job_return))
+            outcome = tell_outcome(
+                run.study, run.storage, claimed.trial_id, end, settings.objectives
             )
             run.printer.trial_finished(outcome, run.study)
             if outcome.state == TrialState.FAIL:
@@ -451,6 +466,14 @@ def _launch(
     return returns
 
 
+def job_output_dir(job_return: JobReturn | BaseException) -> Path | None:
+    """The output folder of a launcher's job, where its run wrote metrics.json."""
+    hydra_cfg = getattr(job_return, "hydra_cfg", None)
+    if hydra_cfg is None:
+        return None
+    return Path(str(hydra_cfg.hydra.runtime.output_dir))
+
+
 def _release(leases: TrialLeases, trial_ids: list[int]) -> None:
     for trial_id in trial_ids:
         leases.release(trial_id)
@@ -461,7 +484,7 @@ def _overrides(run: SweepRun, claimed: ClaimedTrial) -> list[str]:
         *run.space.trial_overrides(claimed.params),
         *identity_overrides(claimed.number, run.study.study_name, run.base_dir),
     ]
-    if claimed.continued is not None:
+    if claimed.continued_because is not None:
         trial_config = run.hydra_context.config_loader.load_sweep_config(run.config, overrides)
         overrides += resume_overrides(Path(trial_run_dir(trial_config)))
     return overrides

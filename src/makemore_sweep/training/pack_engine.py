@@ -37,7 +37,6 @@ from makemore_sweep.model.stacked import NetworkStack, stack_networks, train_ste
 from makemore_sweep.training.pack_member import MemberRun, pack_device
 from makemore_sweep.training.run import (
     build_datamodule,
-    continue_advice,
     stopped_exit_code,
 )
 from makemore_sweep.training.trainer_factory import print_lightning_messages_once
@@ -267,8 +266,7 @@ class Pack:
             member.interrupt(
                 network,
                 None if self.stepping else self.optimizer.member_state(slot),
-                f"The run was interrupted at step {member.step}; "
-                f"{continue_advice(member.run_dir, member.hooks)}",
+                member.records.interrupted_message(member.step),
             )
             self.feed.interrupted(member)
 

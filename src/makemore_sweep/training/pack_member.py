@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from makemore_sweep.config.schema import RunConfig
@@ -38,17 +37,13 @@ from makemore_sweep.model.language_model import (
     scheduled_lr,
 )
 from makemore_sweep.model.networks import build_network, split_loss
-from makemore_sweep.training.console_summary import print_summary
 from makemore_sweep.training.loggers import (
-    build_loggers,
     finish_loggers,
-    log_run_config,
-    log_run_summary,
 )
-from makemore_sweep.training.resume import previous_wandb_run_id
-from makemore_sweep.training.run import build_datamodule, collect_metrics, save_outcome
+from makemore_sweep.training.run import build_datamodule
 from makemore_sweep.training.run_hooks import RunHook
 from makemore_sweep.training.run_monitor import RunMonitor
+from makemore_sweep.training.run_records import RunRecords
 from makemore_sweep.training.slurm_job import SlurmJob
 from makemore_sweep.training.trainer_factory import plan_steps
 
@@ -79,23 +74,33 @@ def is_packed_checkpoint(path: Path) -> bool:
 class MemberRun:
     cfg: DictConfig  # the trial's configuration, without the hydra node (as its job got it)
     run: RunConfig
-    run_dir: Path
     number: int  # the trial's number in its study
-    hooks: list[RunHook]
     objective: Callable[[dict[str, Any]], Any]  # metrics.json → what its sweep records
-    loggers: list[Logger]
-    splits: SplitTensors
+    records: RunRecords  # its loggers, monitor and end, as a run alone keeps them
     hparams: dict[str, Any]  # what a checkpoint keeps to rebuild the network
     network: torch.nn.Module  # the weights it starts from; the pack holds the live ones
     generator: torch.Generator  # its batches' random stream
-    monitor: RunMonitor
-    job: SlurmJob
-    setup_s: float
     step: int = 0
     init_loss: float | None = None
     optimizer_state: OptimizerState | None = None  # a continued member's, from last.ckpt
     packed_with: set[int] = field(default_factory=set)
     train: tuple[torch.Tensor, torch.Tensor] = field(init=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.records.run_dir
+
+    @property
+    def hooks(self) -> Sequence[RunHook]:
+        return self.records.hooks
+
+    @property
+    def monitor(self) -> RunMonitor:
+        return self.records.monitor
+
+    @property
+    def splits(self) -> SplitTensors:
+        return self.records.splits
 
     def __post_init__(self) -> None:
         x, y = self.splits.train
@@ -143,42 +148,27 @@ class MemberRun:
                 generator.set_state(torch.get_rng_state())
             else:  # the device's own stream, untouched by building the network on the CPU
                 generator.manual_seed(run.seed)
-        monitor = RunMonitor(target_loss=run.target_loss)
         # Read once: it is loaded whole, and continuing needs all of it.
         member_state = packed_checkpoint(run_dir / LAST_CHECKPOINT) if continued else None
-        for hook in hooks:
-            hook.configure(cfg)
-        loggers = build_loggers(
-            run.logger,
-            wandb_id=previous_wandb_run_id(run_dir) if member_state else None,
+        records = RunRecords.open(
+            cfg,
+            run,
+            run_dir,
+            hooks,
+            splits,
+            RunMonitor(target_loss=run.target_loss),
+            SlurmJob.from_environment(),
             resuming=member_state is not None,
             concurrent=True,
         )
         try:
-            job = SlurmJob.from_environment()
-            log_run_config(loggers, cfg, extra=job.record())
-            member = cls(
-                cfg=cfg,
-                run=run,
-                run_dir=run_dir,
-                number=number,
-                hooks=hooks,
-                objective=objective,
-                loggers=loggers,
-                splits=splits,
-                hparams=hparams,
-                network=network,
-                generator=generator,
-                monitor=monitor,
-                job=job,
-                setup_s=0.0,
-            )
+            member = cls(cfg, run, number, objective, records, hparams, network, generator)
             if member_state is not None:
                 member.restore(member_state)
         except BaseException:
-            finish_loggers(loggers, status="failed")  # its W&B run is not left open
+            finish_loggers(records.loggers, status="failed")  # its W&B run is not left open
             raise
-        member.setup_s = round(time.perf_counter() - started, 3)
+        records.setup_s = round(time.perf_counter() - started, 3)
         return member
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -198,7 +188,7 @@ class MemberRun:
         """The member takes its slot: its training clock starts (or goes on)."""
         self.monitor.start_clock(self.step)
         if self.monitor.startup_s is None:
-            self.monitor.startup_s = self.setup_s
+            self.monitor.startup_s = self.records.setup_s
 
     # -- what the pack asks of it -------------------------------------------------------
     @property
@@ -239,7 +229,7 @@ class MemberRun:
         if self.step // every > first // every:
             mean = float(losses.mean())
             metrics = {"train_loss": mean, "lr": last_lr, "step": float(self.step)}
-            for logger in self.loggers:
+            for logger in self.records.loggers:
                 logger.log_metrics(metrics, step=self.step)
         return None
 
@@ -258,7 +248,7 @@ class MemberRun:
             return diverged
         if self.monitor.validated(self.step, val_loss):
             self._save(self.run_dir / BEST_CHECKPOINT, network, None)
-        for logger in self.loggers:
+        for logger in self.records.loggers:
             logger.log_metrics({"val_loss": val_loss, "step": float(self.step)}, step=self.step)
         for hook in self.hooks:
             hook.validated(self.step, val_loss, self.max_steps)
@@ -307,35 +297,15 @@ class MemberRun:
         stands (evaluated only when it never wrote a best checkpoint).
         """
         self.monitor.stop_clock()
-        metrics = collect_metrics(
-            self.run,
+        return self.records.end(
             network,
             self.init_loss,
-            self.splits,
-            self.monitor,
             steps=self.step,
             device=str(self.generator.device),
-            best_path=self.run_dir / BEST_CHECKPOINT,
             state=state,
             error=error,
-            setup_s=self.setup_s,
-            job=self.job,
+            extra={"packed_with": sorted(self.packed_with)},
         )
-        metrics["packed_with"] = sorted(self.packed_with)
-        save_outcome(self.run_dir, metrics, self.hooks)
-        if state in ("completed", "pruned"):
-            # A pruned trial is not a model anyone will use: no figures (run.py's rule).
-            images = (
-                {k: p for hook in self.hooks for k, p in hook.images(self.run_dir, metrics).items()}
-                if state == "completed"
-                else {}
-            )
-            log_run_summary(self.loggers, metrics, step=self.step, images=images)
-            finish_loggers(self.loggers)
-            print_summary(metrics, self.run_dir)
-        else:
-            finish_loggers(self.loggers, status="failed")
-        return metrics
 
     def interrupt(
         self, network: torch.nn.Module, optimizer_state: OptimizerState | None, message: str

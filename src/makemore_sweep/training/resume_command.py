@@ -36,7 +36,7 @@ SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 SAVED_HYDRA = Path(".hydra") / "hydra.yaml"
 SWEEP_RECORD = "multirun.yaml"  # Hydra's record of a sweep's own configuration, in its sweep folder
-# Where a sweep's trial finds its trial (sweeper/worker.py TRIAL_CONFIG_KEY; training may
+# Where a sweep's trial finds its trial (sweeper/settings.py TRIAL_CONFIG_KEY; training may
 # not import the sweeper, tests/test_resume_trial.py checks that both agree).
 TRIAL_KEY = "optuna_trial"
 STUDY_NAME_KEY = "hydra.sweeper.study_name"
