@@ -8,7 +8,8 @@
 #   1 train       one run of the default model on the device (dev/test loss, steps/s)
 #   2 bf16        the same run with trainer.precision=bf16-mixed
 #   3 sweep       a 2-worker beat_2p2 sweep on the device (trials, best dev, wall)
-#   4 pack_step   scripts/bench_pack_step.py: a fused step of G trials against G solo steps
+#   4 pack_step   scripts/bench_pack_step.py: a fused step of G trials against G solo steps,
+#                 the MLP's own fused form and the generic stack of any network side by side
 #   5 pack_sweep  scripts/bench_pack.py: trials per hour of a whole beat_2p2 sweep with its
 #                 shape fixed (trials of one shape form one cohort), pack=1 against packs
 #                 1, 8, 32, 128 on cuda (64 trials: the largest pack holds them all)
@@ -142,7 +143,7 @@ fi
 
 # 4 the packed step against solo steps
 if step pack_step "$out/pack_step.txt" "$python" scripts/bench_pack_step.py --device "$device" \
-  --packs "$packs" --threads "$threads" --out "$out/pack_step.json"; then
+  --packs "$packs" --threads "$threads" --forms fused,generic --out "$out/pack_step.json"; then
   tee -a "$figures" <"$out/pack_step.txt"
 else
   failed=1

@@ -16,13 +16,12 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from makemore_sweep.sweeper.claims import (
+from makemore_sweep.sweeper.claims import HOST, OWNER_ATTR, TrialLeases, TrialSource
+from makemore_sweep.sweeper.outcome import (
     FAIL_REASON_ATTR,
-    HOST,
-    OWNER_ATTR,
     TrialEnd,
-    TrialLeases,
-    TrialSource,
+    attempt_metrics,
+    hand_back,
     tell_outcome,
 )
 from makemore_sweep.sweeper.storage import claim_lock, open_sweep_storage
@@ -62,7 +61,8 @@ def test_a_completed_run_is_told_complete_with_its_figures(tmp_path: Path) -> No
     trial = study.ask()
     run_dir = tmp_path / "trial_0"
     metrics_of(run_dir, state="completed")
-    end = TrialEnd.of_job(finished_job(2.1), run_dir)  # its metrics read from its folder
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    end = TrialEnd.of_job(finished_job(2.1), metrics, run_dir)
     told = tell_outcome(study, storage, trial._trial_id, end)
     assert told.state == TrialState.COMPLETE and told.value == 2.1
     assert told.user_attrs["test_loss"] == 2.2 and told.user_attrs["state"] == "completed"
@@ -91,18 +91,41 @@ def test_a_failed_job_is_told_fail_with_its_reason_and_its_record(tmp_path: Path
     study, storage = a_study(tmp_path)
     trial = study.ask()
     run_dir = tmp_path / "trial_0"
-    metrics_of(run_dir, state="failed", val_loss=None)
-    end = TrialEnd.of_job(RuntimeError("diverged at step 7"), run_dir)
+    metrics = metrics_of(run_dir, state="failed", val_loss=None)
+    end = TrialEnd.of_job(RuntimeError("diverged at step 7"), metrics, run_dir)
     told = tell_outcome(study, storage, trial._trial_id, end)
     assert told.state == TrialState.FAIL
     assert told.user_attrs[FAIL_REASON_ATTR] == "RuntimeError: diverged at step 7"
     assert told.user_attrs["state"] == "failed"
 
 
-def test_an_earlier_attempts_interrupted_record_is_not_taken_for_this_one(tmp_path: Path) -> None:
+def test_a_job_elsewhere_is_told_by_its_own_attempts_record_only(tmp_path: Path) -> None:
+    """An earlier attempt's metrics.json in the same folder (its process died before the tell)
+    is not this attempt's outcome: the token each attempt carries tells them apart."""
     run_dir = tmp_path / "trial_0"
-    metrics_of(run_dir, state="interrupted")
-    assert TrialEnd.of_job(RuntimeError("no data"), run_dir).metrics is None
+    metrics_of(run_dir, state="pruned", optuna_attempt="earlier")
+    assert attempt_metrics(run_dir, "this") is None
+    metrics_of(run_dir, state="completed", optuna_attempt="this")
+    written = attempt_metrics(run_dir, "this")
+    assert written is not None and written["state"] == "completed"
+    assert attempt_metrics(tmp_path / "never_ran", "this") is None
+
+
+def test_a_worker_stopped_with_a_pruned_trial_tells_it_and_releases_the_others(
+    tmp_path: Path,
+) -> None:
+    study, storage = a_study(tmp_path)
+    pruned, running = study.ask(), study.ask()
+    pruned.report(2.5, 10)
+    leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
+    for trial in (pruned, running):
+        leases.claim(trial._trial_id)
+    hand_back(study, leases, pruned._trial_id, {"state": "pruned", "steps": 10}, None)
+    hand_back(study, leases, running._trial_id, {"state": "interrupted", "steps": 20}, None)
+    assert storage.get_trial(pruned._trial_id).state == TrialState.PRUNED
+    handed = storage.get_trial(running._trial_id)
+    assert handed.state == TrialState.RUNNING and handed.user_attrs["state"] == "interrupted"
+    assert handed.user_attrs[OWNER_ATTR]["released"] is True  # the next worker continues it
 
 
 def test_a_trial_finished_elsewhere_is_kept_as_it_is(tmp_path: Path) -> None:
@@ -151,4 +174,4 @@ def test_exactly_one_module_tells_the_study() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr == "tell":
                 tellers.add(path.relative_to(SWEEPER).as_posix())
-    assert tellers == {"sweeper/claims.py"}
+    assert tellers == {"sweeper/outcome.py"}

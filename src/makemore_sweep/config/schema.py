@@ -198,6 +198,9 @@ class OptunaTrial(Section):
     base_dir: str = checked(MISSING, Text("the folder the sweep runs in"))
     # Set by a packed worker (hydra.sweeper.pack): the job starts the run, the pack trains it.
     packed: bool = checked(False, Flag())
+    # Set for a job that runs elsewhere (hydra.sweeper.workers=0): its metrics.json carries it
+    # back, so the sweep tells this attempt's outcome, not an earlier one's in the same folder.
+    attempt: str | None = checked(None, Text("a token of the attempt", optional=True))
 
 
 @dataclass

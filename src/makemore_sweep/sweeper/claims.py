@@ -1,10 +1,9 @@
-"""Who runs which trial, and the one tell of how it ended: claims, heartbeats, takeovers.
+"""Who runs which trial: claims, heartbeats, takeovers, and the next trial to run.
 
 Runs in whichever process runs trials (`worker.py`). It owns the trials' bookkeeping in the
-study (the user attributes `sweep_owner`, `heartbeat_seq`, `continued`, `fail_reason` and the
-run's figures), which trial a process gets next (an abandoned one first, else a new one), and
-`tell_outcome`: the one place that tells the study PRUNED, COMPLETE or FAIL. A run only
-reports to the pruner and writes its state in metrics.json (`trial_hook.py`).
+study (the user attributes `sweep_owner`, `heartbeat_seq`, `continued`) and which trial a
+process gets next (an abandoned one first, else a new one). How a trial ended is told by
+`outcome.py`.
 
 Whoever runs a trial *claims* it: user attribute `sweep_owner` = host, pid, the sweep's id, the
 worker's index and a random token. While the trial runs, its owner keeps a heartbeat: the user
@@ -25,55 +24,36 @@ owners are checked by pid, at once). A continued trial keeps its number, paramet
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import math
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.errors import JobLost, UserError
-from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.study import SearchSpace, count_states, finished, suggest
-from makemore_sweep.training.metrics_file import read_metrics
 
 log = logging.getLogger(__name__)
 
 OWNER_ATTR = "sweep_owner"
 HEARTBEAT_ATTR = "heartbeat_seq"
-FAIL_REASON_ATTR = "fail_reason"
 HOST = socket.gethostname()
 # A sweep claims a trial (writes its owner) right after asking for it. A RUNNING trial still
 # without an owner after this long was asked by a process killed in between.
 CLAIM_WINDOW_S = 10.0
 CONTINUED_ATTR = "continued"  # how many times the trial was taken over and continued
 CONTINUED_REASON_ATTR = "continued_reason"
-# Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
-OUTCOME_ATTRS = (
-    "val_loss",
-    "test_loss",
-    "train_loss",
-    "n_params",
-    "steps",
-    "train_time_s",
-    "state",
-    "pruned_at_step",
-)
 
 
 def process_is_alive(pid: int) -> bool:
@@ -366,135 +346,3 @@ class TrialSource:
 
 
 # --- how a trial ended ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialEnd:
-    """How a trial's run ended, as its runner saw it: what the run returned (its objectives'
-    values), or why it failed, and its metrics.json when it wrote one."""
-
-    returned: Any = None
-    failure: str | None = None
-    metrics: dict[str, Any] | None = None
-    run_dir: Path | None = None
-
-    @classmethod
-    def of_job(cls, job_return: JobReturn | BaseException, run_dir: Path | None) -> TrialEnd:
-        """A trial's Hydra job, with the metrics.json its run wrote in `run_dir`."""
-        failure = failure_reason(job_return)
-        returned = job_return.return_value if failure is None else None  # type: ignore[union-attr]
-        return cls(returned, failure, _written_metrics(run_dir), run_dir)
-
-    @property
-    def pruned(self) -> bool:
-        """The pruner stopped the run (an error in its last records does not undo that)."""
-        return (self.metrics or {}).get("state") == "pruned"
-
-
-def _written_metrics(run_dir: Path | None) -> dict[str, Any] | None:
-    """The run's metrics.json; None when it wrote none, or only an earlier attempt's record of
-    being interrupted (a continued trial whose run failed before writing its own)."""
-    if run_dir is None:
-        return None
-    try:
-        metrics = read_metrics(run_dir)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict) or metrics.get("state") == "interrupted":
-        return None
-    return metrics
-
-
-def failure_reason(job_return: JobReturn | BaseException) -> str | None:
-    """One line on why a job failed; None for a job that completed."""
-    if isinstance(job_return, BaseException):
-        return one_line(job_return)
-    if job_return.status == JobStatus.COMPLETED:
-        return None
-    try:
-        # Reading it re-raises the job's exception, and Hydra prints "Error executing job with
-        # overrides" each time: the sweep says why in its own line instead.
-        with contextlib.redirect_stderr(io.StringIO()):
-            _ = job_return.return_value
-    except BaseException as error:  # noqa: BLE001 - the job's own error, whatever it is, is the reason
-        return one_line(error)
-    return f"the job ended with status {job_return.status.name}"
-
-
-def objective_values(
-    returned: Any, objectives: Sequence[str]
-) -> tuple[list[float] | None, str | None]:
-    raw = list(returned) if isinstance(returned, (list, tuple)) else [returned]
-    if len(raw) != len(objectives):
-        return None, f"the job returned {returned!r}, not values of {', '.join(objectives)}"
-    values: list[float] = []
-    for name, value in zip(objectives, raw):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number):
-            return None, f"the job returned {name} = {value}, which an objective cannot be"
-        values.append(number)
-    return values, None
-
-
-def one_line(error: Any) -> str:
-    if isinstance(error, (UserError, JobLost)):
-        text = str(error)
-    elif isinstance(error, BaseException):
-        text = f"{type(error).__name__}: {error}"
-    else:
-        text = str(error)
-    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    return mask_secrets(first)[:500]
-
-
-def tell_outcome(
-    study: optuna.Study,
-    storage: BaseStorage,
-    trial_id: int,
-    end: TrialEnd,
-    objectives: Sequence[str] = ("val_loss",),
-) -> FrozenTrial:
-    """The one tell of a trial: its run's figures as user attributes, then PRUNED (Optuna keeps
-    the last reported dev loss as its value), COMPLETE with the returned objectives, or FAIL
-    with one line of reason. A trial already finished (failed as abandoned by another process)
-    is kept as it is."""
-    frozen = storage.get_trial(trial_id)
-    if frozen.state.is_finished():
-        return frozen
-    try:
-        if end.metrics is not None:
-            if end.run_dir is not None:
-                storage.set_trial_user_attr(trial_id, "run_dir", str(end.run_dir.resolve()))
-            for key in OUTCOME_ATTRS:
-                if end.metrics.get(key) is not None:
-                    storage.set_trial_user_attr(trial_id, key, end.metrics[key])
-        if end.pruned:
-            study.tell(frozen.number, state=TrialState.PRUNED)
-            return storage.get_trial(trial_id)
-        values, reason = (
-            (None, end.failure) if end.failure else objective_values(end.returned, objectives)
-        )
-        if values is not None:
-            study.tell(frozen.number, values=values)
-        else:
-            storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason or "no objective values")
-            study.tell(frozen.number, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        log.warning(
-            "Optuna trial %d was already finished by another process; its outcome is in %s.",
-            frozen.number,
-            end.run_dir,
-        )
-    return storage.get_trial(trial_id)
-
-
-def failures_of_sweep(study: optuna.Study, sweep_id: str) -> list[FrozenTrial]:
-    """The FAIL trials run by the processes of one sweep (what max_failure_rate counts)."""
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if (t.user_attrs.get(OWNER_ATTR) or {}).get("sweep_id") == sweep_id
-    ]

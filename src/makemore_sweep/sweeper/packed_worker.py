@@ -11,7 +11,7 @@ and each slot freed by a trial's end takes the next claimed trial at once:
             the worker runs it once the pack has drained
         else run its Hydra job: makemore-train's task starts the run (trial_N folder, .hydra
             files, loggers) and returns it to the pack (cli/train_job.py)
-    a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (claims.py)
+    a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (outcome.py)
     Ctrl-C, SIGTERM: each trial saved its place; release it, to be continued by any worker
 
 Every claimed trial is in `live`, which the worker's heartbeat thread reads as it changes.
@@ -33,13 +33,8 @@ from omegaconf import DictConfig, open_dict, read_write
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
-from makemore_sweep.sweeper.claims import (
-    ClaimedTrial,
-    TrialEnd,
-    TrialLeases,
-    one_line,
-    tell_outcome,
-)
+from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases
+from makemore_sweep.sweeper.outcome import TrialEnd, hand_back, one_line, tell_outcome
 from makemore_sweep.sweeper.settings import SweepSettings
 from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
 from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays, train_pack
@@ -111,7 +106,7 @@ class PackFeed:
     live: set[int] = field(default_factory=set)  # trial ids the heartbeat keeps
     held: PreparedTrial | None = None  # a trial of another cohort, for the worker to run next
     outcomes: list[dict[str, Any]] = field(default_factory=list)
-    _claims: dict[int, ClaimedTrial] = field(default_factory=dict)
+    _claims: dict[int, tuple[ClaimedTrial, TrialReporter]] = field(default_factory=dict)
     _first_taken: bool = False
 
     def __post_init__(self) -> None:
@@ -161,17 +156,18 @@ class PackFeed:
                 configure_logging=False,
             )
         if job_return.status != JobStatus.COMPLETED:  # its run could not start: it fails alone
-            self._tell(claimed, TrialEnd.of_job(job_return, None))
+            self._tell(claimed, TrialEnd.of_job(job_return, reporter.written, None))
             return None
         member = job_return.return_value
         assert isinstance(member, MemberRun)
-        self._claims[member.number] = claimed
+        self._claims[member.number] = (claimed, reporter)
         return member
 
     def ended(
         self, member: MemberRun, metrics: dict[str, Any] | None, failure: BaseException | None
     ) -> None:
-        claimed = self._claims.pop(member.number)
+        claimed, reporter = self._claims.pop(member.number)
+        metrics = metrics or reporter.written  # written before its records failed, if so
         if failure is None and metrics is None:
             failure = RuntimeError("its metrics.json was not written")
         value = member.objective(metrics) if metrics and metrics["val_loss"] is not None else None
@@ -179,9 +175,9 @@ class PackFeed:
         self._tell(claimed, TrialEnd(value, reason, metrics, member.run_dir))
 
     def interrupted(self, member: MemberRun) -> None:
-        claimed = self._claims.pop(member.number)
+        claimed, reporter = self._claims.pop(member.number)
         self.live.discard(claimed.trial_id)
-        self.leases.release(claimed.trial_id)
+        hand_back(self.study, self.leases, claimed.trial_id, reporter.written, member.run_dir)
 
     def release_all(self) -> None:
         """The worker stops: every trial it still holds (the held one, one being started or

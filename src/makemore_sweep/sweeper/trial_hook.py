@@ -3,14 +3,17 @@
 Runs inside a trial's run. The entry point hands the run a `TrialReporter` (a `RunHook`): it
 reports the dev loss at every validation and stops the run when the pruner says so; the run
 then ends with the state `pruned` in its metrics.json, and its runner tells the study
-(claims.py `tell_outcome`, the one tell).
+(outcome.py `tell_outcome`, the one tell).
 
 Where the reporter comes from:
 - in a worker, the worker builds it with its own study, pruner and trial, and hands it over as
-  an object while the trial's job runs in the worker's process (`handed_to_run`);
+  an object while the trial's job runs in the worker's process (`handed_to_run`); the run's
+  metrics.json comes back the same way (`written`), so the worker tells this attempt's outcome;
 - a job that runs elsewhere (one job per trial, `hydra.sweeper.workers=0`) finds its trial by
-  the overrides `+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR`
-  and opens the study itself (`_trial_study`: once per process).
+  the overrides `+optuna_trial.number=N +optuna_trial.study_name=NAME +optuna_trial.base_dir=DIR
+  +optuna_trial.attempt=TOKEN` and opens the study itself (`_trial_study`: once per process);
+  its metrics.json carries the attempt's token (`optuna_attempt`), by which the sweep process
+  tells it from an earlier attempt's record in the same folder.
 """
 
 from __future__ import annotations
@@ -92,12 +95,15 @@ class TrialReporter(RunHook):
         trial: optuna.Trial,
         monitor: str = "val_loss",
         objectives: tuple[str, ...] = (DEV_LOSS,),
+        attempt: str | None = None,
     ) -> None:
         self.study = study
         self.trial = trial
         self.monitor = monitor
         self.objectives = objectives
+        self.attempt = attempt  # a job elsewhere: the token its metrics.json carries back
         self.pruned_at_step: int | None = None
+        self.written: dict[str, Any] | None = None  # this attempt's metrics.json, once written
         self._detached = False
 
     @property
@@ -135,7 +141,12 @@ class TrialReporter(RunHook):
                 f"Optuna study {name!r} has no trial {number} in {mask_secrets(url)}."
             ) from error
         objectives = objective_list(sweeper.get("objectives"))
-        return cls(study=study, trial=optuna.trial.Trial(study, trial_id), objectives=objectives)
+        return cls(
+            study=study,
+            trial=optuna.trial.Trial(study, trial_id),
+            objectives=objectives,
+            attempt=identity.get("attempt"),
+        )
 
     # -- during the run -----------------------------------------------------------------
     def configure(self, cfg: DictConfig) -> None:
@@ -210,6 +221,12 @@ class TrialReporter(RunHook):
 
     def metrics_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"optuna_study": self.study_name, "optuna_trial": self.number}
+        if self.attempt is not None:
+            fields["optuna_attempt"] = self.attempt
         if self.stopped_early:
             fields["pruned_at_step"] = self.pruned_at_step
         return fields
+
+    def after_metrics_written(self, metrics: dict[str, Any], run_dir: Path) -> None:
+        """Keep this attempt's outcome for the trial's runner, which tells the study."""
+        self.written = metrics

@@ -1,13 +1,12 @@
-"""Running trials: claim one, run it as a Hydra job, record how it ended; until the study is full.
+"""Running trials: claim one, run it as a Hydra job, tell how it ended; until the study is full.
 
-Two runners, both taking their trials through claims.py:
+Two runners take their trials through claims.py and tell their ends through outcome.py:
 - `WorkerLoop`, the task of a long-lived worker job placed by the sweep's launcher (the sweep's
   own process, submitit processes on this machine, or one SLURM job): runs in that worker;
 - `run_batches`, one job per trial (`hydra.sweeper.workers=0`) in batches of n_jobs: runs in
   the sweep process, which launches the jobs itself (upstream's way, kept for those who use it).
-It owns both loops, `SweepRun` (what the sweep process shares with its runners), what a trial's
-job is told (`identity_overrides`, read by trial_hook.py); a worker's answer to SIGTERM is
-stop_request.py's.
+It also holds `SweepRun` (what the sweep process shares with its runners) and what a trial's
+job is told (`identity_overrides`, read by trial_hook.py).
 A worker opens the shared study itself and loops:
 
     until the study holds n_trials finished trials (or this sweep failed too often):
@@ -18,7 +17,7 @@ A worker opens the shared study itself and loops:
         run it in-process with Hydra's run_job (own trial_N folder, metrics.json, W&B run),
         keeping a heartbeat on it, the trial handed to the run as an object; the run
         reports and may prune                                           (trial_hook.py)
-        tell the study how it ended: PRUNED, COMPLETE or FAIL           (claims.py)
+        tell the study how it ended: PRUNED, COMPLETE or FAIL           (outcome.py)
 
 Imports, the data, the storage and the CUDA context are paid once per worker instead of once
 per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) releases its trial, so the
@@ -36,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,13 +55,13 @@ from optuna.trial import FrozenTrial, TrialState
 from makemore_sweep.errors import UserError
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.redaction import redact_run_records
-from makemore_sweep.sweeper.claims import (
+from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, TrialSource
+from makemore_sweep.sweeper.outcome import (
     FAIL_REASON_ATTR,
-    ClaimedTrial,
     TrialEnd,
-    TrialLeases,
-    TrialSource,
+    attempt_metrics,
     failures_of_sweep,
+    hand_back,
     one_line,
     tell_outcome,
 )
@@ -314,6 +312,7 @@ class WorkerLoop:
         composed already (to see whether it packs)."""
         # The run's side of the trial, handed over as an object: this worker's study and pruner.
         from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
+        from makemore_sweep.training.loggers import finish_leftover_wandb_run
 
         try:
             trial_config = (
@@ -342,21 +341,14 @@ class WorkerLoop:
                 )
         except BaseException:
             # Ctrl-C, SIGTERM (requeue, scancel): the run wrote what it had; let the next worker go on.
-            leases.release(claimed.trial_id)
+            hand_back(study, leases, claimed.trial_id, reporter.written, run_dir)
             raise
         finally:
-            _finish_leftover_wandb_run()
-        end = TrialEnd.of_job(job_return, run_dir)
+            finish_leftover_wandb_run()
+        end = TrialEnd.of_job(job_return, reporter.written, run_dir)
         return tell_outcome(
             study, leases.storage, claimed.trial_id, end, self.settings.objectives
         ).state.name
-
-
-def _finish_leftover_wandb_run() -> None:
-    """A trial that crashed mid-run may leave its W&B run open; the next trial must get its own."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1)
 
 
 # --- what a trial's job is told -------------------------------------------------------------------
@@ -383,9 +375,12 @@ def trial_run_dir(trial_config: DictConfig) -> Path:
     return Path(str(sweep.dir)) / str(sweep.subdir)
 
 
-def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]:
-    """Overrides that let a trial's job find its trial (see trial_hook.py). The storage URL,
-    which may hold a password, is never one of them (launchers log overrides)."""
+def identity_overrides(
+    number: int, study_name: str, base_dir: str, attempt: str | None = None
+) -> list[str]:
+    """Overrides that let a trial's job find its trial (see trial_hook.py), and for a job
+    elsewhere the token of this attempt. The storage URL, which may hold a password, is never
+    one of them (launchers log overrides)."""
 
     def quoted(text: str) -> str:
         return QuotedString(text=text, quote=Quote.single).with_quotes()
@@ -394,6 +389,7 @@ def identity_overrides(number: int, study_name: str, base_dir: str) -> list[str]
         f"+{TRIAL_CONFIG_KEY}.number={number}",
         f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
         f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
+        *([f"+{TRIAL_CONFIG_KEY}.attempt={attempt}"] if attempt else []),
     ]
 
 
@@ -430,12 +426,13 @@ def run_batches(run: SweepRun) -> None:
             # stopped: wait until it is claimed, or abandoned and ours to continue.
             time.sleep(1.0)
             continue
-        returns = _launch(run, launcher, leases, batch, job_idx)
+        launched = [LaunchedTrial.of(run, claimed) for claimed in batch]
+        returns = _launch(run, launcher, leases, launched, job_idx)
         job_idx += len(batch)
-        for claimed, job_return in zip(batch, returns):
-            end = TrialEnd.of_job(job_return, job_output_dir(job_return))
+        for trial, job_return in zip(launched, returns):
+            end = TrialEnd.of_job(job_return, trial.metrics(), trial.run_dir)
             outcome = tell_outcome(
-                run.study, run.storage, claimed.trial_id, end, settings.objectives
+                run.study, run.storage, trial.claimed.trial_id, end, settings.objectives
             )
             run.printer.trial_finished(outcome, run.study)
             if outcome.state == TrialState.FAIL:
@@ -443,48 +440,56 @@ def run_batches(run: SweepRun) -> None:
         run.check_failure_budget(failed)  # once the whole batch is recorded
 
 
+@dataclass(frozen=True)
+class LaunchedTrial:
+    """A claimed trial as a job of the launcher: its overrides, folder and attempt token."""
+
+    claimed: ClaimedTrial
+    overrides: list[str]
+    run_dir: Path
+    attempt: str  # carried back in its metrics.json: this attempt's record, not an earlier one's
+
+    @classmethod
+    def of(cls, run: SweepRun, claimed: ClaimedTrial) -> LaunchedTrial:
+        attempt = uuid.uuid4().hex
+        overrides = [
+            *run.space.trial_overrides(claimed.params),
+            *identity_overrides(claimed.number, run.study.study_name, run.base_dir, attempt),
+        ]
+        run_dir = trial_run_dir(
+            run.hydra_context.config_loader.load_sweep_config(run.config, overrides)
+        )
+        if claimed.continued_because is not None:
+            overrides += resume_overrides(run_dir)
+        return cls(claimed, overrides, run_dir, attempt)
+
+    def metrics(self) -> dict[str, Any] | None:
+        return attempt_metrics(self.run_dir, self.attempt)
+
+
 def _launch(
-    run: SweepRun, launcher: Launcher, leases: TrialLeases, batch: list[ClaimedTrial], job_idx: int
+    run: SweepRun,
+    launcher: Launcher,
+    leases: TrialLeases,
+    batch: list[LaunchedTrial],
+    job_idx: int,
 ) -> list[JobReturn | BaseException]:
-    jobs = [_overrides(run, claimed) for claimed in batch]
-    trial_ids = [claimed.trial_id for claimed in batch]
+    trial_ids = [trial.claimed.trial_id for trial in batch]
     try:
         with leases.keep_alive(trial_ids):
             returns: list[JobReturn | BaseException] = list(
-                launcher.launch(jobs, initial_job_idx=job_idx)
+                launcher.launch([trial.overrides for trial in batch], initial_job_idx=job_idx)
             )
     except Exception as error:  # the launcher itself failed (e.g. a submitit job died)
         if isinstance(error, UserError):  # jobs that cannot start: the sentence says what to change
-            _release(leases, trial_ids)
+            for trial_id in trial_ids:
+                leases.release(trial_id)
             raise
         log.exception("The launcher failed")
         returns = [error] * len(batch)
     except BaseException:
-        # Ctrl-C or SystemExit: the interrupted trials are continued by the next run.
-        _release(leases, trial_ids)
+        # Ctrl-C or SystemExit: pruned trials are finished; the others are continued by the next run.
+        for trial in batch:
+            hand_back(run.study, leases, trial.claimed.trial_id, trial.metrics(), trial.run_dir)
         raise
     return returns
-
-
-def job_output_dir(job_return: JobReturn | BaseException) -> Path | None:
-    """The output folder of a launcher's job, where its run wrote metrics.json."""
-    hydra_cfg = getattr(job_return, "hydra_cfg", None)
-    if hydra_cfg is None:
-        return None
-    return Path(str(hydra_cfg.hydra.runtime.output_dir))
-
-
-def _release(leases: TrialLeases, trial_ids: list[int]) -> None:
-    for trial_id in trial_ids:
-        leases.release(trial_id)
-
-
-def _overrides(run: SweepRun, claimed: ClaimedTrial) -> list[str]:
-    overrides = [
-        *run.space.trial_overrides(claimed.params),
-        *identity_overrides(claimed.number, run.study.study_name, run.base_dir),
-    ]
-    if claimed.continued_because is not None:
-        trial_config = run.hydra_context.config_loader.load_sweep_config(run.config, overrides)
-        overrides += resume_overrides(Path(trial_run_dir(trial_config)))
-    return overrides

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -170,3 +171,10 @@ def finish_loggers(loggers: list[Logger], status: str = "success") -> None:
         if isinstance(logger, WandbLogger):
             # This logger's own run: with packed members several runs are open in one process.
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
+
+
+def finish_leftover_wandb_run() -> None:
+    """A trial that crashed mid-run may leave its W&B run open; the next trial must get its own."""
+    wandb = sys.modules.get("wandb")  # never imported here: only a run that logged loaded it
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1)

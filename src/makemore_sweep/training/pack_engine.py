@@ -60,6 +60,7 @@ class Cohort:
     shape: Hashable  # its pack signature
     optimizer: str
     batch_size: int
+    block_size: int  # the contexts a chunk draws (most networks' shapes depend on it too)
     accelerator: str
 
 
@@ -74,8 +75,11 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     if set(run.callbacks or {}) - {"checkpoint"}:
         return "callbacks beyond the checkpoint one run inside Lightning's loop of a run alone"
     vocab_size = build_datamodule(run).splits.vocab.size  # read once per process (cached)
-    with torch.device("meta"):  # its structure only: no weights drawn, the RNG untouched
-        network = build_network(run.model, vocab_size, run.data.block_size)
+    try:
+        with torch.device("meta"):  # its structure only: no weights drawn, the RNG untouched
+            network = build_network(run.model, vocab_size, run.data.block_size)
+    except Exception as error:  # noqa: BLE001 - a network that needs real tensors to be built
+        return f"its network cannot be built without its weights ({type(error).__name__}: {error})"
     refusal = stack_refusal(network)
     if refusal is not None:
         return refusal
@@ -84,6 +88,7 @@ def cohort_of(run: RunConfig) -> Cohort | str:
         shape=pack_signature(network),
         optimizer=run.optim.name,
         batch_size=run.data.batch_size,
+        block_size=run.data.block_size,
         accelerator=str(run.trainer.accelerator),
     )
 
@@ -137,10 +142,11 @@ class Pack:
         return self._network
 
     def _build(self, size: int, template: torch.nn.Module) -> None:
+        """A stack of `size` slots shaped like `template`, and its optimiser (the slots' members
+        are the caller's to seat)."""
         self._network = stack_networks(template, size).to(self.device)
         params, decayed = self.network.parameters_with_decay()
         self.optimizer = PackedOptimizer(self.cohort.optimizer, params, decayed, size)
-        self.slots = [None] * size
 
     @property
     def empty(self) -> bool:
@@ -175,6 +181,7 @@ class Pack:
             for slot, member in members
         ]
         self._build(len(kept), kept[0][1])
+        self.slots = [None] * len(kept)
         for slot, (member, network, state) in enumerate(kept):
             self.network.load_member(slot, network)
             self.optimizer.configure_member(slot, member.run.optim)
@@ -201,8 +208,7 @@ class Pack:
         validation of any member, so that each validates at its own steps."""
         members = [(s, m) for s, m in enumerate(self.slots) if m is not None]
         k = min(self.steps_per_execution, *(m.steps_to_validation() for _, m in members))
-        g, batch = len(self.slots), self.cohort.batch_size
-        block = members[0][1].run.data.block_size
+        g, batch, block = len(self.slots), self.cohort.batch_size, self.cohort.block_size
         xs = torch.zeros((k, g, batch, block), dtype=torch.long, device=self.device)
         ys = torch.zeros((k, g, batch), dtype=torch.long, device=self.device)
         rates = torch.zeros((k, g), dtype=torch.float64)

@@ -162,7 +162,9 @@ def finished_run(run_dir: Path, given: list[str]) -> RunFinished | None:
         or not isinstance(metrics.get("steps"), int)
     ):
         return None
-    if metrics.get("counted"):  # counted, not trained (the bigram): never continued
+    # Counted, not trained (the bigram): never continued. Runs from before metrics.json said
+    # so are known by their 0 steps: only a counted run completes without a step.
+    if metrics.get("counted", metrics["steps"] == 0):
         return RunFinished(run_dir, metrics, counted=True)
     planned = _planned_steps(run_dir, given, metrics.get("n_train"))
     if planned is None or planned > metrics["steps"]:
