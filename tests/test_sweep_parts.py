@@ -30,7 +30,6 @@ from makemore_sweep.sweeper.claims import (
     process_is_alive,
 )
 from makemore_sweep.sweeper.results import config_changes, experiment_name, write_experiment
-from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import (
     claim_lock,
     open_sweep_storage,
@@ -38,6 +37,7 @@ from makemore_sweep.sweeper.storage import (
     with_installed_postgres_driver,
 )
 from makemore_sweep.sweeper.study import build_pruner, build_search_space
+from makemore_sweep.sweeper.worker import StopRequest
 
 
 # -- storage --------------------------------------------------------------------------------

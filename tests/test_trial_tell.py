@@ -111,18 +111,22 @@ def test_a_job_elsewhere_is_told_by_its_own_attempts_record_only(tmp_path: Path)
     assert attempt_metrics(tmp_path / "never_ran", "this") is None
 
 
-def test_a_worker_stopped_with_a_pruned_trial_tells_it_and_releases_the_others(
+def test_a_worker_stopped_with_ended_trials_tells_them_and_releases_the_others(
     tmp_path: Path,
 ) -> None:
     study, storage = a_study(tmp_path)
-    pruned, running = study.ask(), study.ask()
+    pruned, running, ended = study.ask(), study.ask(), study.ask()
     pruned.report(2.5, 10)
     leases = TrialLeases(study, storage, heartbeat_interval=1, grace_period=30)
-    for trial in (pruned, running):
+    for trial in (pruned, running, ended):
         leases.claim(trial._trial_id)
     hand_back(study, leases, pruned._trial_id, {"state": "pruned", "steps": 10}, None)
     hand_back(study, leases, running._trial_id, {"state": "interrupted", "steps": 20}, None)
+    # Stopped while closing its loggers: its run had ended, so it is told, not run again.
+    hand_back(study, leases, ended._trial_id, {"state": "completed", "val_loss": 2.05}, None)
     assert storage.get_trial(pruned._trial_id).state == TrialState.PRUNED
+    assert storage.get_trial(ended._trial_id).state == TrialState.COMPLETE
+    assert storage.get_trial(ended._trial_id).value == 2.05
     handed = storage.get_trial(running._trial_id)
     assert handed.state == TrialState.RUNNING and handed.user_attrs["state"] == "interrupted"
     assert handed.user_attrs[OWNER_ATTR]["released"] is True  # the next worker continues it

@@ -343,6 +343,3 @@ class TrialSource:
         for name, distribution in missing.items():
             params[name] = suggest(trial, name, distribution)
         return params
-
-
-# --- how a trial ended ----------------------------------------------------------------------------

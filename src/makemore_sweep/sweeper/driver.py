@@ -9,7 +9,7 @@ Runs in the process of `makemore-train sweep=NAME` (Hydra calls the plugin class
     run it until it holds n_trials finished (COMPLETE + PRUNED) trials, either
         with long-lived workers that each pull trial after trial (worker.py): place them with
         the launcher, watch the study (a line per trial as it ends), replace a worker that dies
-        or with one job per trial, in batches of n_jobs                (worker.py run_batches)
+        or with one job per trial, in batches of n_jobs                (batches.py run_batches)
     print the best trial, write optimization_results.yaml and the best trial as an experiment
     (several objectives: the Pareto front, each of its trials as an experiment)  (results.py)
 
@@ -45,6 +45,7 @@ from makemore_sweep.config.instantiation import build
 from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import UserError
 from makemore_sweep.redaction import mask_secrets, mask_text
+from makemore_sweep.sweeper.batches import run_batches
 from makemore_sweep.sweeper.outcome import failure_reason
 from makemore_sweep.sweeper.ownership import (
     check_exports,
@@ -81,7 +82,7 @@ from makemore_sweep.sweeper.study import (
     open_study,
     study_name,
 )
-from makemore_sweep.sweeper.worker import SweepRun, WorkerLoop, run_batches
+from makemore_sweep.sweeper.worker import SweepRun, WorkerLoop
 from makemore_sweep.training.resume_command import SWEEP_RECORD
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from makemore_sweep.training.metrics_file import read_metrics
 log = logging.getLogger(__name__)
 
 FAIL_REASON_ATTR = "fail_reason"
+ENDED_STATES = ("completed", "pruned", "failed")  # metrics.json states of a run that has ended
 # Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
 OUTCOME_ATTRS = (
     "val_loss",
@@ -172,13 +173,18 @@ def hand_back(
     trial_id: int,
     written: dict[str, Any] | None,
     run_dir: Path | None,
+    objectives: Sequence[str] = ("val_loss",),
 ) -> None:
     """The worker stops (Ctrl-C, SIGTERM) with this trial in hand, `written` its metrics.json
-    of this attempt if any: a trial the pruner had stopped is finished, and told PRUNED; any
-    other keeps its figures and is released, for the next worker to go on from its checkpoint."""
-    end = TrialEnd(metrics=written, run_dir=run_dir)
-    if end.pruned:
-        tell_outcome(study, leases.storage, trial_id, end)
+    of this attempt if any. A run that had ended (completed, pruned or failed, only its last
+    records cut short) is told as it ended; any other keeps its figures and is released, for
+    the next worker to go on from its checkpoint."""
+    state = (written or {}).get("state")
+    if written is not None and state in ENDED_STATES:
+        returned = [written.get(key) for key in objectives]
+        failure = str(written.get("error") or "the run failed") if state == "failed" else None
+        end = TrialEnd(returned, failure, written, run_dir)
+        tell_outcome(study, leases.storage, trial_id, end, objectives)
         return
     if written is not None:
         keep_figures(leases.storage, trial_id, written, run_dir)

@@ -12,7 +12,7 @@ and each slot freed by a trial's end takes the next claimed trial at once:
         else run its Hydra job: makemore-train's task starts the run (trial_N folder, .hydra
             files, loggers) and returns it to the pack (cli/train_job.py)
     a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (outcome.py)
-    Ctrl-C, SIGTERM: each trial saved its place; release it, to be continued by any worker
+    Ctrl-C, SIGTERM: each trial saved its place; hand it back (outcome.py), to be continued
 
 Every claimed trial is in `live`, which the worker's heartbeat thread reads as it changes.
 """
@@ -177,7 +177,8 @@ class PackFeed:
     def interrupted(self, member: MemberRun) -> None:
         claimed, reporter = self._claims.pop(member.number)
         self.live.discard(claimed.trial_id)
-        hand_back(self.study, self.leases, claimed.trial_id, reporter.written, member.run_dir)
+        written, objectives = reporter.written, self.settings.objectives
+        hand_back(self.study, self.leases, claimed.trial_id, written, member.run_dir, objectives)
 
     def release_all(self) -> None:
         """The worker stops: every trial it still holds (the held one, one being started or

@@ -1,12 +1,11 @@
-"""Running trials: claim one, run it as a Hydra job, tell how it ended; until the study is full.
+"""A long-lived worker: claim a trial, run it as a Hydra job, tell how it ended; until the study is full.
 
-Two runners take their trials through claims.py and tell their ends through outcome.py:
-- `WorkerLoop`, the task of a long-lived worker job placed by the sweep's launcher (the sweep's
-  own process, submitit processes on this machine, or one SLURM job): runs in that worker;
-- `run_batches`, one job per trial (`hydra.sweeper.workers=0`) in batches of n_jobs: runs in
-  the sweep process, which launches the jobs itself (upstream's way, kept for those who use it).
-It also holds `SweepRun` (what the sweep process shares with its runners) and what a trial's
-job is told (`identity_overrides`, read by trial_hook.py).
+`WorkerLoop` is the task of a worker job placed by the sweep's launcher (the sweep's own
+process, submitit processes on this machine, or one SLURM job), and runs in that worker; it
+takes its trials through claims.py and tells their ends through outcome.py. This module also
+holds `SweepRun` (what the sweep process shares with its runners; the other runner, one job
+per trial, is batches.py), what a trial's job is told (`identity_overrides`, read by
+trial_hook.py) and `StopRequest`, a worker's answer to SIGTERM.
 A worker opens the shared study itself and loops:
 
     until the study holds n_trials finished trials (or this sweep failed too often):
@@ -20,7 +19,8 @@ A worker opens the shared study itself and loops:
         tell the study how it ended: PRUNED, COMPLETE or FAIL           (outcome.py)
 
 Imports, the data, the storage and the CUDA context are paid once per worker instead of once
-per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) releases its trial, so the
+per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) hands its trial back
+(outcome.py `hand_back`: told as it ended if its run had ended, else released), so the
 next free worker, or the next run of the same command, continues it: the sweep passes Ctrl-C
 on to its workers as SIGTERM, and SLURM preempts with it. Inside a trial's training,
 Lightning's own handler stops the run in good order (its checkpoint is kept and the trial
@@ -35,31 +35,32 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import Quote, QuotedString
-from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, run_job
-from hydra.plugins.launcher import Launcher
+from hydra.core.utils import run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from makemore_sweep.errors import UserError
+from makemore_sweep.errors import EXIT_SIGTERM, UserError
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.redaction import redact_run_records
 from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, TrialSource
 from makemore_sweep.sweeper.outcome import (
     FAIL_REASON_ATTR,
     TrialEnd,
-    attempt_metrics,
     failures_of_sweep,
     hand_back,
     one_line,
@@ -67,7 +68,6 @@ from makemore_sweep.sweeper.outcome import (
 )
 from makemore_sweep.sweeper.results import SweepPrinter
 from makemore_sweep.sweeper.settings import TRIAL_CONFIG_KEY, SweepSettings
-from makemore_sweep.sweeper.stop_request import StopRequest
 from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
 from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
 
@@ -119,6 +119,44 @@ class SweepRun:
             f"of n_trials={self.settings.n_trials} allows; the last, trial {last.number}, failed with: "
             f"{last.user_attrs.get(FAIL_REASON_ATTR, 'an unknown error')}"
         )
+
+
+# --- a worker's answer to SIGTERM: finish or hand back the trial at hand, then stop ------------
+
+
+class StopRequest:
+    def __init__(self) -> None:
+        self.requested = False
+        self._waiting = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self._waiting:
+            raise SystemExit(EXIT_SIGTERM)
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Handle SIGTERM in this block; the previous handler comes back afterwards."""
+        previous: Any = signal.signal(signal.SIGTERM, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A block that may be cut short: nothing is under way in it (e.g. an idle sleep)."""
+        if self.requested:
+            raise SystemExit(EXIT_SIGTERM)
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+    def stop_if_requested(self) -> None:
+        if self.requested:
+            raise SystemExit(EXIT_SIGTERM)
 
 
 # --- a long-lived worker --------------------------------------------------------------------------
@@ -341,7 +379,8 @@ class WorkerLoop:
                 )
         except BaseException:
             # Ctrl-C, SIGTERM (requeue, scancel): the run wrote what it had; let the next worker go on.
-            hand_back(study, leases, claimed.trial_id, reporter.written, run_dir)
+            written = reporter.written
+            hand_back(study, leases, claimed.trial_id, written, run_dir, self.settings.objectives)
             raise
         finally:
             finish_leftover_wandb_run()
@@ -389,107 +428,5 @@ def identity_overrides(
         f"+{TRIAL_CONFIG_KEY}.number={number}",
         f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
         f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
-        *([f"+{TRIAL_CONFIG_KEY}.attempt={attempt}"] if attempt else []),
+        *([f"+{TRIAL_CONFIG_KEY}.attempt={quoted(attempt)}"] if attempt else []),
     ]
-
-
-# --- the sweep process as runner: one job per trial, in batches of n_jobs (upstream's way) --------
-
-
-def run_batches(run: SweepRun) -> None:
-    settings = run.settings
-    launcher = Plugins.instance().instantiate_launcher(
-        config=run.config, hydra_context=run.hydra_context, task_function=run.task_function
-    )
-    leases = TrialLeases(
-        run.study,
-        run.storage,
-        settings.heartbeat_interval,
-        settings.grace_period,
-        sweep_id=run.sweep_id,
-    )
-    lock = functools.partial(claim_lock, run.storage_url, run.storage, run.study.study_name)
-    source = TrialSource(
-        run.study, run.storage, leases, run.space, run.config, settings.n_trials, lock
-    )
-    failed: list[FrozenTrial] = []
-    job_idx = 0
-    while True:
-        batch = source.next_batch(settings.n_jobs)
-        for claimed in batch:
-            if claimed.continued_because is not None:
-                run.printer.continued(claimed.number, claimed.continued_because)
-        if not batch:
-            if source.missing() <= 0 and not leases.unclaimed_running():
-                return
-            # An orphan of a sweep killed between ask and claim, or a trial of a process that
-            # stopped: wait until it is claimed, or abandoned and ours to continue.
-            time.sleep(1.0)
-            continue
-        launched = [LaunchedTrial.of(run, claimed) for claimed in batch]
-        returns = _launch(run, launcher, leases, launched, job_idx)
-        job_idx += len(batch)
-        for trial, job_return in zip(launched, returns):
-            end = TrialEnd.of_job(job_return, trial.metrics(), trial.run_dir)
-            outcome = tell_outcome(
-                run.study, run.storage, trial.claimed.trial_id, end, settings.objectives
-            )
-            run.printer.trial_finished(outcome, run.study)
-            if outcome.state == TrialState.FAIL:
-                failed.append(outcome)
-        run.check_failure_budget(failed)  # once the whole batch is recorded
-
-
-@dataclass(frozen=True)
-class LaunchedTrial:
-    """A claimed trial as a job of the launcher: its overrides, folder and attempt token."""
-
-    claimed: ClaimedTrial
-    overrides: list[str]
-    run_dir: Path
-    attempt: str  # carried back in its metrics.json: this attempt's record, not an earlier one's
-
-    @classmethod
-    def of(cls, run: SweepRun, claimed: ClaimedTrial) -> LaunchedTrial:
-        attempt = uuid.uuid4().hex
-        overrides = [
-            *run.space.trial_overrides(claimed.params),
-            *identity_overrides(claimed.number, run.study.study_name, run.base_dir, attempt),
-        ]
-        run_dir = trial_run_dir(
-            run.hydra_context.config_loader.load_sweep_config(run.config, overrides)
-        )
-        if claimed.continued_because is not None:
-            overrides += resume_overrides(run_dir)
-        return cls(claimed, overrides, run_dir, attempt)
-
-    def metrics(self) -> dict[str, Any] | None:
-        return attempt_metrics(self.run_dir, self.attempt)
-
-
-def _launch(
-    run: SweepRun,
-    launcher: Launcher,
-    leases: TrialLeases,
-    batch: list[LaunchedTrial],
-    job_idx: int,
-) -> list[JobReturn | BaseException]:
-    trial_ids = [trial.claimed.trial_id for trial in batch]
-    try:
-        with leases.keep_alive(trial_ids):
-            returns: list[JobReturn | BaseException] = list(
-                launcher.launch([trial.overrides for trial in batch], initial_job_idx=job_idx)
-            )
-    except Exception as error:  # the launcher itself failed (e.g. a submitit job died)
-        if isinstance(error, UserError):  # jobs that cannot start: the sentence says what to change
-            for trial_id in trial_ids:
-                leases.release(trial_id)
-            raise
-        log.exception("The launcher failed")
-        returns = [error] * len(batch)
-    except BaseException:
-        # Ctrl-C or SystemExit: pruned trials are finished; the others are continued by the next run.
-        for trial in batch:
-            hand_back(run.study, leases, trial.claimed.trial_id, trial.metrics(), trial.run_dir)
-        raise
-    return returns
