@@ -81,7 +81,7 @@ class MLPLanguageModel(nn.Module):
         return PackShape.of(self)
 
     def stacked(self, members: int) -> PackedMLP:
-        """The hand-written fused form: about twice the generic stack's speed (BENCHMARKS.md)."""
+        """The hand-written fused form: 1.5-1.9x the generic stack's speed (BENCHMARKS.md)."""
         from makemore_sweep.model.packed import PackedMLP
 
         return PackedMLP(members, self)
