@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.data.batches import DistinctContexts
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.names_file import checkout_names_file
-from makemore_sweep.model.networks import build_network, split_loss
+from makemore_sweep.model.networks import MLPLanguageModel, split_loss
 
 NETWORKS = [(10, 200, 3), (20, 300, 6), (32, 500, 10)]  # n_embd, n_hidden, block_size
 
@@ -61,9 +60,7 @@ def main() -> None:
     print(f"{'network':<16} {'split':<6} " + " ".join(f"{s:>14}" for s in sizes))
     for n_embd, n_hidden, block_size in NETWORKS:
         splits = load_splits(args.names, block_size)
-        network = build_network(
-            ModelConfig(n_embd=n_embd, n_hidden=n_hidden), splits.vocab.size, block_size
-        )
+        network = MLPLanguageModel(splits.vocab.size, block_size, n_embd=n_embd, n_hidden=n_hidden)
         for split in ("val", "train"):
             distinct = splits.evaluation_split(split)
             results = [best_time(network, distinct, chunk, args.repeats) for chunk in sizes]

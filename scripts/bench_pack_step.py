@@ -28,19 +28,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from makemore_sweep.config.schema import ModelConfig, OptimConfig
+from makemore_sweep.config.schema import OptimConfig
 from makemore_sweep.model.language_model import LanguageModelTask
 from makemore_sweep.model.packed_optim import PackedOptimizer
 from makemore_sweep.model.stacked import StackedNetworks, stack_networks, train_step
 
 VOCAB = 27
 CASES = {
-    "lecture b32": (ModelConfig(n_embd=10, n_hidden=200), 3, 32),
-    "beat_2p2 b512": (ModelConfig(n_embd=21, n_hidden=300, bn_momentum=0.1), 6, 512),
+    "lecture b32": ({"n_embd": 10, "n_hidden": 200}, 3, 32),
+    "beat_2p2 b512": ({"n_embd": 21, "n_hidden": 300, "bn_momentum": 0.1}, 6, 512),
 }
 
 
@@ -62,10 +63,15 @@ def timed(step: Callable[[], object], device: torch.device, steps: int, repeats:
 
 
 def solo_step(
-    spec: ModelConfig, optim: OptimConfig, block: int, batch: int, device: torch.device
+    spec: dict[str, Any], optim: OptimConfig, block: int, batch: int, device: torch.device
 ) -> Callable[[], object]:
     task = LanguageModelTask(
-        [chr(97 + i) for i in range(VOCAB)], block, asdict(spec), asdict(optim), 10_000, 1e9
+        [chr(97 + i) for i in range(VOCAB)],
+        block,
+        {"name": "mlp_bn", **spec},
+        asdict(optim),
+        10_000,
+        1e9,
     ).to(device)
     optimizer = task.configure_optimizers()
     x = torch.randint(0, VOCAB, (batch, block), device=device)
@@ -80,7 +86,7 @@ def solo_step(
 
 
 def packed_step(
-    spec: ModelConfig,
+    spec: dict[str, Any],
     optim: OptimConfig,
     block: int,
     batch: int,
@@ -89,7 +95,12 @@ def packed_step(
     form: str,
 ) -> Callable[[], object]:
     template = LanguageModelTask(
-        [chr(97 + i) for i in range(VOCAB)], block, asdict(spec), asdict(optim), 10_000, 1e9
+        [chr(97 + i) for i in range(VOCAB)],
+        block,
+        {"name": "mlp_bn", **spec},
+        asdict(optim),
+        10_000,
+        1e9,
     ).net.to(device)
     stack = StackedNetworks if form == "generic" else stack_networks
     network = stack(template, members).to(device)
@@ -125,7 +136,7 @@ def main() -> None:
     cases = CASES
     if args.batches:
         cases = {
-            f"lecture b{b}": (ModelConfig(n_embd=10, n_hidden=200), 3, int(b))
+            f"lecture b{b}": ({"n_embd": 10, "n_hidden": 200}, 3, int(b))
             for b in args.batches.split(",")
         }
     device = torch.device(args.device)

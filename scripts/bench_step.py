@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from makemore_sweep.config.instantiation import build as instantiate
-from makemore_sweep.config.schema import DataConfig, ModelConfig, RunConfig, TrainerConfig
+from makemore_sweep.config.schema import DataConfig, RunConfig, TrainerConfig
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.datamodule import NamesDataModule
@@ -49,7 +49,7 @@ from makemore_sweep.training.trainer_factory import build_trainer
 
 BATCH = 32
 WARMUP = 200
-SPEC = ModelConfig(name="mlp_bn", n_embd=10, n_hidden=200, n_layers=1, batchnorm=True)
+SPEC = {"n_embd": 10, "n_hidden": 200, "n_layers": 1, "batchnorm": True}
 # The framework's dev-loss chunk; the hand loop evaluates in the same chunks.
 EVAL_BATCH = DataConfig().eval_batch_size
 CALLBACKS_YAML = Path(__file__).resolve().parents[1] / "conf" / "callbacks" / "default.yaml"
@@ -57,7 +57,7 @@ CALLBACKS_YAML = Path(__file__).resolve().parents[1] / "conf" / "callbacks" / "d
 
 def hand_written(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     """The lecture's loop: sample a batch, forward, backward, SGD update with the step schedule."""
-    model = MLPLanguageModel(27, 3, SPEC)
+    model = MLPLanguageModel(27, 3, **SPEC)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     start = 0.0
     for i in range(WARMUP + steps):
@@ -95,7 +95,7 @@ class PlainLightning(L.LightningModule):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = MLPLanguageModel(27, 3, SPEC)
+        self.net = MLPLanguageModel(27, 3, **SPEC)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
@@ -143,7 +143,7 @@ def framework(names: Path, steps: int, root: Path) -> float:
     module = LanguageModelTask(
         vocab=list(datamodule.splits.vocab.chars),
         block_size=3,
-        network=asdict(SPEC),
+        network={"name": "mlp_bn", **SPEC},
         optim={"name": "sgd", "lr": 0.1, "schedule": "step"},
         max_steps=total,
         divergence_loss=RunConfig().divergence_loss,
@@ -176,7 +176,7 @@ def hand_whole_run(
     """Seconds of a whole hand-written run: build, train, dev loss every `val_every` steps and at the end."""
     started = time.perf_counter()
     x, y = train
-    model = MLPLanguageModel(27, 3, SPEC)
+    model = MLPLanguageModel(27, 3, **SPEC)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     best = float("inf")
     for i in range(steps):
@@ -209,7 +209,7 @@ def framework_whole_run(names: Path, steps: int, val_every: int, root: Path) -> 
     module = LanguageModelTask(
         vocab=list(datamodule.splits.vocab.chars),
         block_size=3,
-        network=asdict(SPEC),
+        network={"name": "mlp_bn", **SPEC},
         optim={"name": "sgd", "lr": 0.1, "schedule": "step"},
         max_steps=steps,
         divergence_loss=RunConfig().divergence_loss,

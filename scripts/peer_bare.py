@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from optuna.trial import TrialState
 
-from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.data.names_file import checkout_names_file
 from makemore_sweep.model.networks import MLPLanguageModel
@@ -106,8 +105,8 @@ def dev_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train(params: dict[str, Any], splits: Any, steps: int, val_every: int) -> tuple[float, float]:
     """One trial: (best dev loss, seconds of the training loop, validations included)."""
     torch.manual_seed(SEED)
-    spec = ModelConfig(n_embd=params["model.n_embd"], n_hidden=params["model.n_hidden"])
-    net = MLPLanguageModel(splits.vocab.size, params["data.block_size"], spec)
+    spec = {"n_embd": params["model.n_embd"], "n_hidden": params["model.n_hidden"]}
+    net = MLPLanguageModel(splits.vocab.size, params["data.block_size"], **spec)
     # Batches from a stream that starts where the global one stands after the weights are drawn,
     # as the framework's sampler does: the same batches, so the same losses.
     generator = torch.Generator()

@@ -32,7 +32,11 @@ MISTAKES: list[tuple[list[str], str, str]] = [
     (["hydra/launcher=slrum"], "hydra/launcher=slrum is not a launcher", "did you mean slurm?"),
     (["+sweep=beat2p2"], "+sweep=beat2p2", "did you mean beat_2p2?"),
     (["++model=mlpbn"], "++model=mlpbn", "did you mean mlp_bn?"),
-    (["model=xyz"], "model=xyz is not a model", "(choices: bigram, mlp, mlp_bn)"),
+    (
+        ["model=xyz"],
+        "model=xyz is not a model",
+        "(choices: bigram, mlp, mlp_bn, transformer, wavenet)",
+    ),
     (["-m", "model=mlp,mlpbn"], "model=mlpbn", "did you mean mlp_bn?"),  # a grid's second value
     (["+model=mlp"], "+model=mlp", "drop the +"),
     (

@@ -25,13 +25,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from makemore_sweep.config.command_line import check_command_line
-from makemore_sweep.config.conversion import config_error, from_dict, load_run_config
+from makemore_sweep.config.conversion import config_error, from_dict, load_run_config, network_spec
 from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.network_spec import (
+    SHIPPED_NETWORKS,
+    NetworkSpec,
+    keys_schema,
+    network_class,
+)
 from makemore_sweep.config.rules import RULE
 from makemore_sweep.config.schema import (
     DataConfig,
     LrFindTask,
-    ModelConfig,
     ModuleConfig,
     OptimConfig,
     RunConfig,
@@ -40,6 +45,9 @@ from makemore_sweep.config.schema import (
     TrainTask,
 )
 from makemore_sweep.errors import ConfigError
+from makemore_sweep.model.networks import MLPLanguageModel
+
+MLP_KEYS = keys_schema(MLPLanguageModel)  # the shipped MLP's keys: its constructor's signature
 
 REFUSED = object()  # what OmegaConf cannot convert to the field's type
 
@@ -89,7 +97,6 @@ ALLOWED = {
     "data.eval_batch_size": ("int", integer_at_least(1)),
     "data.split_seed": ("int", integer_at_least(0, 2**32 - 1)),
     "data.download": ("bool", flag),
-    "model.name": ("str", one_of("mlp_bn", "mlp", "bigram")),
     "model.n_embd": ("int", integer_at_least(1)),
     "model.n_hidden": ("int", integer_at_least(1)),
     "model.n_layers": ("int", integer_at_least(1)),
@@ -200,7 +207,7 @@ def test_the_default_configuration_is_valid(base: DictConfig) -> None:
     run = load_run_config(compose_with())
     wiring = {"module": ModuleConfig(), "logger": None, "callbacks": None}  # resolved; untyped
     assert dataclasses.replace(run, **wiring) == RunConfig(
-        data=DataConfig(path="names.txt"), task=TrainTask()
+        data=DataConfig(path="names.txt"), task=TrainTask(), model=network_spec({"name": "mlp_bn"})
     )
     load_run_config(base, n_train=182625)
 
@@ -213,8 +220,6 @@ def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, val
     accepted = typed is not REFUSED and allowed(typed)
     try:
         cfg = with_value(base, key, value)
-        if key == "model.name" and typed == "bigram":
-            cfg = with_value(cfg, "model.n_hidden", -1)  # sizes do not apply to the count model
         run = load_run_config(cfg)
     except ConfigError as error:
         assert not accepted, f"{key}={value!r} is allowed but was refused: {error}"
@@ -222,7 +227,10 @@ def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, val
     else:
         assert accepted, f"{key}={value!r} is out of range but was accepted"
         section, _, name = key.rpartition(".")
-        got = getattr(getattr(run, section) if section else run, name)
+        if section == "model":  # a network's keys: its constructor's arguments
+            got = run.network.keys[name]
+        else:
+            got = getattr(getattr(run, section) if section else run, name)
         assert got == typed or (isinstance(got, float) and math.isnan(got) and math.isnan(typed))
 
 
@@ -237,7 +245,7 @@ def test_every_ranged_key_of_the_schema_is_tested_here() -> None:
     in_schema = set().union(
         *(
             ranged(s)
-            for s in (RunConfig, DataConfig, ModelConfig, OptimConfig, TrainerConfig, LrFindTask)
+            for s in (RunConfig, DataConfig, MLP_KEYS, OptimConfig, TrainerConfig, LrFindTask)
         )
     )
     assert in_schema - {"data.fractions", "task.name"} == set(
@@ -322,21 +330,23 @@ def test_a_sweep_trial_identity_is_typed() -> None:
 def test_plain_dicts_convert_strictly() -> None:
     """Checkpoints keep `model`/`optim` as plain dicts: left-out keys take the schema's defaults
     (checkpoints older than a key), unknown keys and wrong types are refused."""
-    assert from_dict(ModelConfig, {"name": "mlp", "batchnorm": False}) == ModelConfig(
-        name="mlp", batchnorm=False
+    assert network_spec({"name": "mlp", "batchnorm": False}) == NetworkSpec(
+        target=SHIPPED_NETWORKS["mlp"],
+        keys={**network_spec(None).keys, "batchnorm": False},
+        label="mlp",
     )
     with pytest.raises(
         ConfigError,
         match=r"^model.n_hiden is not a configuration key; did you mean model.n_hidden\?",
     ):
-        from_dict(ModelConfig, {"n_hiden": 300})
+        network_spec({"n_hiden": 300})
     with pytest.raises(ConfigError, match=r"^optim.lr=abc is invalid: it must be a number > 0\.$"):
         from_dict(OptimConfig, {"lr": "abc"})
 
 
 SECTIONS: dict[str, type[Section]] = {
     "data": DataConfig,
-    "model": ModelConfig,
+    "model": MLP_KEYS,  # each model file is read against its own network's keys, below
     "optim": OptimConfig,
     "trainer": TrainerConfig,
 }
@@ -344,11 +354,14 @@ SECTIONS: dict[str, type[Section]] = {
 
 @pytest.mark.parametrize("group", sorted(SECTIONS))
 def test_group_files_carry_only_what_differs_from_the_schema(group: str) -> None:
-    defaults = {f.name: f for f in dataclasses.fields(SECTIONS[group])}
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
         values = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        schema = SECTIONS[group]
+        if group == "model":
+            schema = keys_schema(network_class(values["_target_"]))
+        defaults = {f.name: f for f in dataclasses.fields(schema)}
         for key, value in values.items():
-            if key in ("defaults", "name"):  # `name` says which option the file is
+            if key in ("defaults", "name", "_target_"):  # `name` says which option the file is
                 continue
             field = defaults[key]
             default = (

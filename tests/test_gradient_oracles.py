@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from scalar_autograd import Value, total
 from torch import nn
 
-from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.model.networks import MLPLanguageModel
 
 TOLERANCE = 1e-6
@@ -37,10 +36,14 @@ def make_model(
 ) -> MLPLanguageModel:
     """The real model in float64, every parameter randomised so no gradient hides behind a 0 or 1."""
     torch.manual_seed(seed)
-    spec = ModelConfig(
-        n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers, batchnorm=batchnorm, direct=direct
-    )
-    model = MLPLanguageModel(vocab_size, block_size, spec).double().train()
+    spec = {
+        "n_embd": n_embd,
+        "n_hidden": n_hidden,
+        "n_layers": n_layers,
+        "batchnorm": batchnorm,
+        "direct": direct,
+    }
+    model = MLPLanguageModel(vocab_size, block_size, **spec).double().train()
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(torch.randn_like(param) * 0.5)

@@ -9,13 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore_sweep.config.schema import ModelConfig
 from makemore_sweep.data.corpus import load_splits
 from makemore_sweep.model.lr_schedules import learning_rate
 from makemore_sweep.model.networks import (
     BigramModel,
     MLPLanguageModel,
-    build_network,
     mean_loss,
 )
 
@@ -26,7 +24,7 @@ def trained_bn_model() -> MLPLanguageModel:
 
 def trained_bn_model_of(block_size: int) -> MLPLanguageModel:
     torch.manual_seed(0)
-    model = MLPLanguageModel(27, block_size, ModelConfig(n_embd=4, n_hidden=16))
+    model = MLPLanguageModel(27, block_size, n_embd=4, n_hidden=16)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(20):  # move the running statistics away from their initial 0/1
         x = torch.randint(0, 27, (32, block_size))
@@ -56,8 +54,8 @@ def test_training_mode_normalises_with_batch_statistics() -> None:
 
 
 def test_batchnorm_model_has_no_hidden_bias_and_mlp_has() -> None:
-    bn = build_network(ModelConfig(name="mlp_bn"), 27, 3)
-    plain = build_network(ModelConfig(name="mlp", batchnorm=False), 27, 3)
+    bn = MLPLanguageModel(27, 3)
+    plain = MLPLanguageModel(27, 3, batchnorm=False)
     assert bn.hidden[0].bias is None and isinstance(bn.hidden[1], torch.nn.BatchNorm1d)
     assert plain.hidden[0].bias is not None
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
@@ -67,7 +65,7 @@ def test_initial_loss_is_close_to_uniform(names_path: Path) -> None:
     splits = load_splits(names_path, block_size=3)
     for seed in range(3):
         torch.manual_seed(seed)
-        model = MLPLanguageModel(27, 3, ModelConfig()).train()
+        model = MLPLanguageModel(27, 3).train()
         x, y = splits.train
         loss = F.cross_entropy(model(x[:4096]), y[:4096]).item()
         assert abs(loss - math.log(27)) < 0.05, loss
@@ -93,14 +91,14 @@ def test_evaluation_with_the_folded_first_layer_equals_the_plain_forward() -> No
     """Eval mode without autograd sums per-position tables instead of the first matrix product;
     it must give the plain forward's logits for every shape of the MLP."""
     specs = [
-        ModelConfig(n_embd=4, n_hidden=16),
-        ModelConfig(n_embd=5, n_hidden=12, n_layers=2, dropout=0.2),
-        ModelConfig(name="mlp", n_embd=3, n_hidden=10, batchnorm=False, direct=True),
-        ModelConfig(n_embd=6, n_hidden=8, direct=True, bn_momentum=0.5),
+        {"n_embd": 4, "n_hidden": 16},
+        {"n_embd": 5, "n_hidden": 12, "n_layers": 2, "dropout": 0.2},
+        {"n_embd": 3, "n_hidden": 10, "batchnorm": False, "direct": True},
+        {"n_embd": 6, "n_hidden": 8, "direct": True, "bn_momentum": 0.5},
     ]
     for block_size, spec in zip((3, 5, 4, 1), specs, strict=True):
         torch.manual_seed(0)
-        model = MLPLanguageModel(27, block_size, spec)
+        model = MLPLanguageModel(27, block_size, **spec)
         for layer in model.modules():  # non-trivial statistics and affine terms
             if isinstance(layer, torch.nn.BatchNorm1d):
                 layer.running_mean.normal_()

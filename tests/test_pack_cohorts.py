@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.locations import CONF_DIR
+from makemore_sweep.config.network_spec import force_model_keys
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays
 
@@ -17,7 +18,10 @@ def run_config(names_path: Path, *overrides: str) -> RunConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR)):
         cfg = compose(
             config_name="train",
-            overrides=[f"data.path={names_path}", "experiment=lecture", "logger=none", *overrides],
+            # As makemore-train passes them: a network's keys forced (config/network_spec.py).
+            overrides=force_model_keys(
+                [f"data.path={names_path}", "experiment=lecture", "logger=none", *overrides]
+            ),
         )
     return load_run_config(cfg)
 

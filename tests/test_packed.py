@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore_sweep.config.schema import ModelConfig, OptimConfig
+from makemore_sweep.config.network_spec import SHIPPED_NETWORKS
+from makemore_sweep.config.schema import OptimConfig
 from makemore_sweep.data.corpus import SplitTensors, load_splits
 from makemore_sweep.model.language_model import LanguageModelTask
 from makemore_sweep.model.networks import MLPLanguageModel, mean_loss
@@ -26,6 +28,7 @@ from makemore_sweep.model.stacked import StackedNetworks, stack_networks, train_
 
 BATCH = 32
 TOLERANCE = 1e-4
+MLP_TARGET = SHIPPED_NETWORKS["mlp_bn"]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +43,16 @@ def batches(splits: SplitTensors, seed: int, steps: int) -> list[torch.Tensor]:
 
 
 def fresh_task(
-    splits: SplitTensors, spec: ModelConfig, optim: OptimConfig, seed: int, max_steps: int
+    splits: SplitTensors, spec: dict[str, Any], optim: OptimConfig, seed: int, max_steps: int
 ) -> LanguageModelTask:
     torch.manual_seed(seed)
     return LanguageModelTask(
-        list(splits.vocab.chars), 3, asdict(spec), asdict(optim), max_steps, divergence_loss=1e9
+        list(splits.vocab.chars),
+        3,
+        {"_target_": MLP_TARGET, **spec},
+        asdict(optim),
+        max_steps,
+        divergence_loss=1e9,
     )
 
 
@@ -97,7 +105,7 @@ class Pack:
         return mean_loss(self.network.member_network(slot), *splits.val)
 
 
-LECTURE = ModelConfig(n_embd=10, n_hidden=200)
+LECTURE = {"n_embd": 10, "n_hidden": 200}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +129,7 @@ def test_a_trial_in_a_pack_equals_the_trial_alone(
     splits: SplitTensors, optims: list[OptimConfig], generic: bool
 ) -> None:
     steps = 300
-    specs = [LECTURE, replace(LECTURE, bn_momentum=0.01), replace(LECTURE, bn_momentum=0.5)]
+    specs = [LECTURE, {**LECTURE, "bn_momentum": 0.01}, {**LECTURE, "bn_momentum": 0.5}]
     seeds = [11, 12, 13]
     tasks = [fresh_task(splits, s, o, seed, steps) for s, o, seed in zip(specs, optims, seeds)]
     # Slot 3 stays idle. BatchNorm momenta differ: both forms keep them per member.
@@ -163,7 +171,7 @@ def test_a_refilled_slot_starts_afresh_and_equals_its_trial_alone(splits: SplitT
 
 
 def test_a_member_saves_and_loads_as_an_ordinary_network(splits: SplitTensors) -> None:
-    spec = ModelConfig(n_embd=4, n_hidden=16, n_layers=2, direct=True)
+    spec = {"n_embd": 4, "n_hidden": 16, "n_layers": 2, "direct": True}
     tasks = [fresh_task(splits, spec, OptimConfig(), seed, 10) for seed in (5, 6)]
     pack = Pack(tasks, members=2)
     assert isinstance(pack.network, PackedMLP)  # the MLP's own fused form is chosen
@@ -173,26 +181,26 @@ def test_a_member_saves_and_loads_as_an_ordinary_network(splits: SplitTensors) -
         for key, value in task.net.state_dict().items():
             assert torch.equal(out.state_dict()[key], value), key
     with pytest.raises(ValueError, match="does not fit"):
-        other = fresh_task(splits, replace(spec, n_hidden=8), OptimConfig(), 0, 10)
+        other = fresh_task(splits, {**spec, "n_hidden": 8}, OptimConfig(), 0, 10)
         pack.network.load_member(0, other.net)
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        ModelConfig(n_embd=4, n_hidden=16),
-        ModelConfig(n_embd=5, n_hidden=12, n_layers=2, dropout=0.2),
-        ModelConfig(name="mlp", n_embd=3, n_hidden=10, batchnorm=False, direct=True),
-        ModelConfig(n_embd=6, n_hidden=8, direct=True, bn_momentum=0.5),
+        {"n_embd": 4, "n_hidden": 16},
+        {"n_embd": 5, "n_hidden": 12, "n_layers": 2, "dropout": 0.2},
+        {"n_embd": 3, "n_hidden": 10, "batchnorm": False, "direct": True},
+        {"n_embd": 6, "n_hidden": 8, "direct": True, "bn_momentum": 0.5},
     ],
     ids=["bn", "two-layers-dropout", "no-bn-direct", "bn-direct"],
 )
-def test_every_member_computes_what_its_network_computes(spec: ModelConfig) -> None:
+def test_every_member_computes_what_its_network_computes(spec: dict[str, Any]) -> None:
     """Training-mode logits (batch statistics; dropout off) and the running statistics after
     the step, then eval-mode logits: member by member, as the solo networks."""
     block = 3
     torch.manual_seed(0)
-    solos = [MLPLanguageModel(27, block, replace(spec, dropout=0.0)) for _ in range(3)]
+    solos = [MLPLanguageModel(27, block, **{**spec, "dropout": 0.0}) for _ in range(3)]
     for solo in solos:  # non-trivial affine terms and biases
         for param in solo.parameters():
             param.data.normal_(0, 0.5)

@@ -50,9 +50,10 @@ def test_the_command_line_adds_fixes_and_replaces_dimensions() -> None:
     }
     assert space.fixed_params == {"optim.lr": "0.01", "sweep": "beat_2p2"}
     assert space.fixed_overrides == ["~trainer.foo"]
+    # A network's keys are forced (++): its YAML need not list them (config/network_spec.py).
     assert space.trial_overrides({"model.n_embd": 9, "model.n_layers": 2}) == [
-        "model.n_embd=9",
-        "model.n_layers=2",
+        "++model.n_embd=9",
+        "++model.n_layers=2",
         "optim.lr=0.01",
         "sweep=beat_2p2",
         "~trainer.foo",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from makemore_sweep.config.schema import ModelConfig, OptimConfig
+from makemore_sweep.config.schema import OptimConfig
 from makemore_sweep.data.corpus import SplitTensors, load_splits
 from makemore_sweep.model.language_model import build_optimizer, scheduled_lr
 from makemore_sweep.model.network_interface import (
@@ -33,6 +32,8 @@ from makemore_sweep.model.networks import BigramModel, MLPLanguageModel, mean_lo
 from makemore_sweep.model.packed import PackedMLP
 from makemore_sweep.model.packed_optim import PackedOptimizer
 from makemore_sweep.model.stacked import StackedNetworks, stack_networks, train_step
+from makemore_sweep.model.transformer import Transformer
+from makemore_sweep.model.wavenet import WaveNet
 
 BLOCK, BATCH, TOLERANCE = 4, 32, 1e-4
 
@@ -133,13 +134,24 @@ def test_a_network_written_in_a_test_trains_packed_as_it_trains_alone(
     assert isinstance(back, ResidualNet) and back.norm.momentum == 0.01
 
 
-def test_the_generic_stack_computes_what_each_network_computes() -> None:
+# Networks the generic stack must compute member by member: this test's own, and the shipped
+# WaveNet (BatchNorm over positions) and Transformer (attention, LayerNorm), small.
+STACKED_NETWORKS = {
+    "residual": lambda momentum: ResidualNet(27, BLOCK, momentum=momentum),
+    "wavenet": lambda momentum: WaveNet(27, BLOCK, n_embd=6, n_hidden=16, bn_momentum=momentum),
+    "transformer": lambda momentum: Transformer(27, BLOCK, n_layer=2, n_head=2, n_embd=16),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STACKED_NETWORKS))
+def test_the_generic_stack_computes_what_each_network_computes(kind: str) -> None:
     torch.manual_seed(0)
-    networks = [ResidualNet(27, BLOCK, momentum=m) for m in (0.1, 0.3)]
+    networks = [STACKED_NETWORKS[kind](m) for m in (0.1, 0.3)]
     for network in networks:  # non-trivial affine terms and biases
         for param in network.parameters():
             param.data.normal_(0, 0.3)
-    stack = StackedNetworks(networks[0], 2)
+    stack = stack_networks(networks[0], 2)
+    assert isinstance(stack, StackedNetworks) and stack_refusal(networks[0]) is None
     for slot, network in enumerate(networks):
         stack.load_member(slot, network)
     x = torch.randint(0, 27, (2, 50, BLOCK))
@@ -153,8 +165,9 @@ def test_the_generic_stack_computes_what_each_network_computes() -> None:
     for slot, network in enumerate(networks):
         network.eval()
         assert torch.allclose(stack(x)[slot], network(x[slot]), atol=1e-5), slot
-    with pytest.raises(ValueError, match="does not fit"):
-        stack.load_member(0, ResidualNet(27, BLOCK, width=16))
+    if kind == "residual":
+        with pytest.raises(ValueError, match="does not fit"):
+            stack.load_member(0, ResidualNet(27, BLOCK, width=16))
 
 
 def test_one_rule_decides_which_weights_decay_alone_and_packed() -> None:
@@ -168,7 +181,7 @@ def test_one_rule_decides_which_weights_decay_alone_and_packed() -> None:
     }  # not the embedding table, biases or BatchNorm's gain and shift
     _, stacked = StackedNetworks(network, 2).parameters_with_decay()
     assert stacked == list(flags.values())
-    mlp = MLPLanguageModel(27, 3, ModelConfig(n_embd=4, n_hidden=8, n_layers=2, direct=True))
+    mlp = MLPLanguageModel(27, 3, n_embd=4, n_hidden=8, n_layers=2, direct=True)
     mlp_flags = decay_flags(mlp)
     fused = PackedMLP(2, mlp)
     params, fused_flags = fused.parameters_with_decay()
@@ -189,9 +202,9 @@ def test_a_cohort_is_a_structure_and_momentum_stays_per_member() -> None:
     dropped.residual.insert(3, nn.Dropout(0.1))  # a shared setting of the generic stack
     assert pack_signature(dropped) != base
     # The fused MLP keeps dropout per member: only its shape is its cohort.
-    spec = ModelConfig(n_embd=4, n_hidden=8)
-    mlp = pack_signature(MLPLanguageModel(27, 3, spec))
-    assert pack_signature(MLPLanguageModel(27, 3, replace(spec, bn_momentum=0.5))) == mlp
+    spec = {"n_embd": 4, "n_hidden": 8}
+    mlp = pack_signature(MLPLanguageModel(27, 3, **spec))
+    assert pack_signature(MLPLanguageModel(27, 3, **{**spec, "bn_momentum": 0.5})) == mlp
 
 
 def test_what_cannot_stack_says_why() -> None:

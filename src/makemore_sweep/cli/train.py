@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.locations import CONFIG_SOURCE, PRIMARY_CONFIG
+from makemore_sweep.config.network_spec import force_model_keys
 from makemore_sweep.errors import (
     UserError,
     debug_enabled,
@@ -95,6 +96,8 @@ def prepare_overrides(args: list[str]) -> list[str]:
     """The command line as Hydra should see it; makemore_sweep.train() and sweep() share it."""
     # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
     args = expand_resume_argument(args)
+    # A network's keys need not all be in its YAML: Hydra may add them, the schema checks them.
+    args = force_model_keys(args)
     # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
     # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
     if selects_sweep(args):

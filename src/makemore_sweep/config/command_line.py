@@ -29,6 +29,7 @@ import makemore_sweep.config.store  # noqa: F401  (registers the schema)
 from makemore_sweep.compat.hydra import parse_hydra_command_line
 from makemore_sweep.config.conversion import config_error, load_run_config
 from makemore_sweep.config.locations import CONFIG_PACKAGE, PRIMARY_CONFIG
+from makemore_sweep.config.network_spec import force_model_keys
 from makemore_sweep.config.rules import show
 from makemore_sweep.errors import ConfigError, debug_enabled
 
@@ -61,7 +62,7 @@ def check_command_line(args: list[str]) -> None:
     parsed = parse_hydra_command_line(args)
     if parsed is None or any(getattr(parsed, flag, None) for flag in NOT_A_PLAIN_RUN):
         return
-    overrides = [parse_override(line) for line in parsed.overrides]
+    overrides = [parse_override(line) for line in force_model_keys(parsed.overrides)]
     # The same config module and search path (the user's ./configs first) as makemore-train.
     with initialize_config_module(config_module=CONFIG_PACKAGE, job_name="train"):
         groups = ConfigGroups(overrides)

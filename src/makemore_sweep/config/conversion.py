@@ -23,6 +23,13 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from makemore_sweep.config.network_spec import (
+    MODEL,
+    NetworkSpec,
+    chosen_network,
+    keys_schema,
+    network_class,
+)
 from makemore_sweep.config.rules import RULE, Rule, show
 from makemore_sweep.config.schema import ANY_TYPED, UNTYPED, RunConfig, Section
 from makemore_sweep.errors import ConfigError
@@ -42,7 +49,11 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
         _refuse_unknown_keys(cfg, RunConfig, "")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(RunConfig):
-            if f.name in UNTYPED:
+            if f.name == MODEL:  # typed by its network's constructor, not by this schema
+                node = cfg.get(MODEL)
+                plain = None if node is None else OmegaConf.to_container(node, resolve=True)
+                values[MODEL] = network_spec(typing.cast(Mapping[str, Any] | None, plain))
+            elif f.name in UNTYPED:
                 values[f.name] = cfg.get(f.name)
             elif f.name in ANY_TYPED:
                 node = cfg.get(f.name)
@@ -77,16 +88,32 @@ def from_dict(schema: type[S], values: Mapping[str, Any] | DictConfig) -> S:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return typing.cast(S, OmegaConf.to_object(merged))
     except OmegaConfBaseException as error:
-        raise config_error(error, prefix=schema.PATH) from None
+        raise config_error(error, prefix=schema.PATH, schema=schema) from None
 
 
-def config_error(error: OmegaConfBaseException, prefix: str = "") -> ConfigError:
-    """One sentence for what OmegaConf or Hydra refused: an unknown key, a wrong type, a missing value."""
+def network_spec(values: Mapping[str, Any] | None) -> NetworkSpec:
+    """`model.*` (a composed node's plain values, or a checkpoint's) as a checked NetworkSpec:
+    its keys against its constructor's signature (network_spec.keys_schema)."""
+    target, label, keys = chosen_network(values)
+    schema = keys_schema(network_class(target))
+    checked = from_dict(schema, keys)
+    return NetworkSpec(
+        target=target,
+        keys={f.name: getattr(checked, f.name) for f in dataclasses.fields(schema)},
+        label=label,
+    )
+
+
+def config_error(
+    error: OmegaConfBaseException, prefix: str = "", schema: type[Section] | None = None
+) -> ConfigError:
+    """One sentence for what OmegaConf or Hydra refused: an unknown key, a wrong type, a missing
+    value. `schema` is the section at `prefix` when it is not the run's (a network's keys)."""
     key = _dotted(prefix, str(error.full_key or error.key or ""))
     if isinstance(error, ConfigKeyError | ConfigAttributeError):
-        return unknown_key(key)
+        return unknown_key(key, schema)
     if isinstance(error, ValidationError):
-        rule = rule_of(key)
+        rule = rule_of(key, schema)
         if rule is not None:
             return ConfigError(f"{key}={show(error.value)} is invalid: it must be {rule.allowed}.")
         return ConfigError(f"{key}={show(error.value)} is invalid: {_reason(error)}.")
@@ -95,9 +122,11 @@ def config_error(error: OmegaConfBaseException, prefix: str = "") -> ConfigError
     return ConfigError(f"{key} cannot be read ({_reason(error)}); give it a value, e.g. {key}=...")
 
 
-def unknown_key(key: str) -> ConfigError:
+def unknown_key(key: str, section: type[Section] | None = None) -> ConfigError:
+    """`key` is not one the schema (or `section`, its parent) has; with the closest one."""
     parent, _, _ = key.rpartition(".")
-    known = [_dotted(parent, name) for name in known_keys(parent)]
+    names = [f.name for f in dataclasses.fields(section)] if section else known_keys(parent)
+    known = [_dotted(parent, name) for name in names]
     close = difflib.get_close_matches(key, known, n=1)
     if close:
         return ConfigError(f"{key} is not a configuration key; did you mean {close[0]}?")
@@ -117,10 +146,10 @@ def known_keys(path: str) -> list[str]:
     return list(names)
 
 
-def rule_of(key: str) -> Rule | None:
-    """The rule of the field at dotted `key`, if the schema gives it one."""
+def rule_of(key: str, section: type[Section] | None = None) -> Rule | None:
+    """The rule of the field at dotted `key`, if the schema (or `section`, its parent) gives one."""
     parent, _, name = key.rpartition(".")
-    for schema in _schemas_at(parent):
+    for schema in [section] if section is not None else _schemas_at(parent):
         for f in dataclasses.fields(schema):
             if f.name == name and RULE in f.metadata:
                 return typing.cast(Rule, f.metadata[RULE])

@@ -33,12 +33,8 @@ from makemore_sweep.config.rules import (
 )
 from makemore_sweep.errors import ConfigError
 
-NETWORK_NAMES = ("mlp_bn", "mlp", "bigram")
 OPTIMIZER_NAMES = ("sgd", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "onecycle", "cosine")
-BIGRAM_IGNORES = frozenset(
-    {"n_embd", "n_hidden", "n_layers", "batchnorm", "dropout", "bn_momentum", "direct"}
-)
 
 
 class Section:
@@ -84,26 +80,6 @@ class DataConfig(Section):
     split_seed: int = checked(42, Integer(0, MAX_SEED))  # the lectures' shuffle: keep it to compare
     fractions: list[float] = checked([0.8, 0.1, 0.1], Fractions(3))  # noqa: RUF009  (a default_factory) train/val/test shares
     download: bool = checked(True, Flag())
-
-
-@dataclass
-class ModelConfig(Section):
-    """`model.*`: the network. The default is the lectures' BatchNorm MLP (conf/model/*.yaml)."""
-
-    PATH: ClassVar[str] = "model"
-    name: str = checked("mlp_bn", OneOf(NETWORK_NAMES))
-    n_embd: int = checked(10, Integer(1))
-    n_hidden: int = checked(200, Integer(1))
-    n_layers: int = checked(1, Integer(1))
-    batchnorm: bool = checked(True, Flag())
-    dropout: float = checked(0.0, Number(0.0, 1.0, high_open=True))
-    direct: bool = checked(
-        False, Flag()
-    )  # Bengio et al. (2003) direct embedding-to-output connections
-    bn_momentum: float = checked(0.1, Number(0.0, 1.0))
-
-    def unchecked(self) -> frozenset[str]:
-        return BIGRAM_IGNORES if self.name == "bigram" else frozenset()
 
 
 @dataclass
@@ -234,7 +210,9 @@ class RunConfig(Section):
         None, Text("null, last or the path of a checkpoint file", optional=True)
     )
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # The network: `_target_` and its constructor's keys, a NetworkSpec once checked
+    # (network_spec.network_of); conf/model/*.yaml and ./configs/model/*.yaml give it.
+    model: Any = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: Any = MISSING  # TrainTask or LrFindTask, chosen by the `task` group

@@ -10,11 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from makemore_sweep.config.conversion import from_dict
-from makemore_sweep.config.schema import ModelConfig
+from makemore_sweep.config.conversion import network_spec
+from makemore_sweep.config.network_spec import NetworkSpec
 from makemore_sweep.errors import UserError
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
-from makemore_sweep.model.networks import build_network
 
 # The paths live in checkpoint_paths (torch-free); they are named here too, beside the loading.
 __all__ = [
@@ -35,7 +34,7 @@ class TrainedModel:
     network: nn.Module
     vocab: list[str]
     block_size: int
-    spec: ModelConfig
+    spec: NetworkSpec
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def network_from_checkpoint(path: Path) -> TrainedModel:
     checkpoint = load_checkpoint(path)
     try:
         hparams = checkpoint["hyper_parameters"]
-        spec = from_dict(ModelConfig, hparams["network"])
+        spec = network_spec(hparams["network"])
         vocab = list(hparams["vocab"])
         block_size = int(hparams["block_size"])
         state = {
@@ -77,7 +76,7 @@ def network_from_checkpoint(path: Path) -> TrainedModel:
         raise UserError(
             f"The checkpoint {path} is not a makemore-train checkpoint (no {error})."
         ) from error
-    network = build_network(spec, len(vocab), block_size)
+    network = spec.build(len(vocab), block_size)
     network.load_state_dict(state)
     network.eval()
     return TrainedModel(network=network, vocab=vocab, block_size=block_size, spec=spec)

@@ -1,4 +1,4 @@
-"""LightningModule: trains a network from `networks.py` on chunks of random batches."""
+"""LightningModule: trains any network of the network contract on chunks of random batches."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from makemore_sweep.compat.lightning import counted_raw_step
-from makemore_sweep.config.conversion import from_dict
-from makemore_sweep.config.schema import OPTIMIZER_NAMES, ModelConfig, OptimConfig
+from makemore_sweep.config.conversion import from_dict, network_spec
+from makemore_sweep.config.network_spec import NetworkSpec
+from makemore_sweep.config.schema import OPTIMIZER_NAMES, OptimConfig
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.lr_schedules import learning_rate
-from makemore_sweep.model.network_interface import decay_flags
-from makemore_sweep.model.networks import build_network
+from makemore_sweep.model.network_interface import check_forward, decay_flags
 
 # The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
 SCHEDULE_STEPS_KEY = "lr_schedule_steps"
@@ -95,11 +95,14 @@ class LanguageModelTask(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
         self.block_size = block_size
-        self.network_spec: ModelConfig = from_dict(ModelConfig, network)
+        # `_target_` and the keys: what rebuilds the network from a checkpoint, anywhere.
+        self.network_spec: NetworkSpec = network_spec(network)
+        self.hparams["network"] = self.network_spec.as_config()  # every key, defaults included
         self.optim_spec: OptimConfig = from_dict(OptimConfig, optim)
         self.max_steps = max_steps
         self.divergence_loss = divergence_loss
-        self.net = build_network(self.network_spec, len(self.vocab), block_size)
+        self.net = self.network_spec.build(len(self.vocab), block_size)
+        check_forward(self.net, len(self.vocab), block_size)
         self.automatic_optimization = False
         self.init_loss: float | None = None
         self._plain_steps = False

@@ -21,8 +21,37 @@ from collections.abc import Hashable
 import torch
 from torch import nn
 
+from makemore_sweep.errors import ConfigError
+
 # BatchNorm layers, whose running statistics a pack keeps per member (model/stacked.py).
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@torch.no_grad()
+def check_forward(network: nn.Module, vocab_size: int, block_size: int) -> None:
+    """Refuse, in one sentence, a network whose forward does not map (B, block_size) character
+    indices to (B, vocab_size) logits: one probe in eval mode, so no statistic moves. On the meta
+    device (a pack's cohort) it costs no arithmetic."""
+    device = next((t.device for t in [*network.parameters(), *network.buffers()]), None)
+    contexts = torch.zeros((2, block_size), dtype=torch.long, device=device)
+    name = f"{type(network).__module__}.{type(network).__qualname__}"
+    was_training = network.training
+    network.eval()
+    try:
+        logits = network(contexts)
+    except Exception as error:
+        raise ConfigError(
+            f"{name}'s forward failed on contexts of shape (2, {block_size}): "
+            f"{type(error).__name__}: {' '.join(str(error).split()).rstrip('.')}."
+        ) from error
+    finally:
+        network.train(was_training)
+    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if shape != (2, vocab_size):
+        raise ConfigError(
+            f"{name}'s forward returned {shape} for contexts of shape (2, {block_size}): "
+            f"it must return logits of shape (B, vocab_size) = (2, {vocab_size})."
+        )
 
 
 def is_counted(network: nn.Module) -> bool:

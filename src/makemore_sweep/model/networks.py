@@ -1,19 +1,20 @@
 """The networks: the lectures' embedding MLP (with or without BatchNorm) and the count bigram.
 
-Plain torch modules built from `model.*` (ModelConfig), each keeping the network contract
-(network_interface.py); training logic lives in `language_model.py`.
+Plain torch modules written to the network contract (docs/models.md): `model._target_` names
+the class, the other `model.*` keys are its constructor's keyword arguments, typed and ranged by
+its signature (config/network_spec.py). Training logic lives in `language_model.py`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from makemore_sweep.config.schema import NETWORK_NAMES, ModelConfig
+from makemore_sweep.config.rules import Flag, Integer, Number
 from makemore_sweep.data.batches import DistinctContexts
 
 if TYPE_CHECKING:
@@ -30,26 +31,36 @@ class MLPLanguageModel(nn.Module):
     training normalises with batch statistics, `eval()` with the running statistics.
     """
 
-    def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int,
+        n_embd: Annotated[int, Integer(1)] = 10,
+        n_hidden: Annotated[int, Integer(1)] = 200,
+        n_layers: Annotated[int, Integer(1)] = 1,
+        batchnorm: Annotated[bool, Flag()] = True,
+        dropout: Annotated[float, Number(0.0, 1.0, high_open=True)] = 0.0,
+        direct: Annotated[
+            bool, Flag()
+        ] = False,  # Bengio et al. (2003) direct embedding-to-output connections
+        bn_momentum: Annotated[float, Number(0.0, 1.0)] = 0.1,
+    ) -> None:
         super().__init__()
         self.block_size = block_size
-        self.embedding = nn.Embedding(vocab_size, spec.n_embd)
+        self.embedding = nn.Embedding(vocab_size, n_embd)
         layers: list[nn.Module] = []
-        fan_in = block_size * spec.n_embd
-        for _ in range(spec.n_layers):
-            linear = nn.Linear(fan_in, spec.n_hidden, bias=not spec.batchnorm)
-            layers.append(linear)
-            if spec.batchnorm:
-                layers.append(nn.BatchNorm1d(spec.n_hidden, momentum=spec.bn_momentum))
+        fan_in = block_size * n_embd
+        for _ in range(n_layers):
+            layers.append(nn.Linear(fan_in, n_hidden, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(n_hidden, momentum=bn_momentum))
             layers.append(nn.Tanh())
-            if spec.dropout > 0:
-                layers.append(nn.Dropout(spec.dropout))
-            fan_in = spec.n_hidden
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            fan_in = n_hidden
         self.hidden = nn.Sequential(*layers)
         self.output = nn.Linear(fan_in, vocab_size)
-        self.direct = (
-            nn.Linear(block_size * spec.n_embd, vocab_size, bias=False) if spec.direct else None
-        )
+        self.direct = nn.Linear(block_size * n_embd, vocab_size, bias=False) if direct else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -139,7 +150,7 @@ class BigramModel(nn.Module):
 
     log_probs: torch.Tensor  # a buffer: saved in checkpoints, never trained
 
-    def __init__(self, vocab_size: int, block_size: int, spec: ModelConfig | None = None) -> None:
+    def __init__(self, vocab_size: int, block_size: int) -> None:
         super().__init__()
         self.register_buffer(
             "log_probs", torch.full((vocab_size, vocab_size), -math.log(vocab_size))
@@ -157,14 +168,6 @@ class BigramModel(nn.Module):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.log_probs[context[:, -1]]
-
-
-def build_network(spec: ModelConfig, vocab_size: int, block_size: int) -> nn.Module:
-    if spec.name == "bigram":
-        return BigramModel(vocab_size, block_size, spec)
-    if spec.name in ("mlp_bn", "mlp"):
-        return MLPLanguageModel(vocab_size, block_size, spec)
-    raise ValueError(f"unknown network {spec.name!r}; choose one of {', '.join(NETWORK_NAMES)}")
 
 
 def has_finite_state(network: nn.Module) -> bool:

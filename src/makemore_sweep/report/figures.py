@@ -179,7 +179,7 @@ def curves_figure(source: ReportSource, n_curves: int = N_CURVES) -> Figure:
     for trial in source.ranked():
         if trial.value is None:
             continue
-        if trial.model_name == "bigram":
+        if trial.counted:
             bigram = bigram or (trial.number, trial.value)
             continue
         points = dev_loss_curve(trial)

@@ -56,9 +56,11 @@ class TrialRecord:
         return self.value if self.value is not None else self.metrics.get("val_loss")
 
     @property
-    def model_name(self) -> str | None:
-        """model.name from the run's composed config (.hydra/config.yaml)."""
-        return run_config(self.run_dir).get("model", {}).get("name") if self.run_dir else None
+    def counted(self) -> bool:
+        """A counted network's run (the bigram baseline), drawn as a line, not a curve: its
+        metrics.json says so; one from before that key is known by its 0 steps."""
+        counted = self.metrics.get("counted")
+        return bool(counted) if counted is not None else self.metrics.get("steps") == 0
 
 
 @dataclass

@@ -60,6 +60,7 @@ from optuna.distributions import (
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from makemore_sweep.config.network_spec import model_key_override
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.sweeper.settings import SweepSettings, directions
 
@@ -89,7 +90,7 @@ class SearchSpace:
     def trial_overrides(self, params: Mapping[str, Any]) -> list[str]:
         """The Hydra overrides of a trial with these sampled `params`."""
         values = {**params, **self.fixed_params}
-        return [*(f"{name}={value}" for name, value in values.items()), *self.fixed_overrides]
+        return [*(model_key_override(name, v) for name, v in values.items()), *self.fixed_overrides]
 
     def grid(self) -> dict[str, list[Any]]:
         """Every value of every dimension, for Optuna's GridSampler (discrete spaces only)."""
@@ -114,7 +115,12 @@ def build_search_space(
         if override.is_delete():
             fixed_overrides.append(str(override.input_line))
             continue
-        name = override.get_key_element()
+        # A network's key comes forced (`++model.KEY`, cli/train.py); its dimension is model.KEY.
+        name = (
+            override.key_or_group
+            if override.is_force_add() and override.key_or_group.startswith("model.")
+            else override.get_key_element()
+        )
         try:
             value = distribution_from_override(override)
         except (ValueError, TypeError) as error:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from rich.progress import track
 
+from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import LrFindTask, RunConfig
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.language_model import LanguageModelTask
@@ -175,7 +176,7 @@ def run_lr_find(cfg: DictConfig, run: RunConfig, run_dir: Path) -> LRFinderResul
     module = build_module(run, vocab=list(splits.vocab.chars), max_steps=task.num_steps)
     if is_counted(module.net):
         raise ConfigError(
-            f"task=lr_find needs a trained network: model={run.model.name} is counted, not trained."
+            f"task=lr_find needs a trained network: model={network_of(run).label} is counted, not trained."
         )
 
     rates = exponential_rates(task.min_lr, task.max_lr, task.num_steps)
@@ -193,7 +194,7 @@ def run_lr_find(cfg: DictConfig, run: RunConfig, run_dir: Path) -> LRFinderResul
     )
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    title = f"learning-rate finder: {run.model.name}, {run.optim.name}, batch {run.data.batch_size}"
+    title = f"learning-rate finder: {network_of(run).label}, {run.optim.name}, batch {run.data.batch_size}"
     png = plot_lr_find(result, run_dir / LR_FIND_PNG, title)
     write_lr_find_files(
         result, run_dir, {"optimizer": run.optim.name, "batch_size": run.data.batch_size}

@@ -29,9 +29,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import RunConfig, TrainerConfig
 from makemore_sweep.model.network_interface import pack_signature, stack_refusal
-from makemore_sweep.model.networks import build_network
 from makemore_sweep.model.packed_optim import PackedOptimizer
 from makemore_sweep.model.stacked import NetworkStack, stack_networks, train_step
 from makemore_sweep.training.pack_member import MemberRun, pack_device
@@ -77,7 +77,7 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     vocab_size = build_datamodule(run).splits.vocab.size  # read once per process (cached)
     try:
         with torch.device("meta"):  # its structure only: no weights drawn, the RNG untouched
-            network = build_network(run.model, vocab_size, run.data.block_size)
+            network = network_of(run).build(vocab_size, run.data.block_size)
     except Exception as error:  # noqa: BLE001 - a network that needs real tensors to be built
         return f"its network cannot be built without its weights ({type(error).__name__}: {error})"
     refusal = stack_refusal(network)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.errors import TrainingDiverged
@@ -36,7 +37,8 @@ from makemore_sweep.model.language_model import (
     divergence_in,
     scheduled_lr,
 )
-from makemore_sweep.model.networks import build_network, split_loss
+from makemore_sweep.model.network_interface import check_forward
+from makemore_sweep.model.networks import split_loss
 from makemore_sweep.training.loggers import (
     finish_loggers,
 )
@@ -132,7 +134,7 @@ class MemberRun:
         hparams = {
             "vocab": vocab,
             "block_size": run.data.block_size,
-            "network": asdict(run.model),
+            "network": network_of(run).as_config(),
             "optim": asdict(run.optim),
             "max_steps": plan.max_steps,
             "divergence_loss": run.divergence_loss,
@@ -142,7 +144,8 @@ class MemberRun:
         # The worker's own random state is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
-            network = build_network(run.model, len(vocab), run.data.block_size)
+            network = network_of(run).build(len(vocab), run.data.block_size)
+            check_forward(network, len(vocab), run.data.block_size)
             generator = torch.Generator(device=device)
             if device.type == "cpu":
                 generator.set_state(torch.get_rng_state())

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from makemore_sweep.config.instantiation import build as instantiate
+from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.datamodule import NamesDataModule
 from makemore_sweep.errors import EXIT_SIGINT, EXIT_SIGTERM, TrainingDiverged
@@ -137,6 +138,10 @@ def build_module(run: RunConfig, vocab: list[str], max_steps: int) -> LanguageMo
         vocab=vocab,
         block_size=run.data.block_size,
         max_steps=max_steps,
+        # The checked network, not `${model}` as composed; not built here (it is `_target_`'s
+        # keys, which the LightningModule builds with the data's vocabulary and context).
+        network=network_of(run).as_config(),
+        _recursive_=False,
         _convert_="all",
     )
     return module

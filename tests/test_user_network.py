@@ -1,0 +1,159 @@
+"""A network the user writes in their own folder (issue 26), run as the user runs it.
+
+The folder holds `my_nets.py` (a residual network with BatchNorm: not an MLP of ours) and
+`configs/model/resnet.yaml`; makemore-train runs there, with no PYTHONPATH. It trains, its
+metrics.json gives its true parameter count, its checkpoint rebuilds it (makemore-sample), and
+each mistake a user can make with it (a misspelt key, a wrong type, a missing key, a class that
+cannot be imported or is not a Module, a forward of the wrong shape) is one sentence, exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import train_cli
+
+from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT
+from makemore_sweep.training.metrics_file import read_metrics
+
+MY_NETS = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+
+
+    class ResidualNet(nn.Module):
+        """Embedding → Linear, then n_blocks residual blocks (Linear → BatchNorm → tanh)."""
+
+        def __init__(self, vocab_size: int, block_size: int, width: int = 32,
+                     n_blocks: int = 2, n_embd: int = 8):
+            super().__init__()
+            self.tokens = nn.Embedding(vocab_size, n_embd)
+            self.project = nn.Linear(block_size * n_embd, width)
+            self.blocks = nn.ModuleList(
+                nn.Sequential(nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.Tanh())
+                for _ in range(n_blocks)
+            )
+            self.head = nn.Linear(width, vocab_size)
+
+        def forward(self, x):
+            h = self.project(self.tokens(x).flatten(1))
+            for block in self.blocks:
+                h = h + block(h)
+            return self.head(h)
+
+
+    class NeedsWidth(nn.Module):
+        def __init__(self, vocab_size: int, block_size: int, width: int):
+            super().__init__()
+            self.head = nn.Linear(block_size, vocab_size)
+
+        def forward(self, x):
+            return self.head(x.float())
+
+
+    class EveryPosition(nn.Module):
+        """Logits at every position: (B, T, vocab), not the contract's (B, vocab)."""
+
+        def __init__(self, vocab_size: int, block_size: int):
+            super().__init__()
+            self.tokens = nn.Embedding(vocab_size, vocab_size)
+
+        def forward(self, x):
+            return self.tokens(x)
+
+
+    NOT_A_NETWORK = dict
+    '''
+)
+
+
+@pytest.fixture
+def user_folder(tmp_path: Path) -> Path:
+    (tmp_path / "my_nets.py").write_text(MY_NETS)
+    models = tmp_path / "configs" / "model"
+    models.mkdir(parents=True)
+    (models / "resnet.yaml").write_text("_target_: my_nets.ResidualNet\nwidth: 24\n")
+    (models / "needs_width.yaml").write_text("_target_: my_nets.NeedsWidth\n")
+    return tmp_path
+
+
+def users_network(folder: Path, **keys: int) -> torch.nn.Module:
+    spec = importlib.util.spec_from_file_location("users_nets", folder / "my_nets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    network: torch.nn.Module = module.ResidualNet(27, 3, **keys)
+    return network
+
+
+BUDGET = ["trainer.max_steps=300", "trainer.val_every_n_steps=100", "logger=csv", "threads=1"]
+
+
+def test_a_network_in_the_users_folder_trains_and_samples(
+    user_folder: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    run_dir = user_folder / "run"
+    args = ["model=resnet", "model.n_blocks=3", f"data.path={names_path}", *BUDGET]
+    result = train_cli([*args, f"hydra.run.dir={run_dir}"], cwd=user_folder, env=run_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["state"] == "completed" and metrics["steps"] == 300
+    expected = sum(p.numel() for p in users_network(user_folder, width=24, n_blocks=3).parameters())
+    assert metrics["n_params"] == expected  # the YAML's width, the command line's n_blocks
+    assert metrics["val_loss"] < metrics["init_loss"] - 0.3  # it learnt
+    # The checkpoint keeps what rebuilds it: the class and every key, defaults included.
+    hparams = torch.load(run_dir / BEST_CHECKPOINT, weights_only=True)["hyper_parameters"]
+    assert hparams["network"] == {
+        "_target_": "my_nets.ResidualNet",
+        "name": "ResidualNet",  # its label: the YAML has no `name`, so the class names it
+        "width": 24,
+        "n_blocks": 3,
+        "n_embd": 8,
+    }
+    sampled = subprocess.run(
+        [sys.executable, "-m", "makemore_sweep.cli.sample", str(run_dir), "--n", "5"],
+        check=False,
+        cwd=user_folder,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sampled.returncode == 0, sampled.stderr
+    assert len(sampled.stdout.split()) == 5
+
+
+USER_MISTAKES = [
+    (["model=resnet", "model.n_blokcs=3"], "model.n_blokcs is not a configuration key; did you mean model.n_blocks?"),
+    (["model=resnet", "model.width=wide"], "model.width=wide is invalid: "),
+    (["model=needs_width"], "model.width cannot be read (it is missing); give it a value"),
+    (["model=resnet", "model._target_=my_nets.ResidualNt"], "my_nets has no ResidualNt; did you mean my_nets.ResidualNet?"),
+    (["model=resnet", "model._target_=no_such_file.Net"], "cannot be imported: there is no module no_such_file here"),
+    (["model=resnet", "model._target_=my_nets.NOT_A_NETWORK"], "is not a network: it must name a torch.nn.Module class."),
+    (
+        ["model=resnet", "model._target_=my_nets.EveryPosition", "~model.width"],
+        "my_nets.EveryPosition's forward returned (2, 3, 27) for contexts of shape (2, 3): it must return logits of shape (B, vocab_size) = (2, 27).",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    USER_MISTAKES,
+    ids=["typo", "type", "missing", "class-typo", "no-module", "not-a-module", "shape"],
+)
+def test_a_mistake_with_the_users_network_is_one_sentence(
+    args: list[str], says: str, user_folder: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    result = train_cli([*args, f"data.path={names_path}", *BUDGET], cwd=user_folder, env=run_env)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    assert says in lines[0], lines[0]
