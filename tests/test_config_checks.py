@@ -32,6 +32,7 @@ from makemore_sweep.config.network_spec import (
     NetworkSpec,
     keys_schema,
     network_class,
+    network_of,
 )
 from makemore_sweep.config.rules import RULE
 from makemore_sweep.config.schema import (
@@ -228,7 +229,7 @@ def test_rejects_exactly_the_out_of_range_values(base: DictConfig, key: str, val
         assert accepted, f"{key}={value!r} is out of range but was accepted"
         section, _, name = key.rpartition(".")
         if section == "model":  # a network's keys: its constructor's arguments
-            got = run.network.keys[name]
+            got = network_of(run).keys[name]
         else:
             got = getattr(getattr(run, section) if section else run, name)
         assert got == typed or (isinstance(got, float) and math.isnan(got) and math.isnan(typed))
@@ -402,3 +403,19 @@ def test_the_command_line_is_checked_before_hydra_composes(tmp_path: Path) -> No
     ):
         check_command_line(["optim=nosuch"])  # a missing option is one sentence too (issue 18)
     check_command_line(["--cfg", "job", "model.n_hidden=abc"])  # Hydra only prints the config
+
+
+def test_model_name_is_a_label_that_still_picks_a_shipped_network() -> None:
+    """`model._target_` names the network; `model.name` labels it. A config or checkpoint from
+    before `_target_` names a shipped network by `name` alone, keys the bigram ignored included."""
+    mlp, bigram = SHIPPED_NETWORKS["mlp_bn"], SHIPPED_NETWORKS["bigram"]
+    old_bigram = {"name": "bigram", "n_embd": 10, "n_hidden": 200, "batchnorm": True}
+    assert network_spec(old_bigram) == NetworkSpec(target=bigram, keys={}, label="bigram")
+    # An old exported experiment's `name: bigram` over the default MLP file still means the bigram.
+    assert network_spec({"_target_": mlp, "name": "bigram"}).target == bigram
+    wavenet = network_spec({"_target_": "makemore_sweep.model.wavenet.WaveNet", "n_hidden": 64})
+    assert (wavenet.label, wavenet.keys["n_hidden"], wavenet.keys["n_embd"]) == ("WaveNet", 64, 24)
+    with pytest.raises(ConfigError, match=r"^model.name=mlpbn is not a shipped network"):
+        network_spec({"name": "mlpbn"})
+    with pytest.raises(ConfigError, match=r"^model.n_hidden is not a configuration key; "):
+        network_spec({"_target_": bigram, "n_hidden": 3})  # a key the bigram does not take

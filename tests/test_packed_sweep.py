@@ -106,7 +106,7 @@ def test_a_packed_sweep_equals_the_sweep_one_trial_at_a_time_and_keeps_every_rec
         # Checkpoints that load as an ordinary network, which gives the trial's dev loss.
         for checkpoint in (BEST_CHECKPOINT, LAST_CHECKPOINT):
             model = network_from_checkpoint(run_dir / checkpoint)
-            assert model.spec.n_hidden == shape
+            assert model.spec.keys["n_hidden"] == shape
     assert any(read_metrics(run_dir)["packed_with"] for run_dir in dirs.values())
     assert (packed / "conf" / "experiment" / f"{STUDY}_best.yaml").is_file()
 

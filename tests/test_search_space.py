@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -117,4 +118,8 @@ def test_a_custom_search_space_extends_each_new_trial() -> None:
         {"a": "int(interval(1, 3))"}, [], "test_search_space.widen_with_dropout"
     )
     trial = space.suggest(optuna.create_study(), OmegaConf.create())
+    assert set(trial.params) == {"a", "model.dropout"}
+    # The space travels to worker processes pickled: the extender goes with it, by its name.
+    travelled = pickle.loads(pickle.dumps(space))
+    trial = travelled.suggest(optuna.create_study(), OmegaConf.create())
     assert set(trial.params) == {"a", "model.dropout"}

@@ -19,6 +19,8 @@ import pytest
 import torch
 from conftest import train_cli
 
+from makemore_sweep.config.command_line import check_command_line
+from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT
 from makemore_sweep.training.metrics_file import read_metrics
 
@@ -130,26 +132,51 @@ def test_a_network_in_the_users_folder_trains_and_samples(
     assert len(sampled.stdout.split()) == 5
 
 
-USER_MISTAKES = [
-    (["model=resnet", "model.n_blokcs=3"], "model.n_blokcs is not a configuration key; did you mean model.n_blocks?"),
+# (overrides, the sentence): refused while the command line is checked, before any run starts.
+CONFIG_MISTAKES = [
     (["model=resnet", "model.width=wide"], "model.width=wide is invalid: "),
     (["model=needs_width"], "model.width cannot be read (it is missing); give it a value"),
     (["model=resnet", "model._target_=my_nets.ResidualNt"], "my_nets has no ResidualNt; did you mean my_nets.ResidualNet?"),
     (["model=resnet", "model._target_=no_such_file.Net"], "cannot be imported: there is no module no_such_file here"),
     (["model=resnet", "model._target_=my_nets.NOT_A_NETWORK"], "is not a network: it must name a torch.nn.Module class."),
-    (
-        ["model=resnet", "model._target_=my_nets.EveryPosition", "~model.width"],
-        "my_nets.EveryPosition's forward returned (2, 3, 27) for contexts of shape (2, 3): it must return logits of shape (B, vocab_size) = (2, 27).",
-    ),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    USER_MISTAKES,
-    ids=["typo", "type", "missing", "class-typo", "no-module", "not-a-module", "shape"],
+    CONFIG_MISTAKES,
+    ids=["type", "missing", "class-typo", "no-module", "not-a-module"],
 )
-def test_a_mistake_with_the_users_network_is_one_sentence(
+def test_a_mistake_in_the_users_network_config_is_one_sentence(
+    args: list[str], says: str, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """makemore-train's own check of its command line, in the user's folder (in-process: the
+    CLI's one line and exit 2 for any such sentence are tested end to end below)."""
+    monkeypatch.chdir(user_folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the user's folder joins it: undo that
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        check_command_line(args)
+    assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+
+
+# (command line, the sentence): end to end, one `error:` line and exit code 2.
+CLI_MISTAKES = [
+    (["model=resnet", "model.n_blokcs=3"], "model.n_blokcs is not a configuration key; did you mean model.n_blocks?"),
+    (
+        ["model=resnet", "model._target_=my_nets.EveryPosition", "~model.width"],
+        "my_nets.EveryPosition's forward returned (2, 3, 27) for contexts of shape (2, 3): it must return logits of shape (B, vocab_size) = (2, 27).",
+    ),
+    (
+        ["model=wavenet", "data.block_size=6"],
+        "WaveNet(n_embd=24, n_hidden=128, dropout=0.0, bn_momentum=0.1) could not be built: ValueError: its context (data.block_size=6) must be a power of two.",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "says"), CLI_MISTAKES, ids=["typo", "shape", "refused"])
+def test_a_mistake_with_the_users_network_is_one_line_and_exit_code_2(
     args: list[str], says: str, user_folder: Path, names_path: Path, run_env: dict[str, str]
 ) -> None:
     result = train_cli([*args, f"data.path={names_path}", *BUDGET], cwd=user_folder, env=run_env)
@@ -157,3 +184,77 @@ def test_a_mistake_with_the_users_network_is_one_sentence(
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
     assert says in lines[0], lines[0]
+
+
+SWEEP = textwrap.dedent(
+    """
+    # @package _global_
+    defaults:
+      - override /hydra/sweeper: makemore_optuna
+      - override /model: resnet
+    hydra:
+      mode: MULTIRUN
+      sweep: {dir: "multirun/${hydra.sweeper.study_name}", subdir: "trial_${optuna_trial.number}"}
+      sweeper:
+        study_name: resnet_tune
+        n_trials: 8
+        workers: 2
+        pack: 4
+        pruner: none
+        sampler: {seed: 3, n_startup_trials: 8}
+        params:
+          optim.lr: tag(log, interval(0.003, 0.03))
+          optim.weight_decay: tag(log, interval(0.0001, 0.1))
+    data: {batch_size: 64}
+    trainer: {max_steps: 300, val_every_n_steps: 100}
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_users_network_packs_exports_its_best_and_reports(
+    user_folder: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    import optuna
+
+    (user_folder / "configs" / "sweep").mkdir()
+    (user_folder / "configs" / "sweep" / "resnet_tune.yaml").write_text(SWEEP)
+    data = f"data.path={names_path}"
+    result = train_cli(["sweep=resnet_tune", data, "logger=csv"], cwd=user_folder, env=run_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    storage = f"sqlite:///{user_folder}/studies/resnet_tune.db"
+    study = optuna.load_study(study_name="resnet_tune", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 8
+    expected = sum(p.numel() for p in users_network(user_folder, width=24).parameters())
+    packed_with = []
+    for trial in study.trials:
+        run_dir = user_folder / "multirun" / "resnet_tune" / f"trial_{trial.number}"
+        metrics = read_metrics(run_dir)
+        assert metrics["state"] == "completed" and metrics["steps"] == 300
+        assert metrics["n_params"] == expected and metrics["val_loss"] == trial.value
+        assert (run_dir / "csv" / "metrics.csv").is_file() and (run_dir / BEST_CHECKPOINT).is_file()
+        packed_with.append(metrics["packed_with"])
+    assert any(packed_with)  # packs formed: the generic stack trained the user's network
+
+    # The exported best reproduces its trial, run alone.
+    best_dir = user_folder / "best"
+    rerun = train_cli(
+        ["experiment=resnet_tune_best", data, "logger=csv", f"hydra.run.dir={best_dir}"],
+        cwd=user_folder,
+        env=run_env,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert read_metrics(best_dir)["val_loss"] == pytest.approx(study.best_value, abs=1e-4)
+
+    report = subprocess.run(
+        [sys.executable, "-m", "makemore_sweep.cli.report", "--storage", storage, "--out", "rep"],
+        check=False,
+        cwd=user_folder,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (user_folder / "rep" / "report.html").read_text()
+    assert "8 trials" in page and f"{study.best_value:.4f}" in page

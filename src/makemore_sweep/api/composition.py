@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from makemore_sweep.cli.train import prepare_overrides
 from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.locations import CONFIG_PACKAGE, PRIMARY_CONFIG
+from makemore_sweep.config.network_spec import force_model_keys
 
 JOB_NAME = "train"  # hydra.job.name of makemore-train (its module is cli/train.py)
 DATA_PATH = "data.path"
@@ -41,6 +42,7 @@ def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, list[str]]:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     check_command_line(args)  # the CLI's one-sentence refusals of bad keys and values
+    args = force_model_keys(args)  # as makemore-train passes them to Hydra (cli/train.py)
     config = _compose(args)
     data_path = OmegaConf.select(config, DATA_PATH)
     if isinstance(data_path, str) and not Path(data_path).expanduser().is_absolute():

@@ -89,6 +89,8 @@ def main() -> None:
     # Hydra reports a value or key it refuses while composing in several lines of its own;
     # composing once here first turns that into one sentence naming the key.
     check_command_line(sys.argv[1:])
+    # A network's keys need not all be in its YAML: Hydra may add them, the schema checks them.
+    sys.argv[1:] = force_model_keys(sys.argv[1:])
     train()
 
 
@@ -96,8 +98,6 @@ def prepare_overrides(args: list[str]) -> list[str]:
     """The command line as Hydra should see it; makemore_sweep.train() and sweep() share it."""
     # `resume=RUN_DIR` is ours, not a config key: it becomes the overrides that continue that run.
     args = expand_resume_argument(args)
-    # A network's keys need not all be in its YAML: Hydra may add them, the schema checks them.
-    args = force_model_keys(args)
     # Hydra 1.4 reads hydra.mode from the primary config or the command line only, so the
     # sweep file's `hydra.mode: MULTIRUN` alone cannot switch it: say it on its behalf.
     if selects_sweep(args):

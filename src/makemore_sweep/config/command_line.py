@@ -62,7 +62,7 @@ def check_command_line(args: list[str]) -> None:
     parsed = parse_hydra_command_line(args)
     if parsed is None or any(getattr(parsed, flag, None) for flag in NOT_A_PLAIN_RUN):
         return
-    overrides = [parse_override(line) for line in force_model_keys(parsed.overrides)]
+    overrides = [parse_override(line) for line in parsed.overrides]
     # The same config module and search path (the user's ./configs first) as makemore-train.
     with initialize_config_module(config_module=CONFIG_PACKAGE, job_name="train"):
         groups = ConfigGroups(overrides)
@@ -71,7 +71,8 @@ def check_command_line(args: list[str]) -> None:
                 raise misnamed
             return
         refuse_sweeps_hydra_cannot_run(overrides, runs_multirun(parsed.multirun, overrides))
-        plain = plain_overrides(overrides)
+        # Composed as makemore-train passes them to Hydra: a network's keys forced (++).
+        plain = force_model_keys(plain_overrides(overrides))
         try:
             cfg = compose(config_name=PRIMARY_CONFIG, overrides=plain, return_hydra_config=True)
         except COMPOSE_ERRORS as error:

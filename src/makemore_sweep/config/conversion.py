@@ -134,6 +134,8 @@ def unknown_key(key: str, section: type[Section] | None = None) -> ConfigError:
         return ConfigError(
             f"{key} is not a configuration key; {parent or 'the top level'} has {', '.join(known)}."
         )
+    if section is not None:  # a network that takes no keys (the bigram)
+        return ConfigError(f"{key} is not a configuration key; {parent} has no keys.")
     return ConfigError(f"{key} is not a configuration key.")
 
 

@@ -93,6 +93,14 @@ class StackedNetworks(nn.Module):
         self.norms = [name for name, _ in norms]
         for _, norm in norms:
             norm.momentum = 1.0
+        # Each BatchNorm's running statistics by buffer name, with their layer: found once here,
+        # not by string work on every step.
+        layer_of = {name: layer for layer, name in enumerate(self.norms)}
+        self.running = [
+            (name, layer_of[name.rpartition(".")[0]])
+            for name in self.buffer_names
+            if name.rpartition(".")[0] in layer_of
+        ]
         self.register_buffer("norm_momentum", torch.zeros(members, max(len(self.norms), 1)))
         self._forward = vmap(self._member_forward, randomness="different")
 
@@ -119,17 +127,12 @@ class StackedNetworks(nn.Module):
         buffers = self._buffers_by_name()
         if not self.training or not self.norms:
             return self._forward(params, buffers, context)
-        running = {
-            name: buffer
-            for name, buffer in buffers.items()
-            if name.rpartition(".")[0] in self.norms
-        }
-        scratch = {**buffers, **{name: b.clone() for name, b in running.items()}}
+        scratch = {**buffers, **{name: buffers[name].clone() for name, _ in self.running}}
         logits = self._forward(params, scratch, context)
         with torch.no_grad():
-            for name, buffer in running.items():
+            for name, layer in self.running:
+                buffer = buffers[name]
                 if buffer.is_floating_point():  # running mean and variance
-                    layer = self.norms.index(name.rpartition(".")[0])
                     weight = self.norm_momentum[:, layer].view(-1, *[1] * (buffer.ndim - 1))
                     buffer.lerp_(scratch[name], weight.to(buffer.dtype))
                 else:  # num_batches_tracked

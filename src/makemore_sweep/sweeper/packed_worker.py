@@ -106,7 +106,8 @@ class PackFeed:
     live: set[int] = field(default_factory=set)  # trial ids the heartbeat keeps
     held: PreparedTrial | None = None  # a trial of another cohort, for the worker to run next
     outcomes: list[dict[str, Any]] = field(default_factory=list)
-    _claims: dict[int, tuple[ClaimedTrial, TrialReporter]] = field(default_factory=dict)
+    # Members whose run started, by number: their claim, reporter and run folder.
+    _claims: dict[int, tuple[ClaimedTrial, TrialReporter, Path]] = field(default_factory=dict)
     _first_taken: bool = False
 
     def __post_init__(self) -> None:
@@ -160,13 +161,13 @@ class PackFeed:
             return None
         member = job_return.return_value
         assert isinstance(member, MemberRun)
-        self._claims[member.number] = (claimed, reporter)
+        self._claims[member.number] = (claimed, reporter, member.run_dir)
         return member
 
     def ended(
         self, member: MemberRun, metrics: dict[str, Any] | None, failure: BaseException | None
     ) -> None:
-        claimed, reporter = self._claims.pop(member.number)
+        claimed, reporter, _ = self._claims.pop(member.number)
         metrics = metrics or reporter.written  # written before its records failed, if so
         if failure is None and metrics is None:
             failure = RuntimeError("its metrics.json was not written")
@@ -175,14 +176,20 @@ class PackFeed:
         self._tell(claimed, TrialEnd(value, reason, metrics, member.run_dir))
 
     def interrupted(self, member: MemberRun) -> None:
-        claimed, reporter = self._claims.pop(member.number)
+        self._hand_back(member.number)
+
+    def _hand_back(self, number: int) -> None:
+        claimed, reporter, run_dir = self._claims.pop(number)
         self.live.discard(claimed.trial_id)
         written, objectives = reporter.written, self.settings.objectives
-        hand_back(self.study, self.leases, claimed.trial_id, written, member.run_dir, objectives)
+        hand_back(self.study, self.leases, claimed.trial_id, written, run_dir, objectives)
 
     def release_all(self) -> None:
         """The worker stops: every trial it still holds (the held one, one being started or
-        ending) is handed back, for another worker to take at once."""
+        ending) is handed back, for another worker to take at once. A member whose run had
+        ended (it wrote completed, pruned or failed) is told as it ended (outcome.hand_back)."""
+        for number in list(self._claims):
+            self._hand_back(number)
         for trial_id in list(self.live):
             self.leases.release(trial_id)
         self.live.clear()

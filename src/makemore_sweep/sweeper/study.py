@@ -29,6 +29,7 @@ stands in for it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,15 +77,17 @@ class SearchSpace:
     distributions: dict[str, BaseDistribution]
     fixed_params: dict[str, Any] = field(default_factory=dict)
     fixed_overrides: list[str] = field(default_factory=list)
-    extender: Extender | None = None
+    # The function `hydra.sweeper.custom_search_space` names: kept by name, which pickles to the
+    # worker processes (Hydra's partial of it does not), and built where a trial is asked for.
+    custom_search_space: str | None = None
 
     def suggest(self, study: optuna.Study, config: DictConfig) -> optuna.Trial:
         """Ask the study for a new trial with every parameter of the space sampled."""
         trial = study.ask(fixed_distributions=self.distributions)
         for name, value in self.fixed_params.items():
             trial.set_user_attr(name, value)
-        if self.extender is not None:
-            self.extender(config, trial)
+        if self.custom_search_space:
+            extender(self.custom_search_space)(config, trial)
         return trial
 
     def trial_overrides(self, params: Mapping[str, Any]) -> list[str]:
@@ -132,14 +135,19 @@ def build_search_space(
             distributions[name] = value
         else:
             fixed_params[name] = value
-    extender = None
     if custom_search_space:
-        # The user named this function in hydra.sweeper.custom_search_space: that one may run.
-        extender = instantiate(
-            {"_target_": custom_search_space, "_partial_": True},
-            _execution_whitelist_=(custom_search_space,),
-        )
-    return SearchSpace(distributions, fixed_params, fixed_overrides, extender)
+        extender(custom_search_space)  # refused now, in the sweep process, if it cannot be found
+    return SearchSpace(distributions, fixed_params, fixed_overrides, custom_search_space)
+
+
+@functools.cache
+def extender(name: str) -> Extender:
+    """The extender `name` names: the user named it in hydra.sweeper.custom_search_space, so
+    that one may run (Hydra's execution whitelist)."""
+    built: Extender = instantiate(
+        {"_target_": name, "_partial_": True}, _execution_whitelist_=(name,)
+    )
+    return built
 
 
 def distribution_from_override(override: Override) -> BaseDistribution | str:

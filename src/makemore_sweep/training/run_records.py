@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
@@ -81,7 +82,9 @@ class RunRecords:
             concurrent=concurrent,
         )
         try:
-            log_run_config(loggers, cfg, extra=job.record())
+            # Every key of the network, its signature's defaults too, for dashboards to compare.
+            extra = {**job.record(), "model": network_of(run).as_config()}
+            log_run_config(loggers, cfg, extra=extra)
         except BaseException:
             finish_loggers(loggers, status="failed")  # its W&B run is not left open
             raise
