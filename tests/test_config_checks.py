@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -411,11 +412,29 @@ def test_model_name_is_a_label_that_still_picks_a_shipped_network() -> None:
     mlp, bigram = SHIPPED_NETWORKS["mlp_bn"], SHIPPED_NETWORKS["bigram"]
     old_bigram = {"name": "bigram", "n_embd": 10, "n_hidden": 200, "batchnorm": True}
     assert network_spec(old_bigram) == NetworkSpec(target=bigram, keys={}, label="bigram")
-    # An old exported experiment's `name: bigram` over the default MLP file still means the bigram.
-    assert network_spec({"_target_": mlp, "name": "bigram"}).target == bigram
+    # A label that names another shipped network than the class would mislead: refused.
+    with pytest.raises(ConfigError, match=r"^model.name=bigram names the shipped bigram, but "):
+        network_spec({"_target_": mlp, "name": "bigram"})
     wavenet = network_spec({"_target_": "makemore_sweep.model.wavenet.WaveNet", "n_hidden": 64})
     assert (wavenet.label, wavenet.keys["n_hidden"], wavenet.keys["n_embd"]) == ("WaveNet", 64, 24)
     with pytest.raises(ConfigError, match=r"^model.name=mlpbn is not a shipped network"):
         network_spec({"name": "mlpbn"})
     with pytest.raises(ConfigError, match=r"^model.n_hidden is not a configuration key; "):
-        network_spec({"_target_": bigram, "n_hidden": 3})  # a key the bigram does not take
+        network_spec({"_target_": bigram, "name": "bigram", "n_hidden": 3})  # model=bigram's file
+    with pytest.raises(ConfigError, match=r"^model.block_size is given by the data: set data"):
+        network_spec({"name": "wavenet", "block_size": 8})
+
+
+class Flexible(torch.nn.Module):
+    """A signature users write: a None default, and **kwargs for anything else."""
+
+    def __init__(self, vocab_size: int, block_size: int, width: int = None, **rest: float):  # noqa: RUF013
+        super().__init__()
+
+
+def test_a_none_default_allows_null_and_kwargs_take_any_key() -> None:
+    spec = network_spec({"_target_": "test_config_checks.Flexible", "scale": 0.5})
+    assert spec.keys == {"width": None, "scale": 0.5}
+    assert network_spec({"_target_": "test_config_checks.Flexible", "width": "3"}).keys == {
+        "width": 3
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from makemore_sweep.config.conversion import load_run_config
@@ -15,12 +16,15 @@ from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays
 
 
 def run_config(names_path: Path, *overrides: str) -> RunConfig:
+    # experiment=lecture is the MLP's recipe (its keys are the MLP's): another network goes without.
+    other = any(o.startswith(("model=", "model._target_=")) for o in overrides)
+    recipe = [] if other else ["experiment=lecture"]
     with initialize_config_dir(config_dir=str(CONF_DIR)):
         cfg = compose(
             config_name="train",
             # As makemore-train passes them: a network's keys forced (config/network_spec.py).
             overrides=force_model_keys(
-                [f"data.path={names_path}", "experiment=lecture", "logger=none", *overrides]
+                [f"data.path={names_path}", *recipe, "logger=none", *overrides]
             ),
         )
     return load_run_config(cfg)
@@ -84,3 +88,32 @@ def test_on_a_cpu_only_small_batches_pack(names_path: Path) -> None:
     large = cohort_of(run_config(names_path, "trainer.accelerator=cpu", "data.batch_size=512"))
     assert isinstance(small, Cohort) and isinstance(large, Cohort)
     assert packing_pays(small) and not packing_pays(large)
+
+
+class Activated(torch.nn.Module):
+    """A key that changes only the forward (no module, no tensor): `act` held as a string."""
+
+    def __init__(self, vocab_size: int, block_size: int, act: str = "tanh"):
+        super().__init__()
+        self.act = act
+        self.embed = torch.nn.Embedding(vocab_size, 4)
+        self.head = torch.nn.Linear(block_size * 4, vocab_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x).flatten(1)
+        return self.head(torch.tanh(h) if self.act == "tanh" else torch.relu(h))
+
+
+def test_a_generically_stacked_network_packs_only_with_trials_alike_in_every_key(
+    names_path: Path,
+) -> None:
+    """The generic stack runs one member's forward for all, so a key that changes only the
+    forward must part cohorts: else the relu trial would train as tanh and nothing would say."""
+    target = "model._target_=test_pack_cohorts.Activated"
+    tanh = cohort_of(run_config(names_path, target, "~model.name"))
+    relu = cohort_of(run_config(names_path, target, "~model.name", "model.act=relu"))
+    assert isinstance(tanh, Cohort) and isinstance(relu, Cohort)
+    assert tanh.shape == relu.shape and tanh != relu
+    # Per-member settings still share one: the optimiser's rate.
+    faster = cohort_of(run_config(names_path, target, "~model.name", "optim.lr=0.3"))
+    assert faster == tanh

@@ -103,7 +103,17 @@ def test_a_network_in_the_users_folder_trains_and_samples(
 ) -> None:
     run_dir = user_folder / "run"
     args = ["model=resnet", "model.n_blocks=3", f"data.path={names_path}", *BUDGET]
-    result = train_cli([*args, f"hydra.run.dir={run_dir}"], cwd=user_folder, env=run_env)
+    # The console scripts a user runs (not `python -m`, which would put the folder on sys.path).
+    scripts = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(scripts / "makemore-train"), *args, f"hydra.run.dir={run_dir}"],
+        check=False,
+        cwd=user_folder,
+        env={k: v for k, v in run_env.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(run_dir)
     assert metrics["state"] == "completed" and metrics["steps"] == 300
@@ -120,7 +130,7 @@ def test_a_network_in_the_users_folder_trains_and_samples(
         "n_embd": 8,
     }
     sampled = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.cli.sample", str(run_dir), "--n", "5"],
+        [str(scripts / "makemore-sample"), str(run_dir), "--n", "5"],
         check=False,
         cwd=user_folder,
         env=run_env,
@@ -205,6 +215,7 @@ SWEEP = textwrap.dedent(
         params:
           optim.lr: tag(log, interval(0.003, 0.03))
           optim.weight_decay: tag(log, interval(0.0001, 0.1))
+          model.n_blocks: choice(1, 2)   # not in its YAML: a key of its constructor
     data: {batch_size: 64}
     trainer: {max_steps: 300, val_every_n_steps: 100}
     """
@@ -225,15 +236,22 @@ def test_a_sweep_of_the_users_network_packs_exports_its_best_and_reports(
     storage = f"sqlite:///{user_folder}/studies/resnet_tune.db"
     study = optuna.load_study(study_name="resnet_tune", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 8
-    expected = sum(p.numel() for p in users_network(user_folder, width=24).parameters())
     packed_with = []
     for trial in study.trials:
+        blocks = trial.params["model.n_blocks"]
+        expected = sum(
+            p.numel() for p in users_network(user_folder, width=24, n_blocks=blocks).parameters()
+        )
         run_dir = user_folder / "multirun" / "resnet_tune" / f"trial_{trial.number}"
         metrics = read_metrics(run_dir)
         assert metrics["state"] == "completed" and metrics["steps"] == 300
         assert metrics["n_params"] == expected and metrics["val_loss"] == trial.value
         assert (run_dir / "csv" / "metrics.csv").is_file() and (run_dir / BEST_CHECKPOINT).is_file()
         packed_with.append(metrics["packed_with"])
+        # Packed only with trials alike in every key of the network (its cohort).
+        assert all(
+            study.trials[n].params["model.n_blocks"] == blocks for n in metrics["packed_with"]
+        )
     assert any(packed_with)  # packs formed: the generic stack trained the user's network
 
     # The exported best reproduces its trial, run alone.

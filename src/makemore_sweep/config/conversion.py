@@ -24,11 +24,13 @@ from omegaconf.errors import (
 )
 
 from makemore_sweep.config.network_spec import (
+    DATA_ARGUMENTS,
     MODEL,
     NetworkSpec,
     chosen_network,
     keys_schema,
     network_class,
+    takes_any_key,
 )
 from makemore_sweep.config.rules import RULE, Rule, show
 from makemore_sweep.config.schema import ANY_TYPED, UNTYPED, RunConfig, Section
@@ -95,11 +97,17 @@ def network_spec(values: Mapping[str, Any] | None) -> NetworkSpec:
     """`model.*` (a composed node's plain values, or a checkpoint's) as a checked NetworkSpec:
     its keys against its constructor's signature (network_spec.keys_schema)."""
     target, label, keys = chosen_network(values)
-    schema = keys_schema(network_class(target))
-    checked = from_dict(schema, keys)
+    if given := sorted(set(keys) & set(DATA_ARGUMENTS)):
+        raise ConfigError(f"model.{given[0]} is given by the data: set data.{given[0]} instead.")
+    cls = network_class(target)
+    schema = keys_schema(cls)
+    named = [f.name for f in dataclasses.fields(schema)]  # in the signature's order
+    # A constructor with **kwargs takes the keys it does not name as they are written.
+    extra = {k: v for k, v in keys.items() if k not in named} if takes_any_key(cls) else {}
+    checked = from_dict(schema, {k: v for k, v in keys.items() if k not in extra})
     return NetworkSpec(
         target=target,
-        keys={f.name: getattr(checked, f.name) for f in dataclasses.fields(schema)},
+        keys={**{name: getattr(checked, name) for name in named}, **extra},
         label=label,
     )
 

@@ -48,11 +48,14 @@ MODEL = "model"
 TARGET_KEY = "_target_"
 LABEL_KEY = "name"
 DATA_ARGUMENTS = ("vocab_size", "block_size")  # what the data gives every network
-# The shipped networks by their names from before `_target_` (old checkpoints and experiments).
+# The shipped networks by their `model=` option (conf/model/*.yaml): a config from before
+# `_target_` (old checkpoints and experiments) names one by `name` alone.
 SHIPPED_NETWORKS = {
     "mlp_bn": "makemore_sweep.model.networks.MLPLanguageModel",
     "mlp": "makemore_sweep.model.networks.MLPLanguageModel",
     "bigram": "makemore_sweep.model.networks.BigramModel",
+    "wavenet": "makemore_sweep.model.wavenet.WaveNet",
+    "transformer": "makemore_sweep.model.transformer.Transformer",
 }
 DEFAULT_NETWORK = "mlp_bn"
 # Types OmegaConf checks and converts; a key of any other annotation is passed as it is written.
@@ -91,9 +94,8 @@ class NetworkSpec:
         """The network, with the data's vocabulary and context length added to its keys."""
         cls = self.network_class()
         accepted = _parameters(cls)
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         data = {"vocab_size": vocab_size, "block_size": block_size}
-        data = {k: v for k, v in data.items() if takes_any or k in accepted}
+        data = {k: v for k, v in data.items() if takes_any_key(cls) or k in accepted}
         try:
             return cls(**data, **self.keys)
         except Exception as error:  # the user's constructor: its own refusal, in one sentence
@@ -118,21 +120,27 @@ def chosen_network(values: Mapping[str, Any] | None) -> tuple[str, str, dict[str
     values = dict(values or {})
     label = values.pop(LABEL_KEY, None)
     target = values.pop(TARGET_KEY, None)
-    legacy = label if label in SHIPPED_NETWORKS else None
-    if target is None and label is not None and legacy is None:
-        raise ConfigError(
-            f"model.name={label} is not a shipped network ({', '.join(SHIPPED_NETWORKS)}); "
-            "name your own network's class with model._target_=module.Class."
-        )
-    if target is None or (legacy is not None and target in SHIPPED_NETWORKS.values()):
-        # As before `_target_`: `name` picks among the shipped networks (old checkpoints and
-        # experiments), and the MLP's keys are left out where the bigram ignored them then.
-        target = SHIPPED_NETWORKS[legacy or DEFAULT_NETWORK]
+    if target is None:
+        # From before `_target_` (old checkpoints and experiments): `name` picks a shipped
+        # network, and the MLP's keys are left out where the bigram ignored them then.
+        name = label or DEFAULT_NETWORK
+        if name not in SHIPPED_NETWORKS:
+            raise ConfigError(
+                f"model.name={name} is not a shipped network ({', '.join(SHIPPED_NETWORKS)}); "
+                "name your own network's class with model._target_=module.Class."
+            )
+        target = SHIPPED_NETWORKS[name]
         takes = set(_parameters(network_class(target)))
         ignored = set(_parameters(network_class(SHIPPED_NETWORKS[DEFAULT_NETWORK]))) - takes
         values = {k: v for k, v in values.items() if k not in ignored}
     if not isinstance(target, str):
         raise ConfigError(f"model._target_={target} is invalid: it must be module.Class.")
+    if label in SHIPPED_NETWORKS and SHIPPED_NETWORKS[label] != target:
+        # `model.name=transformer` once picked a network: now a label, it must not mislead.
+        raise ConfigError(
+            f"model.name={label} names the shipped {label}, but model._target_ is {target}; "
+            f"pick a network with model={label} (model.name is only its label)."
+        )
     return target, str(label or target.rpartition(".")[2]), values
 
 
@@ -181,6 +189,8 @@ def keys_schema(cls: type[nn.Module]) -> type[Section]:
             continue
         kind, rule = _kind_and_rule(hints.get(name, Any))
         default = MISSING if parameter.default is parameter.empty else parameter.default
+        if default is None and kind is not Any:
+            kind = typing.Optional[kind]  # noqa: UP045 - OmegaConf reads typing's Optional
         metadata = {RULE: rule} if rule is not None else {}
         if isinstance(default, list | dict):
             factory = functools.partial(copy.deepcopy, default)  # a fresh list per config
@@ -190,6 +200,11 @@ def keys_schema(cls: type[nn.Module]) -> type[Section]:
     return dataclasses.make_dataclass(
         f"{cls.__name__}Keys", fields, bases=(Section,), namespace={"PATH": MODEL}
     )
+
+
+def takes_any_key(cls: type) -> bool:
+    """A constructor with **kwargs: keys beyond its named ones are passed on as written."""
+    return any(p.kind is p.VAR_KEYWORD for p in _parameters(cls).values())
 
 
 def _find_user_code() -> None:

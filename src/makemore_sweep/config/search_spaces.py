@@ -3,8 +3,8 @@
 Optuna's define-by-run API picks a value, then asks only for the keys that value has (upstream
 hydra-optuna-sweeper's extender: `fn(sweeper_config, trial)`). Each name suggested is a
 makemore-train override: `model` picks the config group option, `model.KEY` a key of the
-network picked. A name keeps one distribution across the study's trials (Optuna refuses a
-categorical whose choices change), so keys shared by families share their range.
+network picked. A name keeps its kind of distribution across the study's trials (Optuna refuses
+a categorical whose choices change, or a change of log scale); an int's range and step may vary.
 """
 
 from __future__ import annotations

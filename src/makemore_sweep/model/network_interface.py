@@ -113,6 +113,11 @@ def pack_signature(network: nn.Module) -> Hashable:
     return (type(network).__module__, type(network).__qualname__, modules, tensors)
 
 
+def stacks_generically(network: nn.Module) -> bool:
+    """True for a network without a fused form of its own (model/stacked.py stacks it)."""
+    return not callable(getattr(network, "pack_signature", None))
+
+
 def _settings(module: nn.Module) -> str:
     if isinstance(module, BATCH_NORMS):
         # Momentum is per member; a cumulative average (None) is another cohort.

@@ -335,7 +335,16 @@ def export_experiment(
         owner_header_line(study_label),
     ]
     changes = config_changes(trial_config, default_config, always=list(trial.params))
+    choice = OmegaConf.select(trial_config, MODEL_CHOICE)
+    if choice is not None and choice != OmegaConf.select(default_config, MODEL_CHOICE):
+        # Another network than the default's: its option, and its whole node (a diff against the
+        # default network's node could not say which of that node's keys it does not have).
+        model = OmegaConf.to_container(trial_config.model, resolve=False)
+        changes = {"defaults": [{"override /model": choice}], **changes, "model": model}
     return write_experiment(directory, name, changes, header), name
+
+
+MODEL_CHOICE = "hydra.runtime.choices.model"  # the `model=` option a config was composed with
 
 
 def _header_figure(value: float) -> str:

@@ -31,7 +31,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore_sweep.config.network_spec import network_of
 from makemore_sweep.config.schema import RunConfig, TrainerConfig
-from makemore_sweep.model.network_interface import pack_signature, stack_refusal
+from makemore_sweep.model.network_interface import (
+    pack_signature,
+    stack_refusal,
+    stacks_generically,
+)
 from makemore_sweep.model.packed_optim import PackedOptimizer
 from makemore_sweep.model.stacked import NetworkStack, stack_networks, train_step
 from makemore_sweep.training.pack_member import MemberRun, pack_device
@@ -58,6 +62,10 @@ class Cohort:
 
     network: str  # the network's class
     shape: Hashable  # its pack signature
+    # For the generic stack, every key of the network: it runs one member's forward for all, and
+    # a key may change that forward without changing any module (an activation held as a
+    # string). A network's own fused form says in its signature what its members share.
+    keys: str | None
     optimizer: str
     batch_size: int
     block_size: int  # the contexts a chunk draws (most networks' shapes depend on it too)
@@ -75,9 +83,10 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     if set(run.callbacks or {}) - {"checkpoint"}:
         return "callbacks beyond the checkpoint one run inside Lightning's loop of a run alone"
     vocab_size = build_datamodule(run).splits.vocab.size  # read once per process (cached)
+    spec = network_of(run)
     try:
         with torch.device("meta"):  # its structure only: no weights drawn, the RNG untouched
-            network = network_of(run).build(vocab_size, run.data.block_size)
+            network = spec.build(vocab_size, run.data.block_size)
     except Exception as error:  # noqa: BLE001 - a network that needs real tensors to be built
         return f"its network cannot be built without its weights ({type(error).__name__}: {error})"
     refusal = stack_refusal(network)
@@ -86,6 +95,7 @@ def cohort_of(run: RunConfig) -> Cohort | str:
     return Cohort(
         network=f"{type(network).__module__}.{type(network).__qualname__}",
         shape=pack_signature(network),
+        keys=repr(sorted(spec.keys.items())) if stacks_generically(network) else None,
         optimizer=run.optim.name,
         batch_size=run.data.batch_size,
         block_size=run.data.block_size,
