@@ -149,13 +149,26 @@ CONFIG_MISTAKES = [
     (["model=resnet", "model._target_=my_nets.ResidualNt"], "my_nets has no ResidualNt; did you mean my_nets.ResidualNet?"),
     (["model=resnet", "model._target_=no_such_file.Net"], "cannot be imported: there is no module no_such_file here"),
     (["model=resnet", "model._target_=my_nets.NOT_A_NETWORK"], "is not a network: it must name a torch.nn.Module class."),
+    # A sweep: its process checks the keys by name from the source, without importing torch.
+    (["-m", "model=resnet", "model.n_blokcs=1,2"], "model.n_blokcs is not a configuration key; did you mean model.n_blocks?"),
+    (["-m", "model=needs_width"], "model.width cannot be read (it is missing); give it a value"),
+    (["-m", "model=resnet", "model._target_=no_such_file.Net"], "cannot be imported: there is no module no_such_file here"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("args", "says"),
     CONFIG_MISTAKES,
-    ids=["type", "missing", "class-typo", "no-module", "not-a-module"],
+    ids=[
+        "type",
+        "missing",
+        "class-typo",
+        "no-module",
+        "not-a-module",
+        "sweep-typo",
+        "sweep-missing",
+        "sweep-no-module",
+    ],
 )
 def test_a_mistake_in_the_users_network_config_is_one_sentence(
     args: list[str], says: str, user_folder: Path, monkeypatch: pytest.MonkeyPatch

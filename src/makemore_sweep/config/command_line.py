@@ -70,7 +70,8 @@ def check_command_line(args: list[str]) -> None:
             if (misnamed := groups.misnamed_option(overrides, sweeps_only=False)) is not None:
                 raise misnamed
             return
-        refuse_sweeps_hydra_cannot_run(overrides, runs_multirun(parsed.multirun, overrides))
+        multirun = runs_multirun(parsed.multirun, overrides)
+        refuse_sweeps_hydra_cannot_run(overrides, multirun)
         # Composed as makemore-train passes them to Hydra: a network's keys forced (++).
         plain = force_model_keys(plain_overrides(overrides))
         try:
@@ -82,7 +83,9 @@ def check_command_line(args: list[str]) -> None:
             raise misnamed  # a value after the first of a multirun's sweep
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]  # load_run_config checks the task's schema
-    load_run_config(cfg)
+    # A sweep process only composes and launches: it checks the network's keys by name, without
+    # loading torch; each trial's job builds its network and checks the rest.
+    load_run_config(cfg, import_network=not multirun)
 
 
 def parse_override(line: str) -> Override:

@@ -28,6 +28,7 @@ from makemore_sweep.config.network_spec import (
     MODEL,
     NetworkSpec,
     chosen_network,
+    declared_keys,
     keys_schema,
     network_class,
     takes_any_key,
@@ -39,7 +40,9 @@ from makemore_sweep.errors import ConfigError
 S = TypeVar("S", bound=Section)
 
 
-def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
+def load_run_config(
+    cfg: DictConfig, n_train: int | None = None, import_network: bool = True
+) -> RunConfig:
     """The composed configuration as a checked RunConfig; ConfigError names the first bad key.
 
     Called once before any work (cli/train_job.py); once the data is read, `RunConfig.batch_fits`
@@ -54,7 +57,12 @@ def load_run_config(cfg: DictConfig, n_train: int | None = None) -> RunConfig:
             if f.name == MODEL:  # typed by its network's constructor, not by this schema
                 node = cfg.get(MODEL)
                 plain = None if node is None else OmegaConf.to_container(node, resolve=True)
-                values[MODEL] = network_spec(typing.cast(Mapping[str, Any] | None, plain))
+                model = typing.cast(Mapping[str, Any] | None, plain)
+                if import_network:
+                    values[MODEL] = network_spec(model)
+                else:  # the sweep process: the keys by name only, torch left unloaded
+                    check_network_keys(model)
+                    values[MODEL] = model
             elif f.name in UNTYPED:
                 values[f.name] = cfg.get(f.name)
             elif f.name in ANY_TYPED:
@@ -112,6 +120,26 @@ def network_spec(values: Mapping[str, Any] | None) -> NetworkSpec:
     )
 
 
+def check_network_keys(values: Mapping[str, Any] | None) -> None:
+    """`model.*` checked by name against its constructor's source, without importing it: a
+    misspelt, a missing or a data key (network_spec.declared_keys); types are left to the job."""
+    target, _, keys = chosen_network(values)
+    if given := sorted(set(keys) & set(DATA_ARGUMENTS)):
+        raise ConfigError(f"model.{given[0]} is given by the data: set data.{given[0]} instead.")
+    declared = declared_keys(target)
+    if declared is None:
+        return
+    names, required, takes_any = declared
+    for key in keys:
+        if key not in names and not takes_any:
+            raise _unknown(f"{MODEL}.{key}", MODEL, [f"{MODEL}.{n}" for n in names], True)
+    for key in required:
+        if key not in keys:
+            raise ConfigError(
+                f"{MODEL}.{key} cannot be read (it is missing); give it a value, e.g. {MODEL}.{key}=..."
+            )
+
+
 def config_error(
     error: OmegaConfBaseException, prefix: str = "", schema: type[Section] | None = None
 ) -> ConfigError:
@@ -134,7 +162,10 @@ def unknown_key(key: str, section: type[Section] | None = None) -> ConfigError:
     """`key` is not one the schema (or `section`, its parent) has; with the closest one."""
     parent, _, _ = key.rpartition(".")
     names = [f.name for f in dataclasses.fields(section)] if section else known_keys(parent)
-    known = [_dotted(parent, name) for name in names]
+    return _unknown(key, parent, [_dotted(parent, name) for name in names], section is not None)
+
+
+def _unknown(key: str, parent: str, known: list[str], in_section: bool) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     if close:
         return ConfigError(f"{key} is not a configuration key; did you mean {close[0]}?")
@@ -142,7 +173,7 @@ def unknown_key(key: str, section: type[Section] | None = None) -> ConfigError:
         return ConfigError(
             f"{key} is not a configuration key; {parent or 'the top level'} has {', '.join(known)}."
         )
-    if section is not None:  # a network that takes no keys (the bigram)
+    if in_section:  # a network that takes no keys (the bigram)
         return ConfigError(f"{key} is not a configuration key; {parent} has no keys.")
     return ConfigError(f"{key} is not a configuration key.")
 

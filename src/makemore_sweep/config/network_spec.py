@@ -18,11 +18,13 @@ makemore-sample, the report), since none of them changes the working directory.
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import difflib
 import functools
 import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -142,6 +144,49 @@ def chosen_network(values: Mapping[str, Any] | None) -> tuple[str, str, dict[str
             f"pick a network with model={label} (model.name is only its label)."
         )
     return target, str(label or target.rpartition(".")[2]), values
+
+
+def declared_keys(target: str) -> tuple[list[str], list[str], bool] | None:
+    """The constructor's keyword names, those without a default, and whether it takes **kwargs,
+    read from its module's source without running it: the sweep process checks a sweep's keys
+    this way and stays free of torch (each trial's job checks the types). None where the source
+    does not say (a compiled module, a constructor inherited from a base class)."""
+    module_name, _, class_name = target.rpartition(".")
+    _find_user_code()
+    try:
+        found = importlib.util.find_spec(module_name) if module_name else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(
+            f"model._target_={target} cannot be imported: there is no module {module_name} "
+            f"here ({Path.cwd()}) or installed."
+        )
+    if not found.origin or not found.origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(found.origin).read_text(encoding="utf-8"))
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    inits = [
+        n
+        for c in classes
+        for n in c.body
+        if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+    ]
+    if not inits:
+        return None
+    arguments = inits[0].args
+    positional = [*arguments.posonlyargs, *arguments.args][1:]  # not self
+    first_default = len(positional) - len(arguments.defaults)
+    names = [a.arg for a in [*positional, *arguments.kwonlyargs]]
+    required = [a.arg for i, a in enumerate(positional) if i < first_default] + [
+        a.arg for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True) if d is None
+    ]
+    data = set(DATA_ARGUMENTS)
+    return (
+        [n for n in names if n not in data],
+        [n for n in required if n not in data],
+        bool(arguments.kwarg),
+    )
 
 
 def network_class(target: str) -> type[nn.Module]:
