@@ -95,6 +95,16 @@ def users_network(folder: Path, **keys: int) -> torch.nn.Module:
     return network
 
 
+def console(
+    command: list[str], folder: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A console script run as a user runs it, in their folder, with no PYTHONPATH."""
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        command, check=False, cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
 BUDGET = ["trainer.max_steps=300", "trainer.val_every_n_steps=100", "logger=csv", "threads=1"]
 
 
@@ -105,14 +115,8 @@ def test_a_network_in_the_users_folder_trains_and_samples(
     args = ["model=resnet", "model.n_blocks=3", f"data.path={names_path}", *BUDGET]
     # The console scripts a user runs (not `python -m`, which would put the folder on sys.path).
     scripts = Path(sys.executable).parent
-    result = subprocess.run(
-        [str(scripts / "makemore-train"), *args, f"hydra.run.dir={run_dir}"],
-        check=False,
-        cwd=user_folder,
-        env={k: v for k, v in run_env.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = console(
+        [str(scripts / "makemore-train"), *args, f"hydra.run.dir={run_dir}"], user_folder, run_env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(run_dir)
@@ -129,14 +133,8 @@ def test_a_network_in_the_users_folder_trains_and_samples(
         "n_blocks": 3,
         "n_embd": 8,
     }
-    sampled = subprocess.run(
-        [str(scripts / "makemore-sample"), str(run_dir), "--n", "5"],
-        check=False,
-        cwd=user_folder,
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    sampled = console(
+        [str(scripts / "makemore-sample"), str(run_dir), "--n", "5"], user_folder, run_env
     )
     assert sampled.returncode == 0, sampled.stderr
     assert len(sampled.stdout.split()) == 5
@@ -277,15 +275,8 @@ def test_a_sweep_of_the_users_network_packs_exports_its_best_and_reports(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert read_metrics(best_dir)["val_loss"] == pytest.approx(study.best_value, abs=1e-4)
 
-    report = subprocess.run(
-        [sys.executable, "-m", "makemore_sweep.cli.report", "--storage", storage, "--out", "rep"],
-        check=False,
-        cwd=user_folder,
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report_cli = Path(sys.executable).parent / "makemore-report"
+    report = console([str(report_cli), "--storage", storage, "--out", "rep"], user_folder, run_env)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (user_folder / "rep" / "report.html").read_text()
     assert "8 trials" in page and f"{study.best_value:.4f}" in page
