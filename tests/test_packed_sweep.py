@@ -6,7 +6,9 @@
   W&B run, checkpoints that load as single networks) and the report shows them.
 - In one pack, a diverging trial fails alone, and the slot it frees takes the next trial; the
   pruner stops trials at their own steps.
-- A packed worker killed with SIGKILL: its trials go on from their checkpoints, with no FAIL.
+- A packed worker killed with SIGKILL: its trials go on from their checkpoints, with no FAIL
+  (tests/test_user_network.py, with a user's network in the generic stack; this file's Ctrl-C
+  test continues the MLP's fused form from its checkpoints).
 - Ctrl-C: every member is recorded interrupted and handed back; the same command continues them.
 """
 
@@ -20,7 +22,7 @@ import pytest
 import yaml
 from conftest import train_cli, train_cli_running
 from optuna.trial import TrialState
-from sweep_helpers import FINISHED, STUDY, load_study, trials_in, wandb_runs
+from sweep_helpers import STUDY, load_study, trials_in, wandb_runs
 from sweep_watch import wait_for_running_trial_with_checkpoint
 
 from makemore_sweep.cli import report
@@ -153,40 +155,6 @@ def test_in_a_pack_a_diverging_trial_fails_alone_and_the_pruner_stops_trials_at_
     metrics = read_metrics(dirs[3])
     assert metrics["state"] == "pruned" and metrics["pruned_at_step"] == metrics["steps"] == 100
     assert sorted(study.trials[3].intermediate_values) == [100]
-
-
-def test_a_killed_packed_worker_has_its_trials_continued_from_their_checkpoints(
-    names_path: Path, tmp_path: Path, run_env: dict[str, str]
-) -> None:
-    args = packed_args(
-        names_path,
-        tmp_path,
-        "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.workers=2",
-        "hydra.sweeper.pack=3",
-        "hydra.sweeper.pruner=none",
-        "logger=csv",
-        steps=3000,
-    )
-    with train_cli_running(args, tmp_path, run_env) as sweep:
-        number, owner = wait_for_running_trial_with_checkpoint(tmp_path, sweep, timeout=300)
-        os.kill(int(owner["pid"]), signal.SIGKILL)
-        stdout, stderr = sweep.communicate(timeout=600)
-    assert sweep.returncode == 0, stderr[-3000:]
-
-    study = load_study(tmp_path)
-    assert len(trials_in(study, *FINISHED)) == len(study.trials) == 4  # no FAIL
-    killed = [t for t in study.trials if t.user_attrs.get("continued")]
-    assert number in {t.number for t in killed}
-    for trial in killed:
-        metrics = read_metrics(trial_dirs(tmp_path)[trial.number])
-        assert trial.state == TrialState.COMPLETE and metrics["steps"] == 3000
-        assert f"[trial {trial.number}] CONTINUED" in stdout
-        assert [step for step, _ in metrics["val_history"]] == list(range(100, 3001, 100))
-    # The trial seen with its checkpoint went on from it (its pack-mates may have been killed
-    # before their first validation wrote one: they start again, as a run alone would).
-    metrics = read_metrics(trial_dirs(tmp_path)[number])
-    assert metrics["resumed_from_step"] > 0
 
 
 def test_ctrl_c_stops_a_pack_in_good_order_and_the_same_command_continues_its_trials(

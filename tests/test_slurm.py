@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import REPO_ROOT, local_service, skip_or_fail, train_cli, train_cli_running
+from user_nets import users_network, write_user_folder
 from wandb_offline import run_config
 
 from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
@@ -71,12 +72,15 @@ def _failure(result: subprocess.CompletedProcess[str], sweep_dir: Path) -> str:
 def test_a_grid_multirun_runs_each_trial_as_a_slurm_job(
     slurm_env: dict[str, str], names_path: Path, tmp_path: Path
 ) -> None:
+    """The grid's second point is a user's own network (issue 26): the job, started by sbatch in
+    the folder the sweep ran in, finds ./my_nets.py and ./configs/model/resnet.yaml."""
+    write_user_folder(tmp_path)
     sweep_dir = tmp_path / "multirun"
     result = train_cli(
         [
             "-m",
             *ON_LOCAL_CLUSTER,
-            "model.n_hidden=16,32",
+            "model=mlp_bn,resnet",
             f"data.path={names_path}",
             "trainer.max_steps=200",
             "trainer.val_every_n_steps=100",
@@ -94,6 +98,8 @@ def test_a_grid_multirun_runs_each_trial_as_a_slurm_job(
     assert sorted(m["slurm_array_task_id"] for m in trials) == [0, 1]  # one job array per batch
     assert len({m["slurm_array_job_id"] for m in trials}) == 1
     assert [m["torch_threads"] for m in trials] == [1, 1]  # the one CPU each job was given
+    resnet = users_network(tmp_path, width=24)
+    assert trials[1]["n_params"] == sum(p.numel() for p in resnet.parameters())
 
     # Each trial's W&B run (offline, in the trial's folder) carries the same job identity.
     for n, metrics in enumerate(trials):

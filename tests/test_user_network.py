@@ -5,11 +5,17 @@ The folder holds `my_nets.py` (a residual network with BatchNorm: not an MLP of 
 metrics.json gives its true parameter count, its checkpoint rebuilds it (makemore-sample), and
 each mistake a user can make with it (a misspelt key, a wrong type, a missing key, a class that
 cannot be imported or is not a Module, a forward of the wrong shape) is one sentence, exit 2.
+Then it goes through everything a shipped network does: a packed 2-worker sweep whose exported
+best reproduces its trial and whose report shows it; a killed run resumed exactly (`resume=`); a
+packed worker killed with SIGKILL, whose members continue from their checkpoints; `task=lr_find`
+and the notebook API. tests/test_wheel.py trains and samples it with the package installed
+from its wheel, and tests/test_slurm.py runs it as a SLURM job.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,82 +23,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_cli
+from conftest import train_cli, train_cli_running
+from optuna.trial import TrialState
+from sweep_helpers import STUDY, load_study
+from sweep_watch import wait_for_running_trial_with_checkpoint
+from test_resume import start_training, wait_for_checkpoint_step
+from user_nets import users_network, write_user_folder
 
 from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.errors import ConfigError
-from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT
+from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.training.metrics_file import read_metrics
-
-MY_NETS = textwrap.dedent(
-    '''
-    import torch
-    from torch import nn
-
-
-    class ResidualNet(nn.Module):
-        """Embedding → Linear, then n_blocks residual blocks (Linear → BatchNorm → tanh)."""
-
-        def __init__(self, vocab_size: int, block_size: int, width: int = 32,
-                     n_blocks: int = 2, n_embd: int = 8):
-            super().__init__()
-            self.tokens = nn.Embedding(vocab_size, n_embd)
-            self.project = nn.Linear(block_size * n_embd, width)
-            self.blocks = nn.ModuleList(
-                nn.Sequential(nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.Tanh())
-                for _ in range(n_blocks)
-            )
-            self.head = nn.Linear(width, vocab_size)
-
-        def forward(self, x):
-            h = self.project(self.tokens(x).flatten(1))
-            for block in self.blocks:
-                h = h + block(h)
-            return self.head(h)
-
-
-    class NeedsWidth(nn.Module):
-        def __init__(self, vocab_size: int, block_size: int, width: int):
-            super().__init__()
-            self.head = nn.Linear(block_size, vocab_size)
-
-        def forward(self, x):
-            return self.head(x.float())
-
-
-    class EveryPosition(nn.Module):
-        """Logits at every position: (B, T, vocab), not the contract's (B, vocab)."""
-
-        def __init__(self, vocab_size: int, block_size: int):
-            super().__init__()
-            self.tokens = nn.Embedding(vocab_size, vocab_size)
-
-        def forward(self, x):
-            return self.tokens(x)
-
-
-    NOT_A_NETWORK = dict
-    '''
-)
 
 
 @pytest.fixture
 def user_folder(tmp_path: Path) -> Path:
-    (tmp_path / "my_nets.py").write_text(MY_NETS)
-    models = tmp_path / "configs" / "model"
-    models.mkdir(parents=True)
-    (models / "resnet.yaml").write_text("_target_: my_nets.ResidualNet\nwidth: 24\n")
-    (models / "needs_width.yaml").write_text("_target_: my_nets.NeedsWidth\n")
-    return tmp_path
-
-
-def users_network(folder: Path, **keys: int) -> torch.nn.Module:
-    spec = importlib.util.spec_from_file_location("users_nets", folder / "my_nets.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    network: torch.nn.Module = module.ResidualNet(27, 3, **keys)
-    return network
+    return write_user_folder(tmp_path)
 
 
 def console(
@@ -280,3 +226,113 @@ def test_a_sweep_of_the_users_network_packs_exports_its_best_and_reports(
     assert report.returncode == 0, report.stderr[-3000:]
     page = (user_folder / "rep" / "report.html").read_text()
     assert "8 trials" in page and f"{study.best_value:.4f}" in page
+
+
+@pytest.mark.slow
+def test_a_killed_run_of_the_users_network_resumes_to_exactly_the_uninterrupted_result(
+    user_folder: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    """`resume=` rebuilds the user's network from its checkpoint and ends, on CPU, where the
+    run would have ended had it not been killed (its BatchNorm statistics and AdamW moments)."""
+    args = ["model=resnet", f"data.path={names_path}", "trainer.max_steps=400", "logger=csv"]
+    args += ["trainer.val_every_n_steps=100", "threads=1", "optim=adamw"]
+    whole, killed = user_folder / "whole", user_folder / "killed"
+    result = train_cli([*args, f"hydra.run.dir={whole}"], cwd=user_folder, env=run_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = start_training([*args, f"hydra.run.dir={killed}"], user_folder, run_env)
+    killed_at = wait_for_checkpoint_step(first, killed / LAST_CHECKPOINT, after_step=0)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert killed_at < 400
+
+    resumed = train_cli([f"resume={killed}"], cwd=user_folder, env=run_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, want = read_metrics(killed), read_metrics(whole)
+    assert got["resumed_from_step"] == killed_at and got["steps"] == 400
+    assert [s for s, _ in got["val_history"]] == [s for s, _ in want["val_history"]]
+    for key in ("val_loss", "test_loss", "train_loss", "n_params"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_lr_find_and_the_notebook_api_run_the_users_network(
+    user_folder: Path, names_path: Path, run_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = f"data.path={names_path}"
+    found = train_cli(
+        ["task=lr_find", "task.num_steps=80", "model=resnet", data, "hydra.run.dir=lr"],
+        cwd=user_folder,
+        env=run_env,
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert "suggested rate: optim.lr=" in found.stdout
+    assert (user_folder / "lr" / "lr_find.png").is_file()
+
+    from makemore_sweep import train
+
+    monkeypatch.chdir(user_folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the user's folder joins it: undo that
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    metrics = train(["model=resnet", "model.n_blocks=1", data, *BUDGET], output_dir="api")
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    expected = sum(p.numel() for p in users_network(user_folder, width=24, n_blocks=1).parameters())
+    assert metrics["state"] == "completed" and metrics["n_params"] == expected
+
+
+KILLED_SWEEP = textwrap.dedent(
+    f"""
+    # @package _global_
+    defaults:
+      - override /hydra/sweeper: makemore_optuna
+      - override /model: resnet
+    hydra:
+      mode: MULTIRUN
+      sweep: {{dir: "multirun/${{hydra.sweeper.study_name}}", subdir: "trial_${{optuna_trial.number}}"}}
+      sweeper:
+        study_name: {STUDY}
+        n_trials: 4
+        workers: 2
+        pack: 3
+        pruner: none
+        sampler: {{seed: 5}}
+        params:
+          optim.lr: tag(log, interval(0.003, 0.03))
+    data: {{batch_size: 64}}
+    trainer: {{max_steps: 1500, val_every_n_steps: 100}}
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_killed_packed_worker_continues_the_users_networks_from_their_checkpoints(
+    user_folder: Path, names_path: Path, run_env: dict[str, str]
+) -> None:
+    """The generic stack's members checkpoint as single networks; a worker killed with SIGKILL
+    leaves them to the other worker, which continues each from its last.ckpt."""
+    (user_folder / "configs" / "sweep").mkdir()
+    (user_folder / "configs" / "sweep" / "killed.yaml").write_text(KILLED_SWEEP)
+    args = ["sweep=killed", f"data.path={names_path}", "logger=csv"]
+    with train_cli_running(args, user_folder, run_env) as sweep:
+        number, owner = wait_for_running_trial_with_checkpoint(user_folder, sweep, timeout=300)
+        os.kill(int(owner["pid"]), signal.SIGKILL)
+        stdout, stderr = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, stderr[-3000:]
+
+    study = load_study(user_folder)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4  # no FAIL
+    runs = {
+        t.number: read_metrics(user_folder / "multirun" / STUDY / f"trial_{t.number}")
+        for t in study.trials
+    }
+    assert any(metrics["packed_with"] for metrics in runs.values())  # the stack trained them
+    for trial in study.trials:
+        assert runs[trial.number]["val_loss"] == trial.value
+        assert [s for s, _ in runs[trial.number]["val_history"]] == list(range(100, 1501, 100))
+    continued = [t for t in study.trials if t.user_attrs.get("continued")]
+    assert number in {t.number for t in continued}
+    for trial in continued:
+        assert f"[trial {trial.number}] CONTINUED" in stdout
+        assert runs[trial.number]["state"] == "completed" and runs[trial.number]["steps"] == 1500
+    # The trial seen with its checkpoint went on from it (its pack-mates may have been killed
+    # before their first validation wrote one: they start again, as a run alone would).
+    assert runs[number]["resumed_from_step"] > 0

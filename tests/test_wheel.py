@@ -3,7 +3,8 @@
 Built from a copy of the checkout's packaging inputs; installed with pip into a new venv that
 borrows only the dependencies from the running interpreter's import path (.pth lines: the test's
 own venv, in CI the one `make test` made), never the checkout's sources. From an empty
-temporary folder it trains, sweeps, reruns the sweep's exported best and builds the report.
+temporary folder it trains, sweeps, reruns the sweep's exported best, builds the report, and
+trains and samples a network the user wrote there (./my_nets.py, ./configs/model).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 from omegaconf import OmegaConf
+from user_nets import write_user_folder
 
 pytestmark = pytest.mark.slow
 
@@ -200,6 +202,30 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
     assert (work / "reports" / STUDY / "report.html").is_file(), out
     assert "2 trials" in out
 
+    # The user's own network (issue 26), in ./my_nets.py and ./configs/model: found by the
+    # installed scripts from the folder they run in, trained, and sampled from its checkpoint.
+    write_user_folder(work)
+    resnet = work / "outputs" / "resnet"
+    run(
+        [bin_dir / "makemore-train", data, "model=resnet", "trainer.max_steps=200", "logger=csv"]
+        + [f"hydra.run.dir={resnet}"],
+        work,
+        env,
+    )
+    metrics = json.loads((resnet / "metrics.json").read_text())
+    true_count = run(
+        [
+            bin_dir / "python",
+            "-c",
+            "import my_nets; print(sum(p.numel() for p in my_nets.ResidualNet(27, 3, width=24).parameters()))",
+        ],
+        work,
+        env,
+    )
+    assert metrics["state"] == "completed" and metrics["n_params"] == int(true_count)
+    sampled = run([bin_dir / "makemore-sample", resnet, "--n", "3"], work, env)
+    assert len(sampled.split()) == 3
+
     # Everything it wrote is under the folder it ran in; nothing in the installed package.
     assert package_files(site_packages) == installed
     assert {p.name for p in work.iterdir()} <= {
@@ -210,4 +236,6 @@ def test_the_installed_wheel_trains_sweeps_reruns_and_reports_from_an_empty_fold
         "rerun",
         "reports",
         "wandb",
+        "my_nets.py",
+        "__pycache__",
     }
