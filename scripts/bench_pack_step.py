@@ -16,7 +16,8 @@ It prints, for each case and G, the time per trial-step and the speed-up over so
     python scripts/bench_pack_step.py --out pack_step.json
 
 Cases: the lecture's network at batch 32 (`lecture_tune`'s shape) and beat_2p2's batch 512 at a
-typical beat_2p2 shape, each with AdamW and SGD.
+typical beat_2p2 shape, each with AdamW and SGD. `--cases lecture_networks --forms generic`
+measures the shipped WaveNet and Transformer (their defaults, context 8, batch 32) instead.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ CASES = {
     "lecture b32": ({"n_embd": 10, "n_hidden": 200}, 3, 32),
     "beat_2p2 b512": ({"n_embd": 21, "n_hidden": 300, "bn_momentum": 0.1}, 6, 512),
 }
+# `--cases lecture_networks`: the other shipped networks, generic stack only (issue 26).
+LECTURE_NETWORKS = {
+    "wavenet b32": ({"_target_": "makemore_sweep.model.wavenet.WaveNet"}, 8, 32),
+    "transformer b32": ({"_target_": "makemore_sweep.model.transformer.Transformer"}, 8, 32),
+}
 
 
 def timed(step: Callable[[], object], device: torch.device, steps: int, repeats: int) -> float:
@@ -68,7 +74,7 @@ def solo_step(
     task = LanguageModelTask(
         [chr(97 + i) for i in range(VOCAB)],
         block,
-        {"name": "mlp_bn", **spec},
+        {"name": "mlp_bn", **spec} if "_target_" not in spec else spec,
         asdict(optim),
         10_000,
         1e9,
@@ -97,7 +103,7 @@ def packed_step(
     template = LanguageModelTask(
         [chr(97 + i) for i in range(VOCAB)],
         block,
-        {"name": "mlp_bn", **spec},
+        {"name": "mlp_bn", **spec} if "_target_" not in spec else spec,
         asdict(optim),
         10_000,
         1e9,
@@ -132,8 +138,14 @@ def main() -> None:
         default=None,
         help="the lecture's network at these batch sizes instead of the two cases (where packing stops paying)",
     )
+    parser.add_argument(
+        "--cases",
+        default="mlp",
+        choices=("mlp", "lecture_networks"),
+        help="mlp: the two MLP cases; lecture_networks: the WaveNet and the Transformer",
+    )
     args = parser.parse_args()
-    cases = CASES
+    cases = CASES if args.cases == "mlp" else LECTURE_NETWORKS
     if args.batches:
         cases = {
             f"lecture b{b}": ({"n_embd": 10, "n_hidden": 200}, 3, int(b))
