@@ -26,7 +26,7 @@ import torch
 from conftest import train_cli, train_cli_running
 from optuna.trial import TrialState
 from sweep_helpers import STUDY, load_study
-from sweep_watch import wait_for_running_trial_with_checkpoint
+from sweep_watch import running_trials, wait_for_running_trial_with_checkpoint
 from test_resume import start_training, wait_for_checkpoint_step
 from user_nets import users_network, write_user_folder
 
@@ -312,11 +312,21 @@ def test_a_killed_packed_worker_continues_the_users_networks_from_their_checkpoi
     (user_folder / "configs" / "sweep").mkdir()
     (user_folder / "configs" / "sweep" / "killed.yaml").write_text(KILLED_SWEEP)
     args = ["sweep=killed", f"data.path={names_path}", "logger=csv"]
+    database = user_folder / "studies" / f"{STUDY}.db"
+
+    def owned_by_pid(pid: object) -> set[int]:
+        return {n for n, owner in running_trials(database)[1].items() if owner.get("pid") == pid}
+
     with train_cli_running(args, user_folder, run_env) as sweep:
-        number, owner = wait_for_running_trial_with_checkpoint(user_folder, sweep, timeout=300)
+        # A worker that runs a pack: it holds two trials or more at once.
+        number, owner = wait_for_running_trial_with_checkpoint(
+            user_folder, sweep, timeout=300, owned_by=lambda o: len(owned_by_pid(o["pid"])) >= 2
+        )
         os.kill(int(owner["pid"]), signal.SIGKILL)
+        members = owned_by_pid(owner["pid"])  # the dead worker's claims stay in the study
         stdout, stderr = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, stderr[-3000:]
+    assert number in members and len(members) >= 2
 
     study = load_study(user_folder)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4  # no FAIL
@@ -329,7 +339,7 @@ def test_a_killed_packed_worker_continues_the_users_networks_from_their_checkpoi
         assert runs[trial.number]["val_loss"] == trial.value
         assert [s for s, _ in runs[trial.number]["val_history"]] == list(range(100, 1501, 100))
     continued = [t for t in study.trials if t.user_attrs.get("continued")]
-    assert number in {t.number for t in continued}
+    assert members <= {t.number for t in continued}  # every member of the killed pack
     for trial in continued:
         assert f"[trial {trial.number}] CONTINUED" in stdout
         assert runs[trial.number]["state"] == "completed" and runs[trial.number]["steps"] == 1500
