@@ -25,9 +25,9 @@ import pytest
 import torch
 from conftest import train_cli, train_cli_running
 from optuna.trial import TrialState
+from run_watch import start_training, wait_for_checkpoint_step
 from sweep_helpers import STUDY, load_study
 from sweep_watch import running_trials, wait_for_running_trial_with_checkpoint
-from test_resume import start_training, wait_for_checkpoint_step
 from user_nets import users_network, write_user_folder
 
 from makemore_sweep.config.command_line import check_command_line
