@@ -136,3 +136,17 @@ def test_debug_flag_shows_the_traceback(
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_a_sweep_with_a_bad_names_file_is_refused_before_any_trial(
+    tmp_path: Path, run_env: dict[str, str]
+) -> None:
+    """The sweep process reads the names file its local workers will read: one sentence and
+    exit 2, and no study, worker or trial folder is made."""
+    path = _too_few_words(tmp_path)
+    result = train_cli(
+        ["sweep=beat_2p2", f"data.path={path}", "logger=none"], cwd=tmp_path, env=run_env
+    )
+    message = assert_clean_failure(result, str(path))
+    assert result.returncode == 2 and "too few" in message
+    assert not (tmp_path / "studies").exists() and not (tmp_path / "multirun").exists()

@@ -16,14 +16,8 @@ from conftest import train_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from makemore_sweep.data.corpus import (
-    BOUNDARY,
-    Vocabulary,
-    build_windows,
-    read_words,
-    split_words,
-    summarise,
-)
+from makemore_sweep.data.corpus import Vocabulary, build_windows, summarise
+from makemore_sweep.data.words import BOUNDARY, read_words, split_words
 from makemore_sweep.errors import DataError
 
 PROPERTY_SETTINGS = settings(

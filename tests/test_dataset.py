@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from makemore_sweep.data.corpus import (
-    Vocabulary,
-    build_windows,
-    load_splits,
-    read_words,
-    split_words,
-)
+from makemore_sweep.data.corpus import Vocabulary, build_windows, load_splits
+from makemore_sweep.data.words import read_words, split_words
 
 
 def lecture_build_dataset(

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from makemore_sweep.config.command_line import check_command_line
 from makemore_sweep.config.locations import CONFIG_SOURCE, PRIMARY_CONFIG
 from makemore_sweep.config.network_spec import force_model_keys
+from makemore_sweep.data.words import check_names_data
 from makemore_sweep.errors import (
     UserError,
     debug_enabled,
@@ -88,7 +89,9 @@ def main() -> None:
         return
     # Hydra reports a value or key it refuses while composing in several lines of its own;
     # composing once here first turns that into one sentence naming the key.
-    check_command_line(sys.argv[1:])
+    checked = check_command_line(sys.argv[1:])
+    if checked is not None and checked.data_is_here:
+        check_names_data(checked.run)  # in a second, not after the training stack's imports
     # A network's keys need not all be in its YAML: Hydra may add them, the schema checks them.
     sys.argv[1:] = force_model_keys(sys.argv[1:])
     train()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -31,6 +32,7 @@ from makemore_sweep.config.conversion import config_error, load_run_config
 from makemore_sweep.config.locations import CONFIG_PACKAGE, PRIMARY_CONFIG
 from makemore_sweep.config.network_spec import force_model_keys
 from makemore_sweep.config.rules import show
+from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.errors import ConfigError, debug_enabled
 
 # Flags after which Hydra does not compose our task's config (help, --info...) or reads another.
@@ -54,14 +56,31 @@ LEXER = "LexerNoViableAltException: "  # Hydra's message for a character it cann
 OmegaConfBaseException = omegaconf_errors.OmegaConfBaseException
 COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError)  # ValueError: a group's value
 KEY_ERRORS = (omegaconf_errors.ConfigKeyError, omegaconf_errors.ConfigAttributeError)
+# Launchers whose jobs run on this machine, where the command line is typed.
+LOCAL_LAUNCHERS = (
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "makemore_sweep.cluster.local_launcher.ThreadSplittingLocalLauncher",
+)
 SEARCHPATH = "hydra.searchpath"  # may add folders of options; Hydra reads it from the command line
 
 
-def check_command_line(args: list[str]) -> None:
-    """Raise ConfigError when the command line's overrides give an invalid configuration."""
+@dataclass(frozen=True)
+class CheckedRun:
+    """The checked configuration of the command line's run (of a multirun: its first job)."""
+
+    run: RunConfig
+    # Its jobs run on this machine with the names file it names: a single run, or a multirun
+    # whose launcher runs its jobs here and that sweeps no `data.*` key (cli/train.py checks the
+    # file then, before the training stack loads; a cluster's jobs may see other files).
+    data_is_here: bool
+
+
+def check_command_line(args: list[str]) -> CheckedRun | None:
+    """Raise ConfigError when the command line's overrides give an invalid configuration; None
+    when it asks for no run (help, --cfg and the like)."""
     parsed = parse_hydra_command_line(args)
     if parsed is None or any(getattr(parsed, flag, None) for flag in NOT_A_PLAIN_RUN):
-        return
+        return None
     overrides = [parse_override(line) for line in parsed.overrides]
     # The same config module and search path (the user's ./configs first) as makemore-train.
     with initialize_config_module(config_module=CONFIG_PACKAGE, job_name="train"):
@@ -69,7 +88,7 @@ def check_command_line(args: list[str]) -> None:
         if parsed.cfg:  # --cfg prints the config: values are not checked, but options must exist
             if (misnamed := groups.misnamed_option(overrides, sweeps_only=False)) is not None:
                 raise misnamed
-            return
+            return None
         multirun = runs_multirun(parsed.multirun, overrides)
         refuse_sweeps_hydra_cannot_run(overrides, multirun)
         # Composed as makemore-train passes them to Hydra: a network's keys forced (++).
@@ -81,11 +100,16 @@ def check_command_line(args: list[str]) -> None:
             raise refusal from (error if debug_enabled() else None)
         if (misnamed := groups.misnamed_option(overrides, sweeps_only=True)) is not None:
             raise misnamed  # a value after the first of a multirun's sweep
+    launcher = str(cfg.hydra.launcher.get("_target_"))
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]  # load_run_config checks the task's schema
     # A sweep process only composes and launches: it checks the network's keys by name, without
     # loading torch; each trial's job builds its network and checks the rest.
-    load_run_config(cfg, import_network=not multirun)
+    run = load_run_config(cfg, import_network=not multirun)
+    sweeps_data = any(
+        o.is_sweep_override() and o.key_or_group.startswith("data.") for o in overrides
+    )
+    return CheckedRun(run, not multirun or (launcher in LOCAL_LAUNCHERS and not sweeps_data))
 
 
 def parse_override(line: str) -> Override:
