@@ -1,4 +1,10 @@
-"""Reading a run's best checkpoint safely: tensors and plain values only, never pickled code."""
+"""A run's checkpoint: its format, written once here, and reading it safely (tensors and plain
+values only, never pickled code).
+
+Lightning writes a run alone's checkpoints (ModelCheckpoint) and the LightningModule adds
+`run_fields`; a packed member's are written by `network_checkpoint` with the same keys, so
+makemore-sample, the report, exported experiments and resume read either the same way.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +25,20 @@ from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOI
 __all__ = [
     "BEST_CHECKPOINT",
     "LAST_CHECKPOINT",
+    "SCHEDULE_STEPS_KEY",
     "TrainedModel",
     "best_checkpoint_of",
     "load_checkpoint",
+    "network_checkpoint",
     "network_from_checkpoint",
+    "network_state",
+    "run_fields",
 ]
+# The network's weights in `state_dict`: the LightningModule's `net` (model/language_model.py).
+NETWORK_PREFIX = "net."
+# The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
+SCHEDULE_STEPS_KEY = "lr_schedule_steps"
+INIT_LOSS_KEY = "init_loss"
 WEIGHTS_ONLY_REFUSAL = (
     "Unsupported global"  # how torch.load(weights_only=True) refuses a pickled object
 )
@@ -35,6 +50,37 @@ class TrainedModel:
     vocab: list[str]
     block_size: int
     spec: NetworkSpec
+
+
+def run_fields(init_loss: float | None, schedule_steps: int) -> dict[str, Any]:
+    """What a run keeps in its checkpoint beside Lightning's keys."""
+    return {INIT_LOSS_KEY: init_loss, SCHEDULE_STEPS_KEY: schedule_steps}
+
+
+def network_checkpoint(
+    hparams: dict[str, Any],
+    network: nn.Module,
+    step: int,
+    init_loss: float | None,
+    schedule_steps: int,
+) -> dict[str, Any]:
+    """The keys of a Lightning checkpoint of a LanguageModelTask that its readers take, for a
+    network trained outside Lightning's loop (a packed member)."""
+    return {
+        "hyper_parameters": hparams,
+        "state_dict": {NETWORK_PREFIX + k: v for k, v in network.state_dict().items()},
+        "global_step": step,
+        **run_fields(init_loss, schedule_steps),
+    }
+
+
+def network_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The network's own state dict in a checkpoint."""
+    return {
+        k.removeprefix(NETWORK_PREFIX): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith(NETWORK_PREFIX)
+    }
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -67,11 +113,7 @@ def network_from_checkpoint(path: Path) -> TrainedModel:
         spec = network_spec(hparams["network"])
         vocab = list(hparams["vocab"])
         block_size = int(hparams["block_size"])
-        state = {
-            k.removeprefix("net."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("net.")
-        }
+        state = network_state(checkpoint)
     except (KeyError, TypeError, AttributeError) as error:
         raise UserError(
             f"The checkpoint {path} is not a makemore-train checkpoint (no {error})."

@@ -17,11 +17,9 @@ from makemore_sweep.config.conversion import from_dict, network_spec
 from makemore_sweep.config.network_spec import NetworkSpec
 from makemore_sweep.config.schema import OPTIMIZER_NAMES, OptimConfig
 from makemore_sweep.errors import TrainingDiverged
+from makemore_sweep.model.checkpoints import INIT_LOSS_KEY, SCHEDULE_STEPS_KEY, run_fields
 from makemore_sweep.model.lr_schedules import learning_rate
 from makemore_sweep.model.network_interface import check_forward, decay_flags
-
-# The number of steps the learning-rate schedule is laid out over, as kept in checkpoints.
-SCHEDULE_STEPS_KEY = "lr_schedule_steps"
 
 
 def scheduled_lr(spec: OptimConfig, step: int, max_steps: int) -> float:
@@ -211,11 +209,10 @@ class LanguageModelTask(L.LightningModule):
 
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["init_loss"] = self.init_loss
-        checkpoint[SCHEDULE_STEPS_KEY] = self.max_steps
+        checkpoint.update(run_fields(self.init_loss, self.max_steps))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.init_loss = checkpoint.get("init_loss")
+        self.init_loss = checkpoint.get(INIT_LOSS_KEY)
         # A resumed run keeps the learning-rate plan it started with, even when it is now
         # asked to run longer: steps beyond the plan run at the plan's final rate.
         self.max_steps = int(

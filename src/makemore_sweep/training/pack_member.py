@@ -7,8 +7,9 @@ The fused network (model/packed.py, driven by training/pack_engine.py) does the 
 - its validations, pruning reports (its hooks), divergence and best checkpoint;
 - metrics.json at its end, plus `packed_with`: the trials that shared its network.
 
-Its checkpoints are ordinary single-network checkpoints: makemore-sample, experiment=<study>_best
-and the report read them like any other. last.ckpt adds, under `packed_member`, what continuing
+Its checkpoints are ordinary single-network checkpoints, in the format a run alone's Lightning
+checkpoints have (model/checkpoints.py `network_checkpoint`): makemore-sample,
+experiment=<study>_best and the report read them like any other. last.ckpt adds, under `packed_member`, what continuing
 the trial needs (optimiser state, batch stream, step, clock), so the trials of a killed worker
 go on from it in any slot, or in a pack of one.
 """
@@ -30,9 +31,13 @@ from makemore_sweep.config.schema import RunConfig
 from makemore_sweep.data.corpus import SplitTensors
 from makemore_sweep.errors import TrainingDiverged
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
-from makemore_sweep.model.checkpoints import load_checkpoint
+from makemore_sweep.model.checkpoints import (
+    INIT_LOSS_KEY,
+    load_checkpoint,
+    network_checkpoint,
+    network_state,
+)
 from makemore_sweep.model.language_model import (
-    SCHEDULE_STEPS_KEY,
     dev_divergence,
     divergence_in,
     scheduled_lr,
@@ -177,11 +182,9 @@ class MemberRun:
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a last.ckpt of this trial (its worker was killed or stopped)."""
         saved = checkpoint[PACKED_STATE_KEY]
-        self.network.load_state_dict(
-            {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
-        )
+        self.network.load_state_dict(network_state(checkpoint))
         self.step = int(saved["step"])
-        self.init_loss = checkpoint.get("init_loss")
+        self.init_loss = checkpoint.get(INIT_LOSS_KEY)
         self.optimizer_state = saved["optimizer"]
         self.generator.set_state(saved["generator"])
         self.monitor.load_state_dict(saved["monitor"])
@@ -269,13 +272,9 @@ class MemberRun:
     def _save(
         self, path: Path, network: torch.nn.Module, optimizer_state: OptimizerState | None
     ) -> None:
-        checkpoint: dict[str, Any] = {
-            "hyper_parameters": self.hparams,
-            "state_dict": {f"net.{k}": v for k, v in network.state_dict().items()},
-            "global_step": self.step,
-            "init_loss": self.init_loss,
-            SCHEDULE_STEPS_KEY: self.max_steps,
-        }
+        checkpoint = network_checkpoint(
+            self.hparams, network, self.step, self.init_loss, self.max_steps
+        )
         if optimizer_state is not None:
             checkpoint[PACKED_STATE_KEY] = {
                 "step": self.step,

@@ -14,8 +14,8 @@ from pathlib import Path
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
-from makemore_sweep.model.checkpoints import load_checkpoint
-from makemore_sweep.model.language_model import SCHEDULE_STEPS_KEY, LanguageModelTask
+from makemore_sweep.model.checkpoints import SCHEDULE_STEPS_KEY, load_checkpoint
+from makemore_sweep.model.language_model import LanguageModelTask
 
 
 def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> Path | None:
