@@ -120,53 +120,11 @@ def test_a_grid_multirun_runs_each_trial_as_a_slurm_job(
         assert line in script
 
 
-def test_a_trial_stopped_by_its_time_limit_is_requeued_and_resumes(
+def test_trials_stopped_by_their_time_limit_or_preempted_are_requeued_and_resume(
     slurm_env: dict[str, str], names_path: Path, tmp_path: Path
 ) -> None:
-    sweep_dir = tmp_path / "multirun"
-    result = train_cli(
-        [
-            "-m",
-            *ON_LOCAL_CLUSTER,
-            "hydra.launcher.timeout_min=1",  # SLURM's smallest time limit
-            # Warn 5 s before the limit; slurmctld checks every 30 s, so the warning (and the
-            # requeue) comes 25 to 55 s into each job.
-            "hydra.launcher.signal_delay_s=5",
-            "hydra.launcher.max_num_timeout=8",
-            # A minute of training whatever the machine's speed: more than one job gets, so the
-            # first job is always stopped. Lightning's timer is in the checkpoint and carries on.
-            "+trainer.max_time=00:00:01:00",
-            "trainer.max_steps=100000000",
-            "optim.schedule=constant",
-            "trainer.val_every_n_steps=100",  # a checkpoint every few seconds
-            "logger=csv",
-            f"data.path={names_path}",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        cwd=tmp_path,
-        env=slurm_env,
-        timeout=800,
-    )
-    assert result.returncode == 0, _failure(result, sweep_dir)
-
-    metrics = read_metrics(sweep_dir / "0")
-    assert metrics["state"] == "completed"
-    assert metrics["slurm_restart_count"] >= 1, "the job was never requeued"
-    assert metrics["resumed_from_step"] is not None, "no requeued job resumed from a checkpoint"
-    assert metrics["steps"] > metrics["resumed_from_step"] > 0
-    # One unbroken dev-loss history: resumed, not started over.
-    steps = [step for step, _ in metrics["val_history"]]
-    assert steps[0] == 100 and steps == sorted(set(steps))
-    assert steps[-1] >= metrics["resumed_from_step"]
-    # The curve written before each requeue is kept beside the new one.
-    run_dir = sweep_dir / "0"
-    assert list((run_dir / "csv").glob("metrics.part*.csv"))
-    assert "Requeued job" in _job_logs(sweep_dir)  # submitit's own account of the requeue
-
-
-def test_a_preempted_trial_is_requeued_and_resumes(
-    slurm_env: dict[str, str], names_path: Path, tmp_path: Path
-) -> None:
+    """A grid of two jobs at once on the cluster's two cores: job 0 trains longer than its time
+    limit lets it, job 1 is preempted (requeued by the test) once it has a checkpoint."""
     sweep_dir, log = tmp_path / "multirun", tmp_path / "sweep.log"
     with log.open("w") as output:
         sweep = subprocess.Popen(
@@ -176,10 +134,18 @@ def test_a_preempted_trial_is_requeued_and_resumes(
                 "makemore_sweep.cli.train",
                 "-m",
                 *ON_LOCAL_CLUSTER,
-                "+trainer.max_time=00:00:00:20",  # 20 s of training, however many steps
+                "hydra.launcher.timeout_min=1",  # SLURM's smallest time limit
+                # Warn 5 s before the limit; slurmctld checks every 30 s, so the warning (and the
+                # requeue) comes 25 to 55 s into each job.
+                "hydra.launcher.signal_delay_s=5",
+                "hydra.launcher.max_num_timeout=8",
+                # Job 0: a minute of training whatever the machine's speed, more than one job
+                # gets, so its first job is always stopped (Lightning's timer is in the
+                # checkpoint and carries on). Job 1: 20 s, so only its preemption stops it.
+                "+trainer.max_time=00:00:01:00,00:00:00:20",
                 "trainer.max_steps=100000000",
                 "optim.schedule=constant",
-                "trainer.val_every_n_steps=100",
+                "trainer.val_every_n_steps=100",  # a checkpoint every few seconds
                 "logger=csv",
                 f"data.path={names_path}",
                 f"hydra.sweep.dir={sweep_dir}",
@@ -190,27 +156,38 @@ def test_a_preempted_trial_is_requeued_and_resumes(
             stderr=subprocess.STDOUT,
         )
     try:
-        last = sweep_dir / "0" / LAST_CHECKPOINT
+        last = sweep_dir / "1" / LAST_CHECKPOINT
         deadline = time.monotonic() + 300
         while not last.is_file() and sweep.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert last.is_file(), f"no checkpoint before preemption:\n{log.read_text()[-3000:]}"
-        (job_id,) = [d.name for d in (sweep_dir / ".submitit").iterdir() if d.name.isdigit()]
+        (job_id,) = [d.name for d in (sweep_dir / ".submitit").iterdir() if d.name.endswith("_1")]
         # What SLURM does to a running job preempted with PreemptMode=REQUEUE.
         subprocess.run(["scontrol", "requeue", job_id], env=slurm_env, check=True, timeout=60)
-        assert sweep.wait(timeout=600) == 0, (
-            f"{log.read_text()[-3000:]}\n{_job_logs(sweep_dir)[-3000:]}"
+        assert sweep.wait(timeout=800) == 0, (
+            f"{log.read_text()[-3000:]}\n{_job_logs(sweep_dir)[-5000:]}"
         )
     finally:
         if sweep.poll() is None:
             sweep.kill()
 
-    metrics = read_metrics(sweep_dir / "0")
-    assert metrics["state"] == "completed"
-    assert metrics["slurm_restart_count"] >= 1
-    assert metrics["steps"] > metrics["resumed_from_step"] > 0
-    steps = [step for step, _ in metrics["val_history"]]
-    assert steps[0] == 100 and steps == sorted(set(steps))
+    for number in (0, 1):
+        metrics = read_metrics(sweep_dir / str(number))
+        assert metrics["state"] == "completed"
+        assert metrics["slurm_restart_count"] >= 1, f"job {number} was never requeued"
+        assert metrics["resumed_from_step"] is not None, f"job {number} did not resume"
+        assert metrics["steps"] > metrics["resumed_from_step"] > 0
+        # One unbroken dev-loss history: resumed, not started over.
+        steps = [step for step, _ in metrics["val_history"]]
+        assert steps[0] == 100 and steps == sorted(set(steps))
+        assert steps[-1] >= metrics["resumed_from_step"]
+    # The curve written before each requeue is kept beside the new one.
+    assert list((sweep_dir / "0" / "csv").glob("metrics.part*.csv"))
+    # submitit's own account of the time limit's requeue, in job 0's log.
+    (timed_out,) = [d for d in (sweep_dir / ".submitit").iterdir() if d.name.endswith("_0")]
+    assert "Requeued job" in "".join(
+        p.read_text(errors="replace") for p in timed_out.glob("*_log.*")
+    )
 
 
 def test_a_two_trial_sweep_runs_its_trials_as_slurm_jobs(
