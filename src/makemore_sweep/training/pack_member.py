@@ -9,9 +9,9 @@ The fused network (model/packed.py, driven by training/pack_engine.py) does the 
 
 Its checkpoints are ordinary single-network checkpoints, in the format a run alone's Lightning
 checkpoints have (model/checkpoints.py `network_checkpoint`): makemore-sample,
-experiment=<study>_best and the report read them like any other. last.ckpt adds, under `packed_member`, what continuing
-the trial needs (optimiser state, batch stream, step, clock), so the trials of a killed worker
-go on from it in any slot, or in a pack of one.
+experiment=<study>_best and the report read them like any other. last.ckpt adds, under
+`packed_member`, what continuing the trial needs (optimiser state, batch stream, step, clock),
+so the trials of a killed worker go on from it in any slot, or in a pack of one.
 """
 
 from __future__ import annotations
