@@ -11,6 +11,9 @@ NAMES ?= $(firstword $(wildcard data/names.txt ../shared/data/names.txt))
 DATA_ARG := $(if $(NAMES),data.path=$(abspath $(NAMES)),)
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test: one per core (each keeps its share, tests/conftest.py);
+# TEST_WORKERS=0 runs the tests in this one process.
+TEST_WORKERS ?= auto
 # make sync: the folder whose offline W&B runs to upload (a multirun folder, or all of multirun/).
 RUNS ?= multirun
 SYNC_ARGS ?=
@@ -51,11 +54,16 @@ dev: $(DEV_STAMP)
 train: $(STAMP)
 	$(VENV)/bin/makemore-train $(DATA_ARG) $(ARGS)
 
+# Two passes: the tests side by side (-n), then the `exclusive` ones (SLURM) alone. Exit 5
+# (nothing selected, as when PYTEST_ARGS names one test) is no failure of a pass.
+PASS_OK := s=$$?; [ $$s -eq 0 ] || [ $$s -eq 5 ] || exit $$s
+
 test: $(DEV_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not exclusive" $(PYTEST_ARGS); $(PASS_OK)
+	$(PY) -m pytest -m exclusive $(PYTEST_ARGS); $(PASS_OK)
 
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -m "not slow and not service" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not service" $(PYTEST_ARGS)
 
 # All three checks run (and print) even when one fails; the target fails if any did.
 lint: $(DEV_STAMP)

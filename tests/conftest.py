@@ -17,6 +17,26 @@ from makemore_sweep.data.names_file import NAMES_ENV, checkout_names_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
+# The cores this session was given, before a pytest-xdist worker takes its share of them.
+ALL_CORES: set[int] = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs `-n auto`), each worker keeps its own share of the
+    cores, and every run a test starts inherits it: the product splits the cores it may use
+    (cluster/local_launcher.py available_cores), so two tests side by side never oversubscribe
+    the machine with each other's torch threads, as they would if both saw every core."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(ALL_CORES)
+    if worker.startswith("gw") and 1 < workers <= len(cores):
+        os.sched_setaffinity(0, cores[int(worker[2:]) % workers :: workers])
+
+
+def with_all_cores() -> None:
+    """A service (PostgreSQL, slurmd) outlives the test that starts it: it gets every core."""
+    if ALL_CORES:
+        os.sched_setaffinity(0, ALL_CORES)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -37,7 +57,12 @@ def local_service(script: Path) -> Iterator[str]:
         subprocess.run([script, "status"], check=False, capture_output=True).returncode == 0
     )
     started = subprocess.run(
-        [script, "start"], check=False, capture_output=True, text=True, timeout=120
+        [script, "start"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=with_all_cores,
     )
     if started.returncode != 0:
         skip_or_fail(

@@ -107,5 +107,6 @@ def test_racing_takers_on_a_journal_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.service
+@pytest.mark.xdist_group("postgres")
 def test_racing_takers_on_postgresql(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
     _race(postgres_url, tmp_path)

@@ -22,7 +22,9 @@ from conftest import REPO_ROOT, local_service, skip_or_fail
 
 from makemore_sweep.sweeper.storage import open_storage
 
-pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
+# One pytest-xdist worker runs every test of the session's PostgreSQL (test_claims_race too),
+# so that no other worker's session stops the server under it.
+pytestmark = [pytest.mark.service, pytest.mark.timeout(900), pytest.mark.xdist_group("postgres")]
 
 SCRIPT = REPO_ROOT / "scripts" / "postgres-local.sh"
 SWEEP = "beat_2p2"

@@ -28,7 +28,9 @@ from makemore_sweep.model.checkpoints import LAST_CHECKPOINT
 from makemore_sweep.sweeper.storage import open_storage
 from makemore_sweep.training.metrics_file import read_metrics
 
-pytestmark = [pytest.mark.service, pytest.mark.timeout(900)]
+# `make test` runs them after the others, alone (the `exclusive` marker): their jobs' time
+# limits and requeues are timed on the cluster's cores, which tests beside them would share.
+pytestmark = [pytest.mark.service, pytest.mark.timeout(900), pytest.mark.exclusive]
 
 SCRIPT = REPO_ROOT / "scripts" / "slurm-local.sh"
 SWEEP = "beat_2p2"
