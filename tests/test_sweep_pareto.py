@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from sweep_helpers import load_study, sweep_args
 
-from makemore_sweep.sweeper.outcome import objective_values
+from makemore_sweep.sweeper.claims import objective_values
 
 STUDY = "dev_vs_size"
 

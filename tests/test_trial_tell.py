@@ -16,11 +16,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from makemore_sweep.sweeper.claims import HOST, OWNER_ATTR, TrialLeases, TrialSource
-from makemore_sweep.sweeper.outcome import (
+from makemore_sweep.sweeper.batches import attempt_metrics
+from makemore_sweep.sweeper.claims import (
     FAIL_REASON_ATTR,
+    HOST,
+    OWNER_ATTR,
     TrialEnd,
-    attempt_metrics,
+    TrialLeases,
+    TrialSource,
     hand_back,
     tell_outcome,
 )
@@ -178,4 +181,4 @@ def test_exactly_one_module_tells_the_study() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr == "tell":
                 tellers.add(path.relative_to(SWEEPER).as_posix())
-    assert tellers == {"sweeper/outcome.py"}
+    assert tellers == {"sweeper/claims.py"}

@@ -13,7 +13,9 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from makemore_sweep.redaction import mask_secrets
 
 T = TypeVar("T")
 # The shell's codes for a process stopped by Ctrl-C or SIGTERM, which a stopped run exits with.
@@ -73,6 +75,18 @@ class TrainingDiverged(UserError):
 class JobLost(Exception):
     """A job ended without a result (killed, out of memory, a lost node): its message is a plain
     sentence, printed as it is, without the class name a programming error would get."""
+
+
+def one_line(error: Any) -> str:
+    """The first line of an error (or a job's reason), secrets masked: a trial's `fail_reason`."""
+    if isinstance(error, (UserError, JobLost)):
+        text = str(error)  # a sentence for the user: no class name
+    elif isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}"
+    else:
+        text = str(error)
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return mask_secrets(first)[:500]
 
 
 def debug_enabled() -> bool:

@@ -3,7 +3,7 @@
 Upstream's way, kept for those who use it (docs/sweeps.md "One job per trial"): the sweep
 process takes a batch through the same claims as a worker (claims.py `next_batch`, under the
 claim lock), launches each trial as a Hydra job of the launcher (this process, local processes
-or SLURM jobs), waits for the batch and tells each end (outcome.py). A job elsewhere finds its
+or SLURM jobs), waits for the batch and tells each end (claims.py). A job elsewhere finds its
 trial by its overrides (worker.py `identity_overrides`), and its metrics.json carries back the
 token of its attempt, so an earlier attempt's record in the same folder is never read as its.
 """
@@ -23,13 +23,13 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.errors import UserError
-from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, TrialSource
-from makemore_sweep.sweeper.outcome import (
+from makemore_sweep.errors import UserError, one_line
+from makemore_sweep.sweeper.claims import (
+    ClaimedTrial,
     TrialEnd,
-    attempt_metrics,
+    TrialLeases,
+    TrialSource,
     hand_back,
-    one_line,
     tell_outcome,
 )
 from makemore_sweep.sweeper.storage import claim_lock
@@ -39,6 +39,7 @@ from makemore_sweep.sweeper.worker import (
     resume_overrides,
     trial_run_dir,
 )
+from makemore_sweep.training.metrics_file import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +155,15 @@ def _launch(
             hand_back(run.study, leases, trial_id, trial.metrics(), trial.run_dir, objectives)
         raise
     return returns
+
+
+def attempt_metrics(run_dir: Path, attempt: str) -> dict[str, Any] | None:
+    """The metrics.json a job elsewhere wrote in `run_dir` in attempt `attempt` (its token, see
+    trial_hook.py); None when it wrote none, the folder holding an earlier attempt's only."""
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("optuna_attempt") != attempt:
+        return None
+    return metrics

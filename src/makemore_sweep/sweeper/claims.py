@@ -1,9 +1,9 @@
-"""Who runs which trial: claims, heartbeats, takeovers, and the next trial to run.
+"""A trial from claim to tell: who runs which trial, the next trial to run, and the one tell.
 
-Runs in whichever process runs trials (`worker.py`). It owns the trials' bookkeeping in the
-study (the user attributes `sweep_owner`, `heartbeat_seq`, `continued`) and which trial a
-process gets next (an abandoned one first, else a new one). How a trial ended is told by
-`outcome.py`.
+Runs in whichever process runs trials (`worker.py`, `packed_worker.py`, `batches.py`). It owns
+the trials' bookkeeping in the study (the user attributes `sweep_owner`, `heartbeat_seq`,
+`continued`, `fail_reason` and the run's figures), which trial a process gets next (an
+abandoned one first, else a new one) and how it ended.
 
 Whoever runs a trial *claims* it: user attribute `sweep_owner` = host, pid, the sweep's id, the
 worker's index and a random token. While the trial runs, its owner keeps a heartbeat: the user
@@ -20,28 +20,36 @@ process's own monotonic clock, between two looks at the storage. Hosts with skew
 therefore cannot fail or take over each other's live trials; the price is that a process needs
 `grace_period` seconds of watching before it takes over a trial from another host (same-host
 owners are checked by pid, at once). A continued trial keeps its number, parameters and folder.
+
+A trial's run only reports its validations to the pruner and writes its state in metrics.json
+(`trial_hook.py`); its runner tells the study here, in `tell_outcome`, the only `study.tell`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from makemore_sweep.errors import one_line
 from makemore_sweep.sweeper.study import SearchSpace, count_states, finished, suggest
 
 log = logging.getLogger(__name__)
@@ -343,3 +351,145 @@ class TrialSource:
         for name, distribution in missing.items():
             params[name] = suggest(trial, name, distribution)
         return params
+
+
+FAIL_REASON_ATTR = "fail_reason"
+ENDED_STATES = ("completed", "pruned", "failed")  # metrics.json states of a run that has ended
+# Figures of metrics.json copied to the trial's user attributes, for reports and the sweep summary.
+LOSS_ATTRS = ("val_loss", "test_loss", "train_loss")
+OUTCOME_ATTRS = (*LOSS_ATTRS, "n_params", "steps", "train_time_s", "state", "pruned_at_step")
+
+
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial's run ended, as its runner saw it: what the run returned (its objectives'
+    values), or why it failed, and its metrics.json when it wrote one."""
+
+    returned: Any = None
+    failure: str | None = None
+    metrics: dict[str, Any] | None = None
+    run_dir: Path | None = None
+
+    @classmethod
+    def of_job(
+        cls,
+        job_return: JobReturn | BaseException,
+        metrics: dict[str, Any] | None,
+        run_dir: Path | None,
+    ) -> TrialEnd:
+        """A trial's Hydra job, with this attempt's metrics.json (None: none written)."""
+        failure = failure_reason(job_return)
+        returned = job_return.return_value if failure is None else None  # type: ignore[union-attr]
+        return cls(returned, failure, metrics, run_dir)
+
+    @property
+    def pruned(self) -> bool:
+        """The pruner stopped the run (an error in its last records does not undo that)."""
+        return (self.metrics or {}).get("state") == "pruned"
+
+
+def failure_reason(job_return: JobReturn | BaseException) -> str | None:
+    """One line on why a job failed; None for a job that completed."""
+    if isinstance(job_return, BaseException):
+        return one_line(job_return)
+    if job_return.status == JobStatus.COMPLETED:
+        return None
+    try:
+        # Reading it re-raises the job's exception, and Hydra prints "Error executing job with
+        # overrides" each time: the sweep says why in its own line instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            _ = job_return.return_value
+    except BaseException as error:  # noqa: BLE001 - the job's own error, whatever it is, is the reason
+        return one_line(error)
+    return f"the job ended with status {job_return.status.name}"
+
+
+def objective_values(
+    returned: Any, objectives: Sequence[str]
+) -> tuple[list[float] | None, str | None]:
+    raw = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    if len(raw) != len(objectives):
+        return None, f"the job returned {returned!r}, not values of {', '.join(objectives)}"
+    values: list[float] = []
+    for name, value in zip(objectives, raw):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            return None, f"the job returned {name} = {value}, which an objective cannot be"
+        values.append(number)
+    return values, None
+
+
+def tell_outcome(
+    study: optuna.Study,
+    storage: BaseStorage,
+    trial_id: int,
+    end: TrialEnd,
+    objectives: Sequence[str] = ("val_loss",),
+) -> FrozenTrial:
+    """The one tell of a trial: its run's figures as user attributes, then PRUNED (Optuna keeps
+    the last reported dev loss as its value), COMPLETE with the returned objectives, or FAIL
+    with one line of reason. A trial already finished (failed as abandoned by another process)
+    is kept as it is."""
+    frozen = storage.get_trial(trial_id)
+    if frozen.state.is_finished():
+        return frozen
+    try:
+        if end.metrics is not None:
+            keep_figures(storage, trial_id, end.metrics, end.run_dir)
+        if end.pruned:
+            study.tell(frozen.number, state=TrialState.PRUNED)
+            return storage.get_trial(trial_id)
+        values, reason = (
+            (None, end.failure) if end.failure else objective_values(end.returned, objectives)
+        )
+        if values is not None:
+            study.tell(frozen.number, values=values)
+        else:
+            storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason or "no objective values")
+            study.tell(frozen.number, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        log.warning(
+            "Optuna trial %d was already finished by another process; its outcome is in %s.",
+            frozen.number,
+            end.run_dir,
+        )
+    return storage.get_trial(trial_id)
+
+
+def hand_back(
+    study: optuna.Study,
+    leases: TrialLeases,
+    trial_id: int,
+    written: dict[str, Any] | None,
+    run_dir: Path | None,
+    objectives: Sequence[str] = ("val_loss",),
+) -> None:
+    """The worker stops (Ctrl-C, SIGTERM) with this trial in hand, `written` its metrics.json
+    of this attempt if any. A run that had ended (completed, pruned or failed, only its last
+    records cut short) is told as it ended; any other keeps its figures and is released, for
+    the next worker to go on from its checkpoint."""
+    state = (written or {}).get("state")
+    if written is not None and state in ENDED_STATES:
+        returned = [written.get(key) for key in objectives]
+        failure = str(written.get("error") or "the run failed") if state == "failed" else None
+        end = TrialEnd(returned, failure, written, run_dir)
+        tell_outcome(study, leases.storage, trial_id, end, objectives)
+        return
+    if written is not None:
+        keep_figures(leases.storage, trial_id, written, run_dir)
+    leases.release(trial_id)
+
+
+def keep_figures(
+    storage: BaseStorage, trial_id: int, metrics: dict[str, Any], run_dir: Path | None
+) -> None:
+    """The run's figures (and folder) as the trial's user attributes, for reports and the
+    sweep's lines: before its tell, and for a trial interrupted and handed back."""
+    if run_dir is not None:
+        storage.set_trial_user_attr(trial_id, "run_dir", str(run_dir.resolve()))
+    for key in OUTCOME_ATTRS:
+        if metrics.get(key) is not None:
+            storage.set_trial_user_attr(trial_id, key, metrics[key])

@@ -46,7 +46,7 @@ from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.errors import UserError
 from makemore_sweep.redaction import mask_secrets, mask_text
 from makemore_sweep.sweeper.batches import run_batches
-from makemore_sweep.sweeper.outcome import failure_reason
+from makemore_sweep.sweeper.claims import failure_reason
 from makemore_sweep.sweeper.ownership import (
     check_exports,
     check_sweep_folder,

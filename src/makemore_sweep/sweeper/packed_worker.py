@@ -11,8 +11,8 @@ and each slot freed by a trial's end takes the next claimed trial at once:
             the worker runs it once the pack has drained
         else run its Hydra job: makemore-train's task starts the run (trial_N folder, .hydra
             files, loggers) and returns it to the pack (cli/train_job.py)
-    a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (outcome.py)
-    Ctrl-C, SIGTERM: each trial saved its place; hand it back (outcome.py), to be continued
+    a trial ended: tell the study PRUNED, COMPLETE or FAIL from its metrics (claims.py)
+    Ctrl-C, SIGTERM: each trial saved its place; hand it back (claims.py), to be continued
 
 Every claimed trial is in `live`, which the worker's heartbeat thread reads as it changes.
 """
@@ -32,9 +32,15 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.schema import RunConfig
+from makemore_sweep.errors import one_line
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
-from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases
-from makemore_sweep.sweeper.outcome import TrialEnd, hand_back, one_line, tell_outcome
+from makemore_sweep.sweeper.claims import (
+    ClaimedTrial,
+    TrialEnd,
+    TrialLeases,
+    hand_back,
+    tell_outcome,
+)
 from makemore_sweep.sweeper.settings import SweepSettings
 from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
 from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays, train_pack

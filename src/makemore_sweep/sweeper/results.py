@@ -28,8 +28,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.config.locations import experiment_export_dir
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.claims import CONTINUED_ATTR, CONTINUED_REASON_ATTR, OWNER_ATTR
-from makemore_sweep.sweeper.outcome import FAIL_REASON_ATTR
+from makemore_sweep.sweeper.claims import (
+    CONTINUED_ATTR,
+    CONTINUED_REASON_ATTR,
+    FAIL_REASON_ATTR,
+    OWNER_ATTR,
+)
 from makemore_sweep.sweeper.ownership import owner_header_line
 from makemore_sweep.sweeper.study import SearchSpace, finished
 from makemore_sweep.training.metrics_file import METRICS_FILE, read_metrics

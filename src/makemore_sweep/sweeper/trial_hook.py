@@ -3,7 +3,7 @@
 Runs inside a trial's run. The entry point hands the run a `TrialReporter` (a `RunHook`): it
 reports the dev loss at every validation and stops the run when the pruner says so; the run
 then ends with the state `pruned` in its metrics.json, and its runner tells the study
-(outcome.py `tell_outcome`, the one tell).
+(claims.py `tell_outcome`, the one tell).
 
 Where the reporter comes from:
 - in a worker, the worker builds it with its own study, pruner and trial, and hands it over as

@@ -2,7 +2,7 @@
 
 `WorkerLoop` is the task of a worker job placed by the sweep's launcher (the sweep's own
 process, submitit processes on this machine, or one SLURM job), and runs in that worker; it
-takes its trials through claims.py and tells their ends through outcome.py. This module also
+takes its trials and tells their ends through claims.py. This module also
 holds `SweepRun` (what the sweep process shares with its runners; the other runner, one job
 per trial, is batches.py), what a trial's job is told (`identity_overrides`, read by
 trial_hook.py) and `StopRequest`, a worker's answer to SIGTERM.
@@ -16,11 +16,11 @@ A worker opens the shared study itself and loops:
         run it in-process with Hydra's run_job (own trial_N folder, metrics.json, W&B run),
         keeping a heartbeat on it, the trial handed to the run as an object; the run
         reports and may prune                                           (trial_hook.py)
-        tell the study how it ended: PRUNED, COMPLETE or FAIL           (outcome.py)
+        tell the study how it ended: PRUNED, COMPLETE or FAIL           (claims.py)
 
 Imports, the data, the storage and the CUDA context are paid once per worker instead of once
 per trial. A worker stopped by a signal (Ctrl-C, SLURM's SIGTERM) hands its trial back
-(outcome.py `hand_back`: told as it ended if its run had ended, else released), so the
+(claims.py `hand_back`: told as it ended if its run had ended, else released), so the
 next free worker, or the next run of the same command, continues it: the sweep passes Ctrl-C
 on to its workers as SIGTERM, and SLURM preempts with it. Inside a trial's training,
 Lightning's own handler stops the run in good order (its checkpoint is kept and the trial
@@ -52,18 +52,19 @@ from hydra.core.utils import run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from makemore_sweep.errors import EXIT_SIGTERM, UserError
+from makemore_sweep.errors import EXIT_SIGTERM, UserError, one_line
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.redaction import redact_run_records
-from makemore_sweep.sweeper.claims import ClaimedTrial, TrialLeases, TrialSource
-from makemore_sweep.sweeper.outcome import (
+from makemore_sweep.sweeper.claims import (
     FAIL_REASON_ATTR,
+    OWNER_ATTR,
+    ClaimedTrial,
     TrialEnd,
-    failures_of_sweep,
+    TrialLeases,
+    TrialSource,
     hand_back,
-    one_line,
     tell_outcome,
 )
 from makemore_sweep.sweeper.results import SweepPrinter
@@ -429,4 +430,13 @@ def identity_overrides(
         f"+{TRIAL_CONFIG_KEY}.study_name={quoted(study_name)}",
         f"+{TRIAL_CONFIG_KEY}.base_dir={quoted(base_dir)}",
         *([f"+{TRIAL_CONFIG_KEY}.attempt={quoted(attempt)}"] if attempt else []),
+    ]
+
+
+def failures_of_sweep(study: optuna.Study, sweep_id: str) -> list[FrozenTrial]:
+    """The FAIL trials run by the processes of one sweep (what max_failure_rate counts)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if (t.user_attrs.get(OWNER_ATTR) or {}).get("sweep_id") == sweep_id
     ]
