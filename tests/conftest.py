@@ -33,6 +33,19 @@ def pytest_configure(config: pytest.Config) -> None:
         os.sched_setaffinity(0, cores[int(worker[2:]) % workers :: workers])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files that hold slow or service tests run first, each file's tests kept together
+    (its module fixtures are built once). pytest-xdist hands tests out in this order, so the
+    quick tests come last and fill in while the other worker ends a long one; in name order the
+    95-s wheel test was among the last, and one worker could run it alone."""
+    long_files = {
+        item.path
+        for item in items
+        if item.get_closest_marker("slow") or item.get_closest_marker("service")
+    }
+    items.sort(key=lambda item: item.path not in long_files)  # stable: file order kept within
+
+
 def with_all_cores() -> None:
     """A service (PostgreSQL, slurmd) outlives the test that starts it: it gets every core."""
     if ALL_CORES:

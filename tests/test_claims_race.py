@@ -27,7 +27,7 @@ PARAMS = {"optim.lr": 0.0123}
 
 RACER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     import optuna
     from omegaconf import OmegaConf
@@ -36,6 +36,7 @@ RACER = textwrap.dedent(
     from makemore_sweep.sweeper.study import build_search_space
 
     url, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    ready, end = Path(f"{go}.ready"), Path(f"{go}.end")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_sweep_storage(url)
     study = optuna.load_study(study_name=name, storage=storage)
@@ -43,10 +44,15 @@ RACER = textwrap.dedent(
     space = build_search_space({"optim.lr": "interval(0.001, 0.1)"}, [])
     lock = lambda: claim_lock(url, storage, name)
     source = TrialSource(study, storage, leases, space, OmegaConf.create({}), 1, lock)
+    (ready / str(os.getpid())).touch()
     while not go.exists():
         time.sleep(0.001)
     taken = source.next()  # the study has its one trial: an abandoned one or nothing
     print(f"won {taken.number} {taken.params} {leases.owner['token']}" if taken else "lost", flush=True)
+    # The winner stays alive until every racer has looked: a winner gone would leave its trial
+    # abandoned again (its process is gone), and a late racer would rightly take it over.
+    while not end.exists():
+        time.sleep(0.01)
     """
 )
 
@@ -77,11 +83,19 @@ def _race(url: str, tmp_path: Path) -> None:
         )
         for _ in range(RACERS)
     ]
-    time.sleep(4.0)  # every racer has its storage open and waits for the signal
+    ready = Path(f"{go}.ready")
+    ready.mkdir()
+    deadline = time.monotonic() + 120
+    # Every racer has its storage open and waits for the signal (a loaded machine may take long).
+    while len(list(ready.iterdir())) < RACERS and time.monotonic() < deadline:
+        ended = [racer for racer in racers if racer.poll() is not None]
+        assert not ended, f"a racer ended before the signal: {ended[0].communicate()[1]}"
+        time.sleep(0.05)
     go.touch()
+    lines = [racer.stdout.readline().strip() for racer in racers]  # type: ignore[union-attr]
+    Path(f"{go}.end").touch()
     outcomes = [racer.communicate(timeout=120) for racer in racers]
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in outcomes]
-    lines = [out.strip() for out, _ in outcomes]
     winners = [line for line in lines if line.startswith("won")]
     assert len(winners) == 1, lines
     assert lines.count("lost") == RACERS - 1
