@@ -195,6 +195,12 @@ def test_every_module_is_small_enough_to_read_in_one_sitting() -> None:
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
+def test_the_sweeper_has_at_most_nine_modules() -> None:
+    """A reader learns the sweep in a few modules grouped by process (issue 25)."""
+    sweeper = sorted(p.name for p in (PACKAGE / "sweeper").glob("*.py") if p.name != "__init__.py")
+    assert len(sweeper) <= 9, f"sweeper/ has {len(sweeper)} modules: {sweeper}"
+
+
 @pytest.mark.parametrize("entry", ["makemore_sweep.cli.report", "makemore_sweep.cli.dashboard"])
 def test_the_report_commands_never_load_lightning(entry: str, tmp_path: Path) -> None:
     """Build a real report of a real (journal) study and look at what got imported."""

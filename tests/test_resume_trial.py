@@ -26,13 +26,12 @@ from conftest import train_cli, train_cli_running
 from omegaconf import OmegaConf
 from sweep_helpers import STUDY, sweep_args
 
+from makemore_sweep.config.sweep_settings import TRIAL_CONFIG_KEY
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import BEST_CHECKPOINT, LAST_CHECKPOINT
 from makemore_sweep.redaction import MASK
-from makemore_sweep.sweeper.settings import TRIAL_CONFIG_KEY
 from makemore_sweep.training.metrics_file import read_metrics
 from makemore_sweep.training.resume_command import (
-    TRIAL_KEY,
     RunFinished,
     expand_resume_argument,
     load_saved_yaml,
@@ -40,10 +39,6 @@ from makemore_sweep.training.resume_command import (
 
 STUDY_A = "ctrlc_a"  # the interrupted sweep; STUDY (beat_2p2, the default name) is the bystander
 ADVICE = "the sweep continues it when its command is run again: "
-
-
-def test_training_names_the_trial_key_as_the_sweeper_does() -> None:
-    assert TRIAL_KEY == TRIAL_CONFIG_KEY
 
 
 # --- a sweep's trial ----------------------------------------------------------------------------
@@ -198,7 +193,8 @@ def trial_folder(
     (trial_dir / ".hydra").mkdir(parents=True)
     identity = {"number": 3, "study_name": "s", "base_dir": str(root)}
     OmegaConf.save(
-        OmegaConf.create({"seed": 1, TRIAL_KEY: identity}), trial_dir / ".hydra" / "config.yaml"
+        OmegaConf.create({"seed": 1, TRIAL_CONFIG_KEY: identity}),
+        trial_dir / ".hydra" / "config.yaml",
     )
     OmegaConf.save(OmegaConf.create(overrides), trial_dir / ".hydra" / "overrides.yaml")
     hydra = {

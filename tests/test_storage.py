@@ -12,12 +12,7 @@ from wandb_offline import run_config
 
 from makemore_sweep.errors import StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.storage import (
-    check_storage_url,
-    describe_storage,
-    journal_path,
-    open_storage,
-)
+from makemore_sweep.sweeper.storage import journal_path, open_storage
 
 SECRET = "s3cr3t-pass"
 
@@ -70,7 +65,6 @@ def test_a_journal_file_is_shared_by_every_storage_opened_on_it(tmp_path: Path) 
 
 def test_no_url_means_in_memory() -> None:
     assert open_storage(None) is None
-    assert "in memory" in describe_storage(None)
 
 
 def test_an_unreachable_database_is_one_sentence_without_the_password() -> None:
@@ -84,9 +78,10 @@ def test_an_unreachable_database_is_one_sentence_without_the_password() -> None:
     assert "\n" not in message
 
 
-def test_describing_a_storage_masks_its_password() -> None:
-    described = describe_storage(f"postgresql://user:{SECRET}@db.cluster:5432/optuna")
-    assert described == "postgresql://user:***@db.cluster:5432/optuna"
+def test_a_storage_url_is_shown_with_its_password_masked() -> None:
+    # What the sweep's plan line and every storage error show of a server URL.
+    shown = mask_secrets(f"postgresql://user:{SECRET}@db.cluster:5432/optuna")
+    assert shown == "postgresql://user:***@db.cluster:5432/optuna"
 
 
 @pytest.mark.slow
@@ -121,7 +116,7 @@ PASSWORD = "Sentinel-Db-Pw"
 
 def test_a_usable_sqlite_file_is_opened_and_holds_optuna_tables(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    check_storage_url(url)
+    open_storage(url)
     assert (tmp_path / "study.db").is_file()
     optuna.create_study(
         storage=url, study_name="after-the-check"
@@ -133,7 +128,7 @@ def test_sqlite_in_a_folder_that_cannot_be_made_names_the_url(tmp_path: Path) ->
     blocker.write_text("a file where the studies folder should be")
     url = f"sqlite:///{blocker / 'study.db'}"
     with pytest.raises(StorageError) as caught:
-        check_storage_url(url)
+        open_storage(url)
     message = str(caught.value)
     assert url in message
     assert "\n" not in message
@@ -141,14 +136,14 @@ def test_sqlite_in_a_folder_that_cannot_be_made_names_the_url(tmp_path: Path) ->
 
 def test_sqlite_under_a_read_only_system_folder(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="/proc/nosuch/study.db"):
-        check_storage_url("sqlite:////proc/nosuch/study.db")
+        open_storage("sqlite:////proc/nosuch/study.db")
 
 
 def test_unreachable_postgresql_names_the_url_without_its_password() -> None:
     """psycopg2-binary is a dev dependency; port 1 refuses at once, so no timeout is involved."""
     url = f"postgresql+psycopg2://optuna:{PASSWORD}@127.0.0.1:1/x"
     with pytest.raises(StorageError) as caught:
-        check_storage_url(url)
+        open_storage(url)
     message = str(caught.value)
     assert "postgresql+psycopg2://optuna:***@127.0.0.1:1/x" in message
     assert "Connection refused" in message or "connect" in message
@@ -159,7 +154,7 @@ def test_plain_postgresql_url_fails_in_one_masked_sentence_whatever_driver_is_in
     """SQLAlchemy 2.1 maps postgresql:// to psycopg (3): missing driver or refused connection."""
     url = f"postgresql://optuna:{PASSWORD}@127.0.0.1:1/x"
     with pytest.raises(StorageError) as caught:
-        check_storage_url(url)
+        open_storage(url)
     message = str(caught.value)
     assert "postgresql://optuna:***@127.0.0.1:1/x" in message
     assert PASSWORD not in message and "\n" not in message
@@ -178,5 +173,5 @@ def test_plain_postgresql_url_fails_in_one_masked_sentence_whatever_driver_is_in
 )
 def test_malformed_urls(url: str, words: str) -> None:
     with pytest.raises(StorageError, match=words) as caught:
-        check_storage_url(url)
+        open_storage(url)
     assert ":pw@" not in str(caught.value)

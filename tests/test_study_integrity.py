@@ -17,13 +17,13 @@ from conftest import train_cli, user_shell_env
 from sweep_helpers import STUDY, load_study, sweep_args
 
 from makemore_sweep.errors import ConfigError
-from makemore_sweep.sweeper.ownership import (
+from makemore_sweep.sweeper.driver import (
     OWNER_FILE,
     SETTINGS_ATTR,
-    check_exports,
     claim_sweep_folder,
     hydra_syntax,
 )
+from makemore_sweep.sweeper.results import check_exports
 from makemore_sweep.sweeper.study import build_search_space
 
 ONE_WORKER = ["hydra.sweeper.workers=1", "hydra.sweeper.n_trials=2"]
@@ -207,7 +207,7 @@ def test_the_default_studies_folder_is_created(
 
 
 def test_a_study_records_its_settings_once(tmp_path: Path) -> None:
-    from makemore_sweep.sweeper.ownership import keep_study_settings
+    from makemore_sweep.sweeper.driver import keep_study_settings
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s")
     wanted = {"trainer.max_steps": 500, "hydra.sweeper.params": {}}

@@ -16,7 +16,6 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from makemore_sweep.sweeper.batches import attempt_metrics
 from makemore_sweep.sweeper.claims import (
     FAIL_REASON_ATTR,
     HOST,
@@ -27,6 +26,7 @@ from makemore_sweep.sweeper.claims import (
     hand_back,
     tell_outcome,
 )
+from makemore_sweep.sweeper.runners import attempt_metrics
 from makemore_sweep.sweeper.storage import claim_lock, open_sweep_storage
 from makemore_sweep.sweeper.study import build_pruner, build_search_space
 from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run

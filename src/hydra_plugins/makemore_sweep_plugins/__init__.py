@@ -1,7 +1,7 @@
 """Registers makemore-sweep's Hydra plugins: Hydra finds plugins by scanning `hydra_plugins.*`.
 
 - `hydra/sweeper=makemore_optuna`: makemore_optuna.MakemoreOptunaSweeper (this package: it imports the
-  sweep, makemore_sweep.sweeper, which never imports it back), its keys makemore_sweep.sweeper.settings
+  sweep, makemore_sweep.sweeper, which never imports it back), its keys makemore_sweep.config.sweep_settings
 - `hydra/launcher=local` (conf/hydra/launcher/local.yaml): makemore_sweep.cluster.local_launcher
 - `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): makemore_sweep.cluster.slurm_launcher
 - the configuration schema `makemore_schema` that conf/train.yaml starts from (config/store.py),

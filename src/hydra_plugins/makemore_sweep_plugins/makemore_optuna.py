@@ -1,7 +1,7 @@
 """The `makemore_optuna` Hydra sweeper: hydra-optuna-sweeper 1.4, made resumable and pruning-aware.
 
 Runs in the sweep process; Hydra's plugin scan imports it on every start, so it stays light: its
-keys and their checks are `makemore_sweep.sweeper.settings` (no optuna or torch), and the sweep
+keys and their checks are `makemore_sweep.config.sweep_settings` (no optuna or torch), and the sweep
 itself, `makemore_sweep.sweeper.driver`, is imported only when a sweep runs. It lives here, beside
 the registration, as upstream's plugin does: the class that imports the sweep sits above it, so
 no module of the sweeper imports back up (tests/test_layout.py finds import cycles).
@@ -16,15 +16,15 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from makemore_sweep.config.sweep_settings import SweepSettings
 from makemore_sweep.errors import UserError, debug_enabled, report_user_error
-from makemore_sweep.sweeper.settings import SweepSettings
 
 
 class MakemoreOptunaSweeper(Sweeper):
     """Hydra's plugin class: Hydra's public Sweeper interface; user errors become one clean line."""
 
     def __init__(self, **options: Any) -> None:
-        # Hydra instantiates this class with the keys of the schema (settings.py), checked.
+        # Hydra instantiates this class with the keys of the schema (config/sweep_settings.py), checked.
         # Optuna is imported later, not here; the sampler is instantiated once the study is open
         # (its seed moves on when a study is resumed).
         self.settings = SweepSettings.from_hydra(options)

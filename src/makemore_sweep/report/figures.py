@@ -23,9 +23,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from makemore_sweep.config.sweep_settings import DEV_LOSS
 from makemore_sweep.model.checkpoints import BEST_CHECKPOINT, network_from_checkpoint
 from makemore_sweep.report.embeddings import draw_embeddings, embedding_table, project_to_2d
-from makemore_sweep.report.sources import DEV_LOSS, ReportSource, dev_loss_curve
+from makemore_sweep.report.sources import ReportSource, dev_loss_curve
 
 TARGET_LOSS = 2.2
 # Dev losses published in the makemore lectures, on the same split (see DESIGN.md).

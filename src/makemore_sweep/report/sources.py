@@ -18,13 +18,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
+from makemore_sweep.config.sweep_settings import DEV_LOSS
 from makemore_sweep.errors import StorageError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper import storage as studies_storage
 from makemore_sweep.sweeper.storage import JOURNAL_PREFIX
 from makemore_sweep.training.metrics_file import METRICS_FILE
 
-DEV_LOSS = "val_loss"  # the metrics.json key of the dev loss, as an objective name
 RUN_DIR_ATTR = "run_dir"  # trial user attribute: absolute path of the trial's Hydra output folder
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"

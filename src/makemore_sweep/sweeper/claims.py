@@ -1,6 +1,6 @@
 """A trial from claim to tell: who runs which trial, the next trial to run, and the one tell.
 
-Runs in whichever process runs trials (`worker.py`, `packed_worker.py`, `batches.py`). It owns
+Runs in whichever process runs trials (`worker.py`, `packed_worker.py`, runners.py `run_batches`). It owns
 the trials' bookkeeping in the study (the user attributes `sweep_owner`, `heartbeat_seq`,
 `continued`, `fail_reason` and the run's figures), which trial a process gets next (an
 abandoned one first, else a new one) and how it ended.

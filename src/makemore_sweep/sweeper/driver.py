@@ -1,62 +1,62 @@
-"""The sweep process: start a study's sweep, run its trials with workers or in batches, finish it.
+"""The sweep process: start a study's sweep, hand its trials to a runner, finish it.
 
 Runs in the process of `makemore-train sweep=NAME` (Hydra calls the plugin class, which calls
 `run_sweep`). It owns the sweep from start to end, and never loads the training stack:
 
-    settle everything that could touch another study's records          (ownership.py)
+    settle everything that could touch another study's records          (below: a study's records)
     open (or create) the study in persistent storage (a journal file for cluster jobs)
                                                                      (storage.py, study.py)
-    run it until it holds n_trials finished (COMPLETE + PRUNED) trials, either
-        with long-lived workers that each pull trial after trial (worker.py): place them with
-        the launcher, watch the study (a line per trial as it ends), replace a worker that dies
-        or with one job per trial, in batches of n_jobs                (batches.py run_batches)
+    run it until it holds n_trials finished (COMPLETE + PRUNED) trials      (runners.py), either
+        with long-lived workers that each pull trial after trial (worker.py), or
+        with one job per trial, in batches of n_jobs
     print the best trial, write optimization_results.yaml and the best trial as an experiment
     (several objectives: the Pareto front, each of its trials as an experiment)  (results.py)
 
-Workers are Hydra jobs of the configured launcher whose task is `WorkerLoop`:
-- `hydra/launcher=basic` (the default): one worker runs in this process; more run as processes
-  on this machine (submitit's local executor, as `hydra/launcher=local`);
-- `hydra/launcher=local`: one process per worker, `threads = cores // workers` each;
-- `hydra/launcher=slurm`: one SLURM job per worker, `cpus_per_task` threads each.
-The workers' own output goes to their job logs.
-
 Counting from the storage is what makes a re-run resume and several sweep processes on one
 storage share the total; RUNNING trials that nobody runs any more are continued, not redone.
+
+A study owns its records: the settings that define its trials, its sweep folder, its exports.
+A study is known by its storage and its name (`study_label`). Two ordinary mistakes used to mix
+two studies' records, so both are refused with one sentence before any trial runs:
+
+- **Changed settings.** What defines a trial (the search space, the pruner and its options,
+  `trainer.max_steps`, `trainer.val_every_n_steps`, the objectives) is written into the study
+  when it is created (its user attribute `sweep_settings`). A later run that changes any of
+  them would add trials that do not compare with the others, so it is refused, naming the key.
+  `n_trials` may change freely.
+- **One study name on two storages.** The sweep folder (`multirun/<study_name>`) holds a file
+  naming the study that owns it, and each exported experiment (`configs/experiment/<study>_best`)
+  names its study's storage in its header (results.py `check_exports`). A sweep of another
+  study that would write there is refused, naming the other study and the key to change.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+import json
 import math
-import queue
-import threading
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, RunMode, TaskFunction
+import optuna
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.trial import FrozenTrial
 
-from makemore_sweep.config.instantiation import build
 from makemore_sweep.config.locations import experiment_export_dir
-from makemore_sweep.errors import UserError
+from makemore_sweep.config.sweep_settings import SweepSettings
+from makemore_sweep.errors import ConfigError
 from makemore_sweep.redaction import mask_secrets, mask_text
-from makemore_sweep.sweeper.batches import run_batches
-from makemore_sweep.sweeper.claims import failure_reason
-from makemore_sweep.sweeper.ownership import (
-    check_exports,
-    check_sweep_folder,
-    claim_sweep_folder,
-    defining_settings,
-    keep_study_settings,
-    study_label,
-)
 from makemore_sweep.sweeper.results import (
-    StudyWatcher,
+    check_exports,
     experiment_name,
     export_experiment,
     exported_names,
@@ -64,8 +64,10 @@ from makemore_sweep.sweeper.results import (
     save_pareto_results,
     save_results,
 )
-from makemore_sweep.sweeper.settings import SweepSettings
+from makemore_sweep.sweeper.runners import run_batches, run_workers
 from makemore_sweep.sweeper.storage import (
+    JOURNAL_PREFIX,
+    SQLITE_PREFIX,
     STUDIES_DIR,
     check_sweep_storage_location,
     make_default_folder,
@@ -73,6 +75,7 @@ from makemore_sweep.sweeper.storage import (
     study_storage_url,
 )
 from makemore_sweep.sweeper.study import (
+    SearchSpace,
     build_sampler,
     build_search_space,
     count_states,
@@ -82,27 +85,8 @@ from makemore_sweep.sweeper.study import (
     open_study,
     study_name,
 )
-from makemore_sweep.sweeper.worker import SweepRun, WorkerLoop
+from makemore_sweep.sweeper.worker import SweepRun
 from makemore_sweep.training.resume_command import SWEEP_RECORD
-
-log = logging.getLogger(__name__)
-
-WORKERS_DIR = ".workers"  # worker_K/ under the sweep folder: each worker's Hydra files and log
-STOP_WAIT_S = 30.0  # how long a stopped sweep waits for its launches to stop their jobs
-IN_THIS_PROCESS = "in this process"
-
-
-class SweepInterrupted(UserError):
-    exit_code = 130
-
-
-class WorkersStopped(UserError):
-    """The workers ended before the study was complete, for reasons of their own."""
-
-
-class WorkersDied(UserError):
-    """More workers died than `hydra.sweeper.max_worker_restarts` allows to replace."""
-
 
 # --- start and finish -----------------------------------------------------------------------------
 
@@ -205,246 +189,185 @@ def export_trial(run: SweepRun, trial: FrozenTrial, name: str) -> tuple[Path, st
     )
 
 
-# --- workers: place, watch, replace ---------------------------------------------------------------
+# --- a study's records ---------------------------------------------------------------------------
+
+SETTINGS_ATTR = "sweep_settings"  # the study's user attribute holding what defines its trials
+OWNER_FILE = ".optuna-study.yaml"  # in the sweep folder: the study whose trials it holds
+TRIAL_FOLDER_PREFIX = "trial_"
+# The trainer settings a trial's learning curve depends on, besides the searched parameters.
+TRAINER_KEYS = ("trainer.max_steps", "trainer.val_every_n_steps")
+NEW_STUDY_HINT = "start a new study with hydra.sweeper.study_name=<new name>"
 
 
-def run_workers(run: SweepRun, workers: int) -> None:
-    task = WorkerLoop(
-        hydra_context=run.hydra_context,
-        task_function=run.task_function,
-        master_config=run.config,
-        settings=run.settings,
-        space=run.space,
-        storage_url=run.storage_url,
-        study_name=run.study.study_name,
-        sweep_id=run.sweep_id,
-        seed_offset=run.n_earlier,
-    )
-    launcher, where = _launcher(run, task, workers)
-    run.printer.say(f"[sweep] {workers} worker{'s' if workers > 1 else ''} {where}")
-    watcher = StudyWatcher(run.study, run.sweep_id, run.printer)
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.watch, args=(stop,), name="sweep-watcher", daemon=True)
-    thread.start()
-    reasons: list[
-        tuple[int, str]
-    ] = []  # replaced workers say nothing; WorkersDied speaks for the rest
-    try:
-        if where == IN_THIS_PROCESS:  # nothing to replace: a worker that dies takes the sweep along
-            reasons = _reasons(enumerate(launcher.launch([_worker_job(run, 0)], initial_job_idx=0)))
-        else:
-            WorkerSupervisor(run, launcher, watcher).supervise(workers)
-    except KeyboardInterrupt:
-        raise SweepInterrupted(
-            "The sweep was interrupted; run the same command again to continue its unfinished trials from their checkpoints."
-        ) from None
-    finally:
-        stop.set()
-        thread.join()
-    _report_workers(run, reasons)
+def study_label(study_name: str, storage_url: str, base_dir: Path) -> str:
+    """`'beat_2p2' in sqlite:///studies/beat_2p2.db`: the study's identity as it is written and compared.
 
-
-def _worker_job(run: SweepRun, index: int) -> list[str]:
-    """A worker's job is composed like a trial's, the sweep's fixed overrides included, in a folder of its own."""
-    return [*run.space.trial_overrides({}), f"hydra.sweep.subdir={WORKERS_DIR}/worker_{index}"]
-
-
-class WorkerSupervisor:
-    """Starts the workers, each as a launch of its own, and replaces one that dies.
-
-    A worker dies when its process or job ends without its summary: SIGKILL, the OOM killer, a
-    lost node, a failed SLURM job. While the study still needs trials and
-    `hydra.sweeper.max_worker_restarts` allows, a new worker (the next index) takes its place;
-    its unfinished trial is abandoned (its process is gone) and the next free worker continues it
-    from its checkpoint. A worker that returns its summary has found the study complete.
+    A file under the folder the sweep runs in is named relative to it, so a project folder
+    that moves keeps its studies; a password in a server URL is masked.
     """
+    return f"{study_name!r} in {_storage_key(storage_url, base_dir)}"
 
-    def __init__(self, run: SweepRun, launcher: Launcher, watcher: StudyWatcher) -> None:
-        self.run = run
-        self.launcher = launcher
-        self.watcher = watcher  # knows which trial each worker was running, as it last looked
-        self.ended: queue.Queue[tuple[int, JobReturn | BaseException]] = queue.Queue()
-        self.threads: list[threading.Thread] = []
-        self.workers = 0
 
-    def supervise(self, workers: int) -> None:
-        """Supervise until every worker has ended; WorkersDied when some died unreplaced and
-        the study still needs trials."""
-        self.workers = workers
-        budget = self.run.settings.max_worker_restarts
-        running, next_index, restarts = 0, workers, 0
-        unreplaced: list[tuple[int, str]] = []
-        try:
-            for index in range(workers):
-                self._start(index)
-                running += 1
-            while running:
-                index, outcome = self._next_ended()
-                running -= 1
-                reason = worker_death(outcome)
-                if reason is None:
-                    continue
-                if self._study_done():
-                    self.run.printer.say(
-                        f"[sweep] worker {index} died ({reason}); not replaced: the study has its trials"
-                    )
-                    continue
-                held = self._held_trial(index)
-                if restarts >= budget:
-                    self.run.printer.say(f"[sweep] worker {index} died ({reason}){held}")
-                    unreplaced.append((index, reason))
-                    continue
-                restarts += 1
-                self.run.printer.say(
-                    f"[sweep] worker {index} died ({reason}); worker {next_index} started{held}"
-                )
-                self._start(next_index)
-                next_index, running = next_index + 1, running + 1
-        except BaseException:
-            stop_launches(self.launcher)
-            for thread in self.threads:
-                thread.join(timeout=STOP_WAIT_S)
-            raise
-        if unreplaced and not self._study_done():
-            raise WorkersDied(
-                f"{len(unreplaced)} worker(s) died with no replacement left "
-                f"(hydra.sweeper.max_worker_restarts={budget} spent); the first: {unreplaced[0][1]}; "
-                "run the same command again to continue the study."
+def _storage_key(url: str, base_dir: Path) -> str:
+    for prefix in (SQLITE_PREFIX, JOURNAL_PREFIX):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix) :])
+            if path.is_absolute() and path.is_relative_to(base_dir.resolve()):
+                return f"{prefix}{path.relative_to(base_dir.resolve())}"
+    return mask_secrets(url)
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def defining_settings(
+    config: DictConfig, settings: SweepSettings, space: SearchSpace
+) -> dict[str, Any]:
+    """What defines the study's trials, as JSON-ready values keyed by the config key a user changes."""
+    pruner = str(settings.pruner).lower()
+    options = settings.pruner_options.get(pruner) if settings.pruner_options is not None else None
+    # In the order a refusal names them: what users change most often first.
+    record: dict[str, Any] = {
+        key: OmegaConf.select(config, key, default=None) for key in TRAINER_KEYS
+    }
+    record.update(
+        {
+            "hydra.sweeper.objectives": list(settings.objectives),
+            "hydra.sweeper.pruner": pruner,
+            f"hydra.sweeper.pruner_options.{pruner}": _plain(options) or {},
+            "hydra.sweeper.params": {
+                name: distribution_to_json(d) for name, d in sorted(space.distributions.items())
+            },
+        }
+    )
+    return record
+
+
+def _plain(node: Any) -> Any:
+    """Options as plain JSON values, interpolations (`${trainer.max_steps}`) resolved."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, Mapping):
+        return {key: _plain(value) for key, value in node.items()}
+    return node
+
+
+def keep_study_settings(study: optuna.Study, wanted: dict[str, Any]) -> None:
+    """Record `wanted` in a study that has no record yet; refuse a run that differs from the record."""
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if recorded is None:  # a new study, or one made before studies kept their settings
+        study.set_user_attr(SETTINGS_ATTR, wanted)
+        return
+    name = study.study_name
+    for key, value in wanted.items():
+        if key not in recorded:
+            continue  # a setting this study predates
+        before = recorded[key]
+        if key == "hydra.sweeper.params":
+            _compare_search_spaces(name, before, value)
+        elif _canonical(before) != _canonical(value):
+            raise ConfigError(
+                f"{key}={_shown(value)} does not fit study {name!r}, whose trials were run with "
+                f"{key}={_shown(before)}; keep that value, or {NEW_STUDY_HINT}."
             )
 
-    def _start(self, index: int) -> None:
-        job = [_worker_job(self.run, index)]
-        start, wait_for = (
-            getattr(self.launcher, "start", None),
-            getattr(self.launcher, "wait", None),
+
+def _compare_search_spaces(name: str, before: Mapping[str, str], now: Mapping[str, str]) -> None:
+    for param in sorted(set(before) | set(now)):
+        if param not in now:
+            raise ConfigError(
+                f"hydra.sweeper.params no longer searches {param}, which study {name!r} searches as "
+                f"{hydra_syntax(json_to_distribution(before[param]))}; search it again, or {NEW_STUDY_HINT}."
+            )
+        shown_now = hydra_syntax(json_to_distribution(now[param]))
+        if param not in before:
+            raise ConfigError(
+                f"hydra.sweeper.params.{param}={shown_now} is not searched by study {name!r}; "
+                f"leave it out, or {NEW_STUDY_HINT}."
+            )
+        if json_to_distribution(before[param]) != json_to_distribution(now[param]):
+            raise ConfigError(
+                f"hydra.sweeper.params.{param}={shown_now} does not fit study {name!r}, which searches it as "
+                f"{hydra_syntax(json_to_distribution(before[param]))}; keep that range, or {NEW_STUDY_HINT}."
+            )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def hydra_syntax(distribution: BaseDistribution) -> str:
+    """A distribution as the sweep syntax that makes it (study.py's table, read backwards)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return f"choice({', '.join(str(c) for c in distribution.choices)})"
+    if isinstance(distribution, IntDistribution):
+        if distribution.step != 1:
+            text = f"range({distribution.low}, {distribution.high + 1}, step={distribution.step})"
+        else:
+            text = f"int(interval({distribution.low}, {distribution.high}))"
+    elif isinstance(distribution, FloatDistribution):
+        if distribution.step is not None:
+            text = f"range({distribution.low}, {distribution.high + distribution.step}, step={distribution.step})"
+        else:
+            text = f"interval({distribution.low}, {distribution.high})"
+    else:
+        return repr(distribution)
+    return f"tag(log, {text})" if getattr(distribution, "log", False) else text
+
+
+# --- folders --------------------------------------------------------------------------------------
+
+
+def check_sweep_folder(sweep_dir: Path, label: str) -> None:
+    """Refuse when the sweep folder belongs to another study (its owner file names it)."""
+    owner = _read_owner(sweep_dir)
+    if owner is not None and owner != label:
+        raise ConfigError(
+            f"{sweep_dir} holds the trials of study {owner}, not of this sweep's study {label}; "
+            "give this study another hydra.sweeper.study_name (or another hydra.sweep.dir)."
         )
-        try:
-            if callable(start) and callable(wait_for):
-                # This project's submitit launchers (cluster/submitit_jobs.py) submit here, in the
-                # main thread, where the local one may set signals around it; only the waiting
-                # happens in a thread. Their workers share the cores as one batch would.
-                if hasattr(self.launcher, "parallel_jobs"):
-                    self.launcher.parallel_jobs = self.workers
-                wait = functools.partial(wait_for, start(job, initial_job_idx=index))
-            else:
-                wait = functools.partial(self.launcher.launch, job, initial_job_idx=index)
-        except UserError:
-            raise  # jobs that can never start (SLURM): the sentence says what to change
-        except Exception as error:  # noqa: BLE001 - a passing submission failure: one more death
-            self.ended.put((index, error))
-            return
-
-        def wait_for_it() -> None:
-            try:
-                returned: JobReturn | BaseException = next(iter(wait()))
-            except BaseException as error:  # noqa: BLE001 - the launch itself failed: this worker is dead
-                returned = error
-            self.ended.put((index, returned))
-
-        thread = threading.Thread(target=wait_for_it, name=f"sweep-worker-{index}", daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _next_ended(self) -> tuple[int, JobReturn | BaseException]:
-        while True:  # a timeout, so that Ctrl-C reaches this thread while it waits
-            try:
-                return self.ended.get(timeout=0.5)
-            except queue.Empty:
-                continue
-
-    def _study_done(self) -> bool:
-        return study_is_complete(self.run)
-
-    def _held_trial(self, index: int) -> str:
-        """`; trial 5 continues from step 1750`: the trial the dead worker was running, if any."""
-        held = self.watcher.held.get(index)
-        if held is None:
-            return ""
-        number, step = held
-        return f"; trial {number} continues" + (f" from step {step}" if step else "")
 
 
-def worker_death(outcome: JobReturn | BaseException) -> str | None:
-    """Why a worker's job ended without its summary; None when it returned the summary."""
-    if _returned_summary(outcome):
-        return None
-    return failure_reason(outcome) or "it ended without its summary"
+def claim_sweep_folder(sweep_dir: Path, label: str, study_has_trials: bool) -> None:
+    """Write the owner file of the sweep folder, once; refuse trial folders of an unknown study.
 
-
-def stop_launches(launcher: Launcher) -> None:
-    """Ask the launcher's waiting launches to stop their jobs (Ctrl-C, or an error here)."""
-    stop = getattr(launcher, "stop_requested", None)
-    if isinstance(stop, threading.Event):
-        stop.set()
-
-
-def _local_processes(run: SweepRun, task: WorkerLoop) -> Launcher:
-    """The `hydra/launcher=local` launcher, composed from its config and set up for this sweep.
-
-    Only the launcher node is taken from that composition: the jobs are still composed from the
-    sweep's own config, whose launcher choice Hydra does not let a job change.
+    A folder written before studies named themselves there is taken over by a study that has
+    trials (it wrote them); a new study must not take over another study's trial folders.
     """
-    given = [
-        *run.config.hydra.overrides.hydra,
-        *run.config.hydra.overrides.task,
-    ]  # as the sweep was composed
-    local = run.hydra_context.config_loader.load_configuration(
-        config_name=str(run.config.hydra.job.config_name),
-        overrides=[*map(str, given), "hydra/launcher=local"],
-        run_mode=RunMode.MULTIRUN,
-    )
-    OmegaConf.copy_cache(
-        from_config=run.config, to_config=local
-    )  # the same ${now:...} as the sweep
-    launcher: Launcher = build(
-        OmegaConf.create(OmegaConf.to_container(local.hydra.launcher, resolve=True))
-    )
-    launcher.setup(hydra_context=run.hydra_context, task_function=task, config=run.config)
-    return launcher
-
-
-def _launcher(run: SweepRun, task: WorkerLoop, workers: int) -> tuple[Launcher, str]:
-    choice = run.config.hydra.runtime.choices.get("hydra/launcher")
-    if choice == "basic" and workers > 1:
-        # Hydra's basic launcher runs jobs one after the other: workers need processes of their
-        # own, placed as the shipped `hydra/launcher=local` config places them.
-        return _local_processes(run, task), "as processes on this machine"
-    launcher = Plugins.instance().instantiate_launcher(
-        config=run.config, hydra_context=run.hydra_context, task_function=task
-    )
-    where = {
-        "basic": IN_THIS_PROCESS,
-        "local": "as processes on this machine",
-        "slurm": "as SLURM jobs",
-    }
-    return launcher, where.get(str(choice), f"through hydra/launcher={choice}")
-
-
-def _reasons(returns: Iterable[tuple[int, JobReturn | BaseException]]) -> list[tuple[int, str]]:
-    found = []
-    for index, outcome in returns:
-        reason = worker_death(outcome)
-        if reason is not None:
-            found.append((index, reason))
-    return found
-
-
-def study_is_complete(run: SweepRun) -> bool:
-    return finished(count_states(run.study)) >= run.settings.n_trials
-
-
-def _report_workers(run: SweepRun, reasons: list[tuple[int, str]]) -> None:
-    for index, reason in reasons:
-        run.printer.say(f"[sweep] worker {index} stopped: {reason}")
-    run.check_failure_budget(run.failures_of_this_sweep())
-    if reasons and not study_is_complete(run):
-        raise WorkersStopped(
-            f"Every worker stopped before the study had n_trials={run.settings.n_trials} finished trials; "
-            f"the first said: {reasons[0][1]}"
+    check_sweep_folder(sweep_dir, label)
+    if _read_owner(sweep_dir) is not None:
+        return
+    if not study_has_trials and any(sweep_dir.glob(f"{TRIAL_FOLDER_PREFIX}*")):
+        raise ConfigError(
+            f"{sweep_dir} holds trial folders of another study, and study {label} is new; give this study "
+            "another hydra.sweeper.study_name, or move that folder away."
         )
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # Exclusive creation: of two sweeps that start together, one names the folder, and the
+        # other reads that name back (the same study cooperates; another is refused).
+        with open(sweep_dir / OWNER_FILE, "x", encoding="utf-8") as handle:
+            handle.write(
+                f"# The Optuna study whose trials this folder holds (makemore-sweep).\nstudy: {json.dumps(label)}\n"
+            )
+    except FileExistsError:
+        check_sweep_folder(sweep_dir, label)
 
 
-def _returned_summary(outcome: JobReturn | BaseException) -> bool:
-    if isinstance(outcome, BaseException) or outcome.status != JobStatus.COMPLETED:
-        return False
-    return isinstance(outcome.return_value, dict)
+def _read_owner(sweep_dir: Path) -> str | None:
+    try:
+        text = (sweep_dir / OWNER_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("study: "):
+            return str(json.loads(line[len("study: ") :]))
+    return None

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from makemore_sweep.config.conversion import load_run_config
 from makemore_sweep.config.schema import RunConfig
+from makemore_sweep.config.sweep_settings import SweepSettings
 from makemore_sweep.errors import one_line
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.sweeper.claims import (
@@ -41,7 +42,6 @@ from makemore_sweep.sweeper.claims import (
     hand_back,
     tell_outcome,
 )
-from makemore_sweep.sweeper.settings import SweepSettings
 from makemore_sweep.sweeper.trial_hook import TrialReporter, handed_to_run
 from makemore_sweep.training.pack_engine import Cohort, cohort_of, packing_pays, train_pack
 from makemore_sweep.training.pack_member import MemberRun, is_packed_checkpoint

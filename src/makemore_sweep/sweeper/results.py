@@ -8,8 +8,8 @@ for each trial on a multi-objective study's Pareto front).
 An exported experiment holds every value in which the trial's configuration differs from the
 default one (conf/train.yaml alone): the searched parameters, the sweep file's settings such as
 the step budget, and the fixed command-line overrides. Interpolations are kept unresolved, so run
-folders and the like still follow the new run. Its header names the study that wrote it
-(ownership.py).
+folders and the like still follow the new run. Its header names the study that wrote it,
+and a sweep of another study is refused before it would write over it (`check_exports`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from makemore_sweep.config.locations import experiment_export_dir
+from makemore_sweep.errors import ConfigError
 from makemore_sweep.redaction import mask_secrets
 from makemore_sweep.sweeper.claims import (
     CONTINUED_ATTR,
@@ -34,7 +35,6 @@ from makemore_sweep.sweeper.claims import (
     FAIL_REASON_ATTR,
     OWNER_ATTR,
 )
-from makemore_sweep.sweeper.ownership import owner_header_line
 from makemore_sweep.sweeper.study import SearchSpace, finished
 from makemore_sweep.training.metrics_file import METRICS_FILE, read_metrics
 
@@ -288,6 +288,7 @@ def _write(config: DictConfig, results: dict[str, Any]) -> Path:
 # Set per trial by the sweeper or per run by Hydra: not part of what the trial trained.
 NOT_EXPORTED = ("hydra", "optuna_trial")
 _MISSING = object()
+OWNER_LINE = "Study: "  # an exported experiment's header line naming its study
 LABELS = {"val_loss": "dev", "test_loss": "test"}  # how an experiment's header names the losses
 
 
@@ -408,3 +409,33 @@ def write_experiment(
     tmp.write_text(f"# @package _global_\n{comments}{body}")
     tmp.replace(path)
     return path
+
+
+def check_exports(directory: Path, names: list[str], label: str) -> None:
+    """Refuse when an experiment this sweep would export was written by another study."""
+    for path in sorted(p for pattern in names for p in directory.glob(f"{pattern}.yaml")):
+        owner = exported_by(path)
+        if owner is not None and owner != label:
+            raise ConfigError(
+                f"{path} was exported by study {owner}, not by this sweep's study {label}; give this study "
+                "another hydra.sweeper.study_name (or another hydra.sweeper.export_dir)."
+            )
+
+
+def exported_by(path: Path) -> str | None:
+    """The study named in an exported experiment's header, None for files written before it was."""
+    prefix = f"# {OWNER_LINE}"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.startswith("#"):
+                    return None
+                if line.startswith(prefix):
+                    return line[len(prefix) :].strip()
+    except OSError:
+        return None
+    return None
+
+
+def owner_header_line(label: str) -> str:
+    return f"{OWNER_LINE}{label}"

@@ -22,7 +22,7 @@ that names the URL, its password masked, so an unreachable server or an unwritab
 before any trial trains; `open_sweep_storage` adds the key to fix. `check_storage_location`
 refuses a mistyped scheme ("did you mean") or a study file whose folder does not exist before
 anything is opened, and never creates a folder: a sweep creates only its default ones
-(`make_default_folder`). `check_storage_url` opens once, for callers that only validate.
+(`make_default_folder`).
 """
 
 from __future__ import annotations
@@ -259,18 +259,6 @@ def with_installed_postgres_driver(url: str) -> str:
     if importlib.util.find_spec("psycopg2") is None:
         return url
     return "postgresql+psycopg2://" + url[len("postgresql://") :]
-
-
-def check_storage_url(url: str) -> None:
-    """Open the storage at `url` once (creating a new study database as a sweep would)."""
-    storage = open_storage(url)
-    if isinstance(storage, RDBStorage):
-        storage.engine.dispose()
-
-
-def describe_storage(url: str | None) -> str:
-    """The storage as it may be printed or logged: passwords masked, in-memory said plainly."""
-    return mask_secrets(url) if url else "in memory (nothing is kept after the sweep)"
 
 
 def check_storage_location(url: str) -> None:

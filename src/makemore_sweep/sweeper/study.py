@@ -62,8 +62,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from makemore_sweep.config.network_spec import model_key_override
+from makemore_sweep.config.sweep_settings import SweepSettings, directions
 from makemore_sweep.errors import ConfigError, StorageError
-from makemore_sweep.sweeper.settings import SweepSettings, directions
 
 # --- the search space -----------------------------------------------------------------------------
 

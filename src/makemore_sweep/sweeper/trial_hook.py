@@ -32,9 +32,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
 
+from makemore_sweep.config.sweep_settings import DEV_LOSS, TRIAL_CONFIG_KEY, objective_list
 from makemore_sweep.errors import ConfigError, StorageError
 from makemore_sweep.redaction import mask_secrets
-from makemore_sweep.sweeper.settings import DEV_LOSS, TRIAL_CONFIG_KEY, objective_list
 from makemore_sweep.sweeper.storage import shared_sweep_storage, study_storage_url
 from makemore_sweep.sweeper.study import build_pruner
 from makemore_sweep.training.resume_command import SweepTrial, continue_trial_advice, sweep_trial_of

@@ -4,7 +4,7 @@
 process, submitit processes on this machine, or one SLURM job), and runs in that worker; it
 takes its trials and tells their ends through claims.py. This module also
 holds `SweepRun` (what the sweep process shares with its runners; the other runner, one job
-per trial, is batches.py), what a trial's job is told (`identity_overrides`, read by
+per trial, is runners.py `run_batches`), what a trial's job is told (`identity_overrides`, read by
 trial_hook.py) and `StopRequest`, a worker's answer to SIGTERM.
 A worker opens the shared study itself and loops:
 
@@ -54,6 +54,7 @@ from omegaconf import DictConfig, open_dict
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from makemore_sweep.config.sweep_settings import TRIAL_CONFIG_KEY, SweepSettings
 from makemore_sweep.errors import EXIT_SIGTERM, UserError, one_line
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.redaction import redact_run_records
@@ -68,7 +69,6 @@ from makemore_sweep.sweeper.claims import (
     tell_outcome,
 )
 from makemore_sweep.sweeper.results import SweepPrinter
-from makemore_sweep.sweeper.settings import TRIAL_CONFIG_KEY, SweepSettings
 from makemore_sweep.sweeper.storage import claim_lock, shared_sweep_storage
 from makemore_sweep.sweeper.study import SearchSpace, load_worker_study
 
@@ -100,7 +100,7 @@ class SweepRun:
     storage: BaseStorage
     storage_url: str
     n_earlier: int  # trials in the study before this sweep started
-    label: str  # the study's identity, as its folder and exports name it (ownership.py)
+    label: str  # the study's identity, as its folder and exports name it (driver.py `study_label`)
     printer: SweepPrinter = field(default_factory=SweepPrinter)
     sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 

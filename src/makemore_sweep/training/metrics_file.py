@@ -24,20 +24,6 @@ CONTRACT_KEYS = (
     "samples",
     "novel_fraction",
 )
-# The numeric figures of metrics.json a sweep may optimise (`hydra.sweeper.objectives`).
-OBJECTIVE_KEYS = (
-    "val_loss",
-    "test_loss",
-    "train_loss",
-    "init_loss",
-    "n_params",
-    "steps",
-    "best_step",
-    "train_time_s",
-    "time_to_target_s",
-    "steps_to_target",
-    "novel_fraction",
-)
 
 
 def _json_safe(value: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from makemore_sweep.config.sweep_settings import TRIAL_CONFIG_KEY
 from makemore_sweep.errors import ConfigError
 from makemore_sweep.model.checkpoint_paths import LAST_CHECKPOINT
 from makemore_sweep.redaction import MASK
@@ -36,9 +37,6 @@ SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 SAVED_HYDRA = Path(".hydra") / "hydra.yaml"
 SWEEP_RECORD = "multirun.yaml"  # Hydra's record of a sweep's own configuration, in its sweep folder
-# Where a sweep's trial finds its trial (sweeper/settings.py TRIAL_CONFIG_KEY; training may
-# not import the sweeper, tests/test_resume_trial.py checks that both agree).
-TRIAL_KEY = "optuna_trial"
 STUDY_NAME_KEY = "hydra.sweeper.study_name"
 LENGTH_KEYS = ("trainer.max_steps", "trainer.max_epochs", "data.batch_size")
 _PLAIN_OVERRIDE_VALUE = re.compile(r"[\w./:@+-]+")
@@ -196,7 +194,7 @@ def _planned_steps(run_dir: Path, given: list[str], n_train: Any) -> int | None:
 
 def sweep_trial_of(run_dir: Path) -> SweepTrial | None:
     """The trial a run folder holds (its saved `optuna_trial` node or overrides), None for a plain run."""
-    node = _saved(run_dir / SAVED_CONFIG, TRIAL_KEY)
+    node = _saved(run_dir / SAVED_CONFIG, TRIAL_CONFIG_KEY)
     if isinstance(node, DictConfig) and node.get("number") is not None:
         identity: dict[str, Any] = dict(node)
     else:  # without config.yaml, the overrides still tell
@@ -276,7 +274,7 @@ def _searched_keys(hydra_record: Path) -> set[str]:
 def _sweep_task_overrides(trial_task: list[str], searched: set[str]) -> list[str]:
     """A trial's task overrides less what the sweeper gave this trial (see sweep_command_of_trial)."""
     identity = next(
-        (i for i, o in enumerate(trial_task) if override_key(o).startswith(f"{TRIAL_KEY}.")),
+        (i for i, o in enumerate(trial_task) if override_key(o).startswith(f"{TRIAL_CONFIG_KEY}.")),
         len(trial_task),
     )
     before = trial_task[:identity]
@@ -288,7 +286,7 @@ def _sweep_task_overrides(trial_task: list[str], searched: set[str]) -> list[str
 
 def _trial_identity(overrides: list[str]) -> dict[str, Any]:
     """`+optuna_trial.number=3 +optuna_trial.study_name='x'` → {number: 3, study_name: 'x'}."""
-    ours = [o for o in overrides if override_key(o).startswith(f"{TRIAL_KEY}.")]
+    ours = [o for o in overrides if override_key(o).startswith(f"{TRIAL_CONFIG_KEY}.")]
     try:
         parsed = OverridesParser.create().parse_overrides(ours)
     except Exception:  # noqa: BLE001 - not Hydra syntax: not a trial we can name

@@ -1,11 +1,10 @@
 """The keys of the `makemore_optuna` Hydra sweeper (`hydra.sweeper.*`), listed once, and their checks.
 
-Runs in every process that composes a config: Hydra's plugin scan imports it on every start
-(through `hydra_plugins/makemore_sweep_plugins/makemore_optuna.py`, the plugin class Hydra
-instantiates), so it stays light: no optuna or torch at module level. It owns the schema Hydra
-checks a sweep's config against, and `SweepSettings`, the same fields as the sweep reads them.
-The plugin class lives outside this package so that it may import the sweep (`driver.py`)
-while everything here stays below it: no module of the sweeper imports back up.
+A config group's schema like the others in config/, read in every process that composes a
+config: Hydra's plugin scan imports it on every start (through
+`hydra_plugins/makemore_sweep_plugins/makemore_optuna.py`, the plugin class Hydra instantiates),
+so it stays light: no optuna or torch. It owns the schema Hydra checks a sweep's config against,
+and `SweepSettings`, the same fields as the sweep (`makemore_sweep.sweeper`) reads them.
 
 It keeps the upstream plugin's keys (`hydra.sweeper.n_trials`, `.n_jobs`, `.storage`,
 `.study_name`, `.sampler`, `.params`, `.direction`, `.max_failure_rate`,
@@ -37,8 +36,8 @@ from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import OmegaConf
 
+from makemore_sweep.config.schema import OptunaTrial
 from makemore_sweep.errors import ConfigError
-from makemore_sweep.training.metrics_file import OBJECTIVE_KEYS
 
 # Workers when `hydra.sweeper.workers` is null and n_jobs is 1. On a 2-core machine two
 # one-threaded workers are expected to beat one two-threaded worker (the BN-MLP's small
@@ -46,8 +45,22 @@ from makemore_sweep.training.metrics_file import OBJECTIVE_KEYS
 # --also-workers 1` measures both side by side (BENCHMARKS.md).
 DEFAULT_WORKERS = 2
 DEV_LOSS = "val_loss"  # the objective of a sweep that names none
+# The numeric figures of metrics.json a sweep may optimise (`hydra.sweeper.objectives`).
+OBJECTIVE_KEYS = (
+    "val_loss",
+    "test_loss",
+    "train_loss",
+    "init_loss",
+    "n_params",
+    "steps",
+    "best_step",
+    "train_time_s",
+    "time_to_target_s",
+    "steps_to_target",
+    "novel_fraction",
+)
 # Where a trial's job finds its trial in its config (worker.py identity_overrides, trial_hook.py).
-TRIAL_CONFIG_KEY = "optuna_trial"
+TRIAL_CONFIG_KEY = OptunaTrial.PATH
 
 
 def _default_pruner_options() -> dict[str, Any]:
