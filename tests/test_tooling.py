@@ -72,8 +72,8 @@ class NotInstalled(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NotInstalled())
 import makemore_sweep.cli.train, makemore_sweep.cli.train_job, makemore_sweep.cli.report
 import hydra_plugins.makemore_sweep_plugins
-from makemore_sweep.sweeper.storage import check_storage_url
-check_storage_url(sys.argv[1])
+from makemore_sweep.sweeper.storage import open_storage
+open_storage(sys.argv[1])
 print("ok")
 """
 
