@@ -314,3 +314,30 @@ def test_a_masked_secret_is_never_replayed(masked: str, tmp_path: Path) -> None:
     given = f"{key}=${{oc.env:SECRET_FROM_ENV}}"
     argv = expand_resume_argument([f"resume={run_dir}", given])
     assert given in argv and not any("***" in arg for arg in argv)
+
+
+def test_a_resumed_run_reads_its_checkpoint_once(
+    names_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint check, the plan check and Lightning's restore share one read (issue 25)."""
+    from makemore_sweep import train
+
+    run_dir = tmp_path / "run"
+    args = [f"data.path={names_path}", *RUN_ARGS, "optim=sgd", "logger=none"]  # a step schedule
+    first = train([*args, "trainer.max_steps=200"], output_dir=run_dir)
+    assert first["steps"] == 200
+    reads: list[Path] = []
+    real_load = torch.load
+
+    def counting_load(source: object, *args: object, **kwargs: object) -> object:
+        # A path, or the open file Lightning reads through fsspec (its `path` or `name`).
+        name = source if isinstance(source, str | Path) else None
+        name = name or getattr(source, "path", None) or getattr(source, "name", None)
+        if isinstance(name, str | Path) and Path(name).name == LAST_CHECKPOINT.name:
+            reads.append(Path(name))
+        return real_load(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    resumed = train([*args, "trainer.max_steps=300", "ckpt_path=last"], output_dir=run_dir)
+    assert resumed["resumed_from_step"] == 200 and resumed["steps"] == 300
+    assert reads == [run_dir / LAST_CHECKPOINT]

@@ -83,10 +83,13 @@ def network_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load tensors and plain values only: a checkpoint that pickles code is refused, not run."""
+def load_checkpoint(path: Path, *, keys_only: bool = False) -> dict[str, Any]:
+    """Load tensors and plain values only: a checkpoint that pickles code is refused, not run.
+
+    `keys_only`: memory-mapped, so that what it holds can be looked at without reading its
+    tensors from disk."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=keys_only)
     except FileNotFoundError as error:
         raise UserError(f"No checkpoint at {path}; train a run first (makemore-train).") from error
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError... for damaged files

@@ -47,6 +47,17 @@ def divergence_in(losses: torch.Tensor, first_step: int, limit: float) -> Traini
     return TrainingDiverged(step=first_step + bad, loss=float(losses[bad]), limit=limit)
 
 
+def chunk_outcome(
+    losses: torch.Tensor, first_step: int, limit: float, init_loss: float | None
+) -> tuple[float | None, TrainingDiverged | None]:
+    """The one bookkeeping of a chunk of optimiser steps (steps first_step, ...), alone and packed:
+    the run's `init_loss` (the loss of its very first step, once) and its divergence, if any."""
+    diverged = divergence_in(losses, first_step, limit)
+    if diverged is None and init_loss is None and first_step == 0:
+        init_loss = float(losses[0])
+    return init_loss, diverged
+
+
 def dev_divergence(step: int, val_loss: float, limit: float) -> TrainingDiverged | None:
     """A validation's dev loss that is not finite or above `limit`, as the error; else None."""
     if math.isfinite(val_loss) and val_loss <= limit:
@@ -163,11 +174,11 @@ class LanguageModelTask(L.LightningModule):
                 optimizer.step()
             losses.append(loss.detach())
         chunk = torch.stack(losses)
-        diverged = divergence_in(chunk, first_step, self.divergence_loss)
+        self.init_loss, diverged = chunk_outcome(
+            chunk, first_step, self.divergence_loss, self.init_loss
+        )
         if diverged is not None:
             raise diverged
-        if self.init_loss is None and first_step == 0:
-            self.init_loss = float(chunk[0])
         # Logged every chunk; the trainer writes them out every `log_every_n_steps` steps
         # (see trainer_setup.build_trainer), as tensors so nothing waits on the device here.
         self.log("step", float(first_step + xs.shape[0]))

@@ -37,11 +37,7 @@ from makemore_sweep.model.checkpoints import (
     network_checkpoint,
     network_state,
 )
-from makemore_sweep.model.language_model import (
-    dev_divergence,
-    divergence_in,
-    scheduled_lr,
-)
+from makemore_sweep.model.language_model import chunk_outcome, dev_divergence, scheduled_lr
 from makemore_sweep.model.network_interface import check_forward
 from makemore_sweep.model.networks import split_loss
 from makemore_sweep.training.loggers import (
@@ -74,7 +70,9 @@ def packed_checkpoint(path: Path) -> dict[str, Any] | None:
 
 
 def is_packed_checkpoint(path: Path) -> bool:
-    return packed_checkpoint(path) is not None
+    """Whether a packed member wrote the last.ckpt at `path`, from its keys alone: the run that
+    continues from it reads it once, whichever kind it is."""
+    return path.is_file() and PACKED_STATE_KEY in load_checkpoint(path, keys_only=True)
 
 
 @dataclass
@@ -226,11 +224,11 @@ class MemberRun:
         not raised."""
         first = self.step
         self.step += len(losses)  # all ran, as in a run alone's chunk
-        diverged = divergence_in(losses, first, self.run.divergence_loss)
+        self.init_loss, diverged = chunk_outcome(
+            losses, first, self.run.divergence_loss, self.init_loss
+        )
         if diverged is not None:
             return diverged
-        if self.init_loss is None and first == 0:
-            self.init_loss = float(losses[0])
         every = self.run.trainer.log_every_n_steps
         if self.step // every > first // every:
             mean = float(losses.mean())

@@ -9,7 +9,13 @@ the run started with (`check_resumed_plan`).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins import TorchCheckpointIO
 
 from makemore_sweep.data.batches import StepPlan
 from makemore_sweep.errors import ConfigError
@@ -18,12 +24,46 @@ from makemore_sweep.model.checkpoints import SCHEDULE_STEPS_KEY, load_checkpoint
 from makemore_sweep.model.language_model import LanguageModelTask
 
 
-def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> Path | None:
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from, read once: its path and what it holds."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> ResumePoint:
+        """Loaded weights-only: a damaged or code-carrying file is refused with one sentence."""
+        return cls(path, load_checkpoint(path))
+
+
+class ResumeCheckpointIO(TorchCheckpointIO):
+    """Lightning's own checkpoint IO, except that the checkpoint the run resumes from, already
+    read and checked (`ResumePoint`), is handed to Lightning instead of being read again."""
+
+    def __init__(self, resume: ResumePoint) -> None:
+        super().__init__()
+        self._resume: ResumePoint | None = resume
+
+    def load_checkpoint(
+        self,
+        path: str | Path,
+        map_location: Callable[..., Any] | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        resume = self._resume
+        if resume is not None and os.path.abspath(path) == os.path.abspath(resume.path):
+            self._resume = None  # once: a later load of the same path reads the file as it is then
+            return resume.checkpoint
+        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+
+
+def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> ResumePoint | None:
     """The checkpoint named by `ckpt_path` (null, `last` or a file), checked before any training.
 
     Lightning's own `ckpt_path="last"` silently starts from scratch when there is no last
-    checkpoint; here that is an error, and the file is loaded weights-only once so a damaged
-    or code-carrying checkpoint is refused with one sentence.
+    checkpoint; here that is an error. The file is read here, once, weights-only
+    (`ResumePoint`): the plan check and Lightning's restore take what was read.
     """
     if ckpt_path is None:
         return None
@@ -35,18 +75,17 @@ def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> Path | None:
                 "with makemore-train resume=RUN_DIR."
             )
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file.")
-    load_checkpoint(path)
-    return path
+    return ResumePoint.read(path)
 
 
-def check_resumed_plan(checkpoint_path: Path, module: LanguageModelTask, plan: StepPlan) -> None:
+def check_resumed_plan(resume: ResumePoint, module: LanguageModelTask, plan: StepPlan) -> None:
     """Refuse a resumed run whose new length cannot follow the learning-rate plan it started with.
 
     The schedule stays laid out over the run's original number of steps (the module restores it
     from the checkpoint); steps beyond it run at the schedule's final rate. A run cannot be cut
     below the steps it has done, nor extended when its schedule ends at a rate of 0.
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint, checkpoint_path = resume.checkpoint, resume.path
     done = int(checkpoint.get("global_step", 0))
     planned = int(
         checkpoint.get(

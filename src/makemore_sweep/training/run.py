@@ -24,7 +24,12 @@ from makemore_sweep.model.language_model import LanguageModelTask
 from makemore_sweep.model.network_interface import is_counted
 from makemore_sweep.model.networks import split_loss
 from makemore_sweep.training.random_state import RandomStateKeeper
-from makemore_sweep.training.resume import check_resumed_plan, checkpoint_to_resume
+from makemore_sweep.training.resume import (
+    ResumeCheckpointIO,
+    ResumePoint,
+    check_resumed_plan,
+    checkpoint_to_resume,
+)
 from makemore_sweep.training.run_hooks import RunHook
 from makemore_sweep.training.run_monitor import RunMonitor
 from makemore_sweep.training.run_records import RunRecords
@@ -77,16 +82,25 @@ def run_training(
         # Untyped `_target_` nodes (RunConfig.callbacks): their constructors check them.
         *(instantiate(c) for c in (run.callbacks or {}).values() if c is not None),
     ]
-    resume_from = resume_checkpoint(resume_from, run_dir, job)
+    resume_path = resume_checkpoint(resume_from.path if resume_from else None, run_dir, job)
+    if resume_path is not None and resume_from is None:
+        resume_from = ResumePoint.read(resume_path)  # a requeued SLURM job's own last.ckpt
     if resume_from:
         check_resumed_plan(resume_from, module, plan)
     if resume_from and job.requeued:
-        print(f"SLURM requeued job {job.job_id}: resuming from {resume_from}", flush=True)
+        print(f"SLURM requeued job {job.job_id}: resuming from {resume_from.path}", flush=True)
     callbacks += hooks
     records = RunRecords.open(
         cfg, run, run_dir, hooks, splits, monitor, job, resuming=resume_from is not None
     )
-    trainer = build_trainer(run.trainer, plan, records.loggers, callbacks, run_dir)
+    trainer = build_trainer(
+        run.trainer,
+        plan,
+        records.loggers,
+        callbacks,
+        run_dir,
+        checkpoint_io=ResumeCheckpointIO(resume_from) if resume_from else None,
+    )
     records.setup_s = time.perf_counter() - started  # config, data and trainer, imports excluded
 
     def end(state: str, error: str | None = None) -> dict[str, Any]:
@@ -104,7 +118,7 @@ def run_training(
         if is_counted(module.net):
             fit_by_counting(module, datamodule, trainer, monitor, run_dir / BEST_CHECKPOINT)
         else:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path, weights_only=True)
     except TrainingDiverged as diverged:
         end("failed", str(diverged))
         raise

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins import CheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from makemore_sweep.config.instantiation import build as instantiate
@@ -72,6 +73,7 @@ def build_trainer(
     loggers: list[Logger],
     callbacks: list[Callback],
     run_dir: Path,
+    checkpoint_io: CheckpointIO | None = None,
 ) -> L.Trainer:
     print_lightning_messages_once()
     # `_target_` and the Trainer's own arguments; built by Hydra for its whitelist and its
@@ -102,6 +104,8 @@ def build_trainer(
         # submitit (hydra/launcher=slurm) requeues a job near its time limit or on preemption;
         # Lightning's own requeue handler would be a second one, so it is switched off.
         plugins.append(SLURMEnvironment(auto_requeue=False))
+    if checkpoint_io is not None:
+        plugins.append(checkpoint_io)
     if plugins:
         extra["plugins"] = plugins
     trainer: L.Trainer = instantiate(lightning_args, **extra)
