@@ -31,6 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
     cores = sorted(ALL_CORES)
     if worker.startswith("gw") and 1 < workers <= len(cores):
         os.sched_setaffinity(0, cores[int(worker[2:]) % workers :: workers])
+    # Started in the background (`make test &`, a script's `&`), the tests get SIGINT ignored, and
+    # every run they start would keep it so: a test's Ctrl-C would do nothing. Python's own
+    # handler here means a plain default in each run they start, as in a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -145,7 +150,9 @@ def train_cli_running(
 ) -> Iterator[subprocess.Popen[str]]:
     """`makemore-train` started as a user starts it in a terminal, in a process group of its
     own: a test signals the group as a whole (Ctrl-C, a lost terminal). Whatever is left of
-    the group when the block ends is killed."""
+    the group when the block ends is killed.
+
+    Ctrl-C reaches it as in a terminal: see `pytest_configure` for tests started in the background."""
     process = subprocess.Popen(
         [sys.executable, *python_flags, "-m", "makemore_sweep.cli.train", *args],
         cwd=cwd,
